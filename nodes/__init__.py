@@ -1,0 +1,18 @@
+"""Seedfinder's ComfyUI V3 nodes. The only package of the pack that imports comfy."""
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from .invert import DDIMInvert, FixedPointInvert
+
+NODES = [DDIMInvert, FixedPointInvert]
+
+
+class SeedfinderExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> SeedfinderExtension:
+    return SeedfinderExtension()

@@ -1,0 +1,62 @@
+"""Inputs and outputs shared by every invert node (DESIGN.md §3: the hand-off)."""
+from functools import partial
+
+import comfy.samplers
+from comfy_api.latest import io
+
+from . import host
+
+CATEGORY = "sampling/seedfinder"
+
+
+def invert_inputs() -> list:
+    """model, positive, optional negative, latent, steps, scheduler, cfg, strength, optional sigmas."""
+    return [
+        io.Model.Input("model", tooltip="The model that will regenerate the image. Inversion runs through the same "
+                       "guider, so LoRAs, patches and ControlNets apply exactly as in the sampler."),
+        io.Conditioning.Input("positive", tooltip="The prompt to invert with. Reconstruct with the same prompt; "
+                              "edit by sampling the seed with another prompt."),
+        io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt; needed when cfg ≠ 1. Use the "
+                              "same one in the sampler that regenerates the image."),
+        io.Latent.Input("latent", tooltip="The image latent to invert (e.g. from VAE Encode)."),
+        io.Int.Input("steps", default=20, min=1, max=1000, tooltip="Steps of the schedule. The sampler that "
+                     "regenerates the image must use the same steps and scheduler (or the sigmas output)."),
+        io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
+                       tooltip="ComfyUI scheduler of the schedule. Use the same one in the sampler."),
+        io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance during inversion. The sampler must use the same cfg for a "
+                       "faithful reconstruction; 1.0 is the fastest (one model pass per evaluation)."),
+        io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="How far to invert: 1.0 goes all the way to noise; less inverts only the last "
+                       "round(steps·strength) steps (partial inversion for editing; in KSamplerAdvanced set "
+                       "start_at_step = steps − those)."),
+        io.Sigmas.Input("sigmas", optional=True, tooltip="Optional schedule (σ_max … 0) that overrides steps, "
+                        "scheduler and strength. Sample with the same sigmas."),
+    ]
+
+
+def invert_outputs() -> list:
+    """latent (LATENT route), noise (NOISE route), sigmas."""
+    return [
+        io.Latent.Output(display_name="latent", tooltip="The seed as a latent, for KSamplerAdvanced with add_noise "
+                         "disabled, sampler euler or ddim, the same steps/scheduler/cfg (EPS and v-prediction models)."),
+        io.Noise.Output(display_name="noise", tooltip="The seed as NOISE, for SamplerCustomAdvanced with an empty "
+                        "latent of the same size, a CFGGuider with the same cfg and prompts, euler, and the sigmas "
+                        "output. Works for every model family."),
+        io.Sigmas.Output(display_name="sigmas", tooltip="Exactly the schedule that was inverted; sample with it."),
+    ]
+
+
+def run_invert_node(method_name: str, method, model, positive, latent, steps, scheduler, cfg, strength,
+                    negative=None, sigmas=None) -> io.NodeOutput:
+    """Build the schedule, invert through the host adapter and package the three outputs and the ui summary."""
+    schedule = host.build_schedule(model, steps, scheduler, strength, sigmas)
+    inversion = host.run_inversion(method, model, positive, negative, cfg, latent, schedule)
+    start_at_step = None if sigmas is not None else steps - (len(schedule) - 1)
+    ui = {"seedfinder": [host.summary(inversion, method_name, start_at_step)]}
+    return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas, ui=ui)
+
+
+def bind(method, **options):
+    """A solver with its node options fixed, in the host's method(denoiser, x0, sigmas, ...) form."""
+    return partial(method, **options)

@@ -1,0 +1,187 @@
+"""The one adapter between Seedfinder's solvers and ComfyUI (DESIGN.md §1, §3).
+
+It runs a solver as a `comfy.samplers.Sampler` inside ComfyUI's own `CFGGuider`, so the denoiser the
+solver inverts is exactly the one a stock sampler will use to regenerate the image: same conds, cfg,
+model patches, LoRAs and ControlNets. It also knows the model family and turns the inverted seed into
+the two hand-offs ComfyUI's samplers accept (a LATENT for KSamplerAdvanced, a NOISE for
+SamplerCustomAdvanced).
+"""
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+import comfy.model_management
+import comfy.model_sampling
+import comfy.samplers
+import comfy.utils
+
+from ..solvers import InversionResult, validate_schedule
+
+log = logging.getLogger("seedfinder")
+
+InversionMethod = Callable[..., InversionResult]
+"""method(denoiser, x0, sigmas, input_scale=..., callback=...) -> InversionResult"""
+
+FAMILIES = (  # most specific first: V_PREDICTION subclasses EPS
+    (comfy.model_sampling.V_PREDICTION, "V_PREDICTION"),
+    (comfy.model_sampling.EPS, "EPS"),
+    (comfy.model_sampling.CONST, "CONST"),
+)
+
+
+def model_family(model) -> str:
+    """EPS, V_PREDICTION or CONST (flow), from the model's sampling object as core's nodes detect it."""
+    sampling = model.get_model_object("model_sampling")
+    for cls, name in FAMILIES:
+        if isinstance(sampling, cls):
+            return name
+    return type(sampling).__name__
+
+
+def build_schedule(model, steps: int, scheduler: str, strength: float, sigmas: Optional[torch.Tensor]) -> torch.Tensor:
+    """The σ schedule to invert: the user's SIGMAS, or the last round(steps·strength) steps of `scheduler`."""
+    if sigmas is not None:
+        sigmas = sigmas.detach().float().cpu()
+        validate_schedule(sigmas)
+        return sigmas
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength: expected a value in (0, 1] (1 = invert all the way to noise), got {strength}")
+    if steps < 1:
+        raise ValueError(f"steps: expected at least 1, got {steps}")
+    full = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).float().cpu()
+    inverted = max(1, round(steps * strength))
+    schedule = full[-(inverted + 1):]
+    validate_schedule(schedule)
+    return schedule
+
+
+def validate_inputs(model, positive, negative, cfg: float, latent: dict) -> None:
+    """Refuse inputs that cannot be inverted, naming the input, what was expected and what came."""
+    samples = latent["samples"]
+    if samples.is_nested or samples.ndim != 4:
+        raise ValueError(f"latent: expected an image latent of shape (batch, channels, height, width), "
+                         f"got shape {tuple(samples.shape)}")
+    channels = model.get_model_object("latent_format").latent_channels
+    if samples.shape[1] != channels:
+        raise ValueError(f"latent: this model ({model_family(model)}) expects {channels} latent channels, got "
+                         f"{samples.shape[1]} (shape {tuple(samples.shape)}); encode the image with this model's VAE")
+    if not torch.isfinite(samples).all():
+        bad = int((~torch.isfinite(samples)).sum())
+        raise ValueError(f"latent: expected finite values, got {bad} NaN/inf of {samples.numel()}")
+    for name, conditioning in (("positive", positive), ("negative", negative)):
+        if conditioning is None:
+            continue
+        for cond, _ in conditioning:
+            if cond.shape[0] not in (1, samples.shape[0]):
+                raise ValueError(f"{name}: expected a conditioning batch of 1 or {samples.shape[0]} (the latent's "
+                                 f"batch), got {cond.shape[0]}")
+    if negative is None and not math.isclose(cfg, 1.0):
+        raise ValueError(f"negative: required when cfg ≠ 1 (got cfg={cfg}); connect a negative prompt or set cfg to 1")
+
+
+class SeedNoise:
+    """A NOISE for SamplerCustomAdvanced that returns the inverted seed, scaled as noise_scaling expects (§3)."""
+
+    def __init__(self, noise: torch.Tensor):
+        self.noise = noise
+        self.seed = 0
+
+    def generate_noise(self, input_latent: dict) -> torch.Tensor:
+        shape = tuple(input_latent["samples"].shape)
+        if shape != tuple(self.noise.shape):
+            raise ValueError(f"noise: this seed has shape {tuple(self.noise.shape)} but latent_image has shape "
+                             f"{shape}; connect an empty latent of the inverted image's size and batch")
+        return self.noise.clone()
+
+
+@dataclass
+class Inversion:
+    """An inversion's hand-off to ComfyUI's samplers, with what it cost."""
+    latent: dict
+    noise: SeedNoise
+    sigmas: torch.Tensor
+    result: InversionResult
+    family: str
+
+
+class SolverSampler(comfy.samplers.Sampler):
+    """Runs an inversion method where ComfyUI runs a sampler, with the guider as the denoiser D(x, σ)."""
+
+    def __init__(self, method: InversionMethod, on_event: Callable[[dict], None]):
+        self.method, self.on_event = method, on_event
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        sampling = model_wrap.inner_model.model_sampling
+        ones = latent_image.new_ones(latent_image.shape[0])
+
+        def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
+            return model_wrap(x, sigma * ones, **extra_args)
+
+        def input_scale(sigma: float) -> float:
+            return float(sampling.calculate_input(torch.tensor(sigma), torch.ones(())))
+
+        self.result = self.method(denoise, latent_image, sigmas, input_scale=input_scale, callback=self.on_event)
+        max_denoise = self.max_denoise(model_wrap, sigmas)
+        unit = torch.ones(())
+        # noise_scaling is linear in (noise, latent): its two coefficients are what the samplers multiply by.
+        self.noise_factor = float(sampling.noise_scaling(sigmas[0], unit, torch.zeros(()), max_denoise))
+        self.latent_factor = float(sampling.noise_scaling(sigmas[0], torch.zeros(()), unit, max_denoise))
+        if abs(self.latent_factor) < 1e-4:
+            log.warning("seedfinder: a flow model keeps nothing of a LATENT at σ=%.3g; use the noise output "
+                        "with SamplerCustomAdvanced and an empty latent", float(sigmas[0]))
+            return self.result.latent
+        return self.result.latent / self.latent_factor
+
+
+def progress_reporter(steps: int) -> Callable[[dict], None]:
+    """ProgressBar per inversion step; checks for interruption after every model evaluation."""
+    bar = comfy.utils.ProgressBar(steps)
+
+    def on_event(event: dict) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        bar.update_absolute(event["step"], steps)
+
+    return on_event
+
+
+def run_inversion(method: InversionMethod, model, positive, negative, cfg: float, latent: dict,
+                  sigmas: torch.Tensor) -> Inversion:
+    """Invert `latent` with `method` through CFGGuider(model, positive, negative, cfg) over `sigmas`."""
+    validate_inputs(model, positive, negative, cfg, latent)
+    guider = comfy.samplers.CFGGuider(model)
+    conds = {"positive": positive} if negative is None else {"positive": positive, "negative": negative}
+    guider.inner_set_conds(conds)
+    guider.set_cfg(cfg)
+    steps = len(sigmas) - 1
+    sampler = SolverSampler(method, progress_reporter(steps))
+    samples = latent["samples"]
+    zeros = torch.zeros(samples.shape, dtype=samples.dtype, device="cpu")
+    handed = guider.sample(zeros, samples, sampler, sigmas, disable_pbar=True, seed=0)
+    comfy.utils.ProgressBar(steps).update_absolute(steps, steps)
+    out = {key: value for key, value in latent.items() if key != "noise_mask"}
+    out["samples"] = handed.to(comfy.model_management.intermediate_device())
+    seed = (sampler.result.latent / sampler.noise_factor).float().cpu()
+    return Inversion(latent=out, noise=SeedNoise(seed), sigmas=sigmas, result=sampler.result,
+                     family=model_family(model))
+
+
+def summary(inversion: Inversion, method: str, started_at_step: int) -> dict:
+    """The node's `ui` data: residual trace, evaluations and how to wire the hand-off (JSON-safe numbers)."""
+    def finite(value: float):
+        return value if math.isfinite(value) else None
+
+    result = inversion.result
+    return {
+        "method": method,
+        "family": inversion.family,
+        "steps": len(inversion.sigmas) - 1,
+        "start_at_step": started_at_step,
+        "evaluations": result.evaluations,
+        "residuals": [[finite(r) for r in trace] for trace in result.residuals],
+        "final_residual": [finite(trace[-1] if trace else float("nan")) for trace in result.residuals],
+        "sigmas": [float(s) for s in inversion.sigmas],
+    }

@@ -1,0 +1,144 @@
+"""The one equation behind every method: the Euler (= DDIM) step in ComfyUI's sigma space and the
+implicit equation that inverts it (DESIGN.md §2, reference/algorithms.md §3.2-3.3).
+
+A denoiser is any callable D(x, sigma) -> x0-estimate for a batched latent x and a scalar sigma,
+with classifier-free guidance already applied. Nothing here imports ComfyUI.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional, Protocol
+
+import torch
+
+
+class Denoiser(Protocol):
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor: ...
+
+
+InputScale = Callable[[float], float]
+"""c_in(sigma): the factor by which the model sees a latent at noise level sigma."""
+
+Callback = Callable[[dict], None]
+"""Called after every model evaluation with {'step', 'steps', 'iteration', 'residual'}; may raise to stop."""
+
+
+def vp_input_scale(sigma: float) -> float:
+    """c_in(σ) = 1/√(σ² + 1): what EPS and V-prediction models see (Karras et al. 2022, Table 1)."""
+    return (sigma * sigma + 1.0) ** -0.5
+
+
+def to_d(x: torch.Tensor, denoised: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Probability-flow ODE direction d = (x − D(x, σ))/σ (Karras et al. 2022, eq. 3)."""
+    return (x - denoised) / sigma
+
+
+def euler_step(x: torch.Tensor, d: torch.Tensor, sigma_from: float, sigma_to: float) -> torch.Tensor:
+    """One Euler step x + (σ_to − σ_from)·d; the deterministic DDIM step in σ space (algorithms §3.2)."""
+    return x + (sigma_to - sigma_from) * d
+
+
+def euler_sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """ComfyUI's `euler` sampler over a descending schedule: x_{i+1} = x_i + (σ_{i+1} − σ_i)·d(x_i, σ_i)."""
+    for sigma_hi, sigma_lo in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
+        x = euler_step(x, to_d(x, denoiser(x, sigma_hi), sigma_hi), sigma_hi, sigma_lo)
+    return x
+
+
+def inverse_step_map(denoiser: Denoiser, x_lo: torch.Tensor, sigma_lo: float, sigma_hi: float):
+    """T(y) = x_lo + (σ_hi − σ_lo)·d(y, σ_hi); its fixed point is the exact inverse of one Euler step (§3.3)."""
+    def T(y: torch.Tensor) -> torch.Tensor:
+        return x_lo + (sigma_hi - sigma_lo) * to_d(y, denoiser(y, sigma_hi), sigma_hi)
+    return T
+
+
+def level_scale(input_scale: InputScale, sigma_from: float, sigma_to: float) -> float:
+    """c_in(σ_from)/c_in(σ_to): lets the model see x at σ_to as it saw it at σ_from (classic DDIM inversion, §3.3 b)."""
+    return input_scale(sigma_from) / input_scale(sigma_to)
+
+
+def rms(t: torch.Tensor) -> torch.Tensor:
+    """Per-sample root mean square ‖t‖/√numel, shape (batch,)."""
+    return t.flatten(1).float().pow(2).mean(1).sqrt()
+
+
+def validate_schedule(sigmas: torch.Tensor) -> None:
+    """A schedule is finite, strictly decreasing, non-negative and ends at 0; say what is wrong otherwise."""
+    if sigmas.ndim != 1 or sigmas.numel() < 2:
+        raise ValueError(f"sigmas: expected at least 2 values (σ_max … 0), got shape {tuple(sigmas.shape)}")
+    if not torch.isfinite(sigmas).all():
+        raise ValueError(f"sigmas: expected finite values, got {sigmas.tolist()}")
+    if not (sigmas[:-1] > sigmas[1:]).all():
+        raise ValueError(f"sigmas: expected a strictly decreasing schedule, got {sigmas.tolist()}")
+    if float(sigmas[-1]) != 0.0 or float(sigmas.min()) < 0:
+        raise ValueError(f"sigmas: expected non-negative values ending at 0, got {sigmas.tolist()}")
+
+
+def ascending_steps(sigmas: torch.Tensor) -> Iterator[tuple[int, float, float]]:
+    """(index, σ_lo, σ_hi) for each step of a descending schedule, from the clean end up to noise."""
+    values = sigmas.tolist()
+    for index in range(len(values) - 1):
+        yield index, values[-1 - index], values[-2 - index]
+
+
+@dataclass
+class InversionResult:
+    """What every inversion solver returns."""
+    latent: torch.Tensor
+    """The seed x_N at σ_N = sigmas[0], in the same (model) space as the input latent."""
+    residuals: list = field(default_factory=list)
+    """Per step, from the clean end: per iteration, the largest per-sample RMS residual ‖T(y) − y‖/√numel."""
+    evaluations: int = 0
+    """Number of (guided) denoiser evaluations used."""
+    extras: dict = field(default_factory=dict)
+    """Method-specific state that travels with the seed (e.g. the partner latent of EDICT/BDIA)."""
+
+
+class CountingDenoiser:
+    """Wraps a denoiser and counts its evaluations (the cost unit of every method)."""
+
+    def __init__(self, denoiser: Denoiser):
+        self.denoiser = denoiser
+        self.evaluations = 0
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        self.evaluations += 1
+        return self.denoiser(x, sigma)
+
+
+def notify(callback: Optional[Callback], **event) -> None:
+    """Send one progress event to the callback, if any."""
+    if callback is not None:
+        callback(event)
+
+
+@dataclass
+class StepProblem:
+    """One inversion step: find x_hi with x_hi = T(x_hi), going up from x_lo at σ_lo to σ_hi."""
+    T: Callable[[torch.Tensor], torch.Tensor]
+    x_lo: torch.Tensor
+    sigma_lo: float
+    sigma_hi: float
+    y0: torch.Tensor
+    """Initial guess: x_lo as the model would see it at σ_hi (classic DDIM inversion's evaluation point)."""
+
+
+StepSolver = Callable[[StepProblem, Callable[[int, float], None]], tuple]
+"""solve(problem, on_iteration) -> (x_hi, residual trace); on_iteration(k, residual) after each evaluation."""
+
+
+def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
+                    input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None) -> InversionResult:
+    """Invert the Euler sampler step by step from σ = 0 up to sigmas[0], solving x_hi = T(x_hi) at each step (§3.4)."""
+    validate_schedule(sigmas)
+    counter = CountingDenoiser(denoiser)
+    steps = len(sigmas) - 1
+    x, residuals = x0, []
+    for index, sigma_lo, sigma_hi in ascending_steps(sigmas):
+        problem = StepProblem(T=inverse_step_map(counter, x, sigma_lo, sigma_hi), x_lo=x, sigma_lo=sigma_lo,
+                              sigma_hi=sigma_hi, y0=x * level_scale(input_scale, sigma_lo, sigma_hi))
+
+        def on_iteration(iteration: int, residual: float, index=index) -> None:
+            notify(callback, step=index, steps=steps, iteration=iteration, residual=residual)
+
+        x, trace = solve_step(problem, on_iteration)
+        residuals.append(trace)
+    return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations)

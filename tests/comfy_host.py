@@ -1,0 +1,149 @@
+"""A real ComfyUI server for the host tests: start main.py on 127.0.0.1, post API-format graphs (stdlib only).
+
+Layout under one scratch folder: comfyui/ (a copy of the test host's tree), base/ (--base-directory with
+custom_nodes/ holding a link to this pack, models/, input/, output/), web/ (an empty front end).
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST_DIR = os.environ.get("SEEDFINDER_HOST", os.path.join(REPO, ".host"))
+PYTHON = os.path.join(HOST_DIR, "venv", "bin", "python")
+COMFY_TREE = os.path.join(HOST_DIR, "comfyui")
+STUBS = os.path.join(HOST_DIR, "stubs")
+
+
+class PromptRejected(Exception):
+    """/prompt answered 400: the graph failed ComfyUI's validation."""
+
+    def __init__(self, code, body):
+        super().__init__(f"HTTP {code}: {body[:3000]}")
+        self.code, self.body = code, body
+
+
+class PromptFailed(Exception):
+    """The prompt ran and a node raised."""
+
+    def __init__(self, prompt_id, messages):
+        errors = [m[1] for m in (messages or []) if m and m[0] == "execution_error"]
+        self.kinds = [m[0] for m in (messages or []) if m]
+        self.message = errors[0].get("exception_message", "") if errors else ""
+        super().__init__(f"prompt {prompt_id} failed: {json.dumps(errors or messages)[:3000]}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ComfyHost:
+    def __init__(self, work: str, extra_args=()):
+        self.work = work
+        self.root = os.path.join(work, "comfyui")
+        shutil.copytree(COMFY_TREE, self.root, ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
+        self.base = os.path.join(work, "base")
+        for folder in ("custom_nodes", "models", "input", "output", "temp", "user"):
+            os.makedirs(os.path.join(self.base, folder), exist_ok=True)
+        os.symlink(REPO, os.path.join(self.base, "custom_nodes", "seedfinder"))
+        self.web = os.path.join(work, "web")
+        os.makedirs(self.web, exist_ok=True)
+        with open(os.path.join(self.web, "index.html"), "w") as f:
+            f.write("<html><body>Seedfinder test host</body></html>")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_args = list(extra_args)
+        self.log_path = os.path.join(work, "server.log")
+        self.proc = None
+
+    def start(self, timeout: float = 180.0) -> "ComfyHost":
+        env = dict(os.environ, PYTHONPATH=STUBS, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DO_NOT_TRACK="1")
+        command = [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+                   "--base-directory", self.base, "--front-end-root", self.web, "--disable-auto-launch",
+                   "--disable-api-nodes", "--log-stdout", "--database-url", "sqlite:///:memory:", *self.extra_args]
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(command, cwd=self.root, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                self.get("/system_stats", timeout=2)
+                return self
+            except OSError:
+                time.sleep(0.25)
+        self.stop()
+        raise TimeoutError(f"ComfyUI was not ready after {timeout} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            with open(self.log_path) as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def get(self, path: str, timeout: float = 30):
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, payload: dict, timeout: float = 30):
+        request = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body = response.read()
+                return json.loads(body) if body.strip() else None
+        except urllib.error.HTTPError as error:
+            raise PromptRejected(error.code, error.read().decode()) from None
+
+    def queue(self, graph: dict) -> str:
+        answer = self.post("/prompt", {"prompt": graph, "client_id": uuid.uuid4().hex})
+        if answer.get("node_errors"):  # some outputs failed validation: ComfyUI would run the rest silently
+            raise PromptRejected(200, json.dumps(answer["node_errors"]))
+        return answer["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 300) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            history = self.get(f"/history/{prompt_id}")
+            if prompt_id in history:
+                entry = history[prompt_id]
+                status = entry.get("status", {})
+                if status.get("status_str") == "error":
+                    raise PromptFailed(prompt_id, status.get("messages"))
+                if status.get("completed") or status.get("status_str") == "success":
+                    return entry
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI died:\n{self.log_tail()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"prompt {prompt_id} not done after {timeout} s")
+
+    def run(self, graph: dict, timeout: float = 300) -> dict:
+        return self.wait(self.queue(graph), timeout)
+
+    def output_file(self, record: dict) -> str:
+        return os.path.join(self.base, "output", record.get("subfolder", ""), record["filename"])

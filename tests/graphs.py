@@ -1,0 +1,63 @@
+"""API-format graphs for the host tests: load the tiny models, invert, regenerate through both routes."""
+import safetensors.torch
+
+from tinymodels import CLIP_FILE, UNET_FILE
+
+INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert"}
+DEFAULT_OPTIONS = {"fixed_point": {"max_iterations": 20, "tolerance": 1e-4}}
+
+
+def base_graph(image: str, positive: str = "a photo of a cat", negative: str = "blurry") -> dict:
+    return {
+        "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_FILE, "weight_dtype": "default"}},
+        "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": CLIP_FILE, "type": "stable_diffusion"}},
+        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": "taesd"}},
+        "image": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "encode": {"class_type": "VAEEncode", "inputs": {"pixels": ["image", 0], "vae": ["vae", 0]}},
+        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": positive, "clip": ["clip", 0]}},
+        "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": negative, "clip": ["clip", 0]}},
+        "save_encoded": {"class_type": "SaveLatent", "inputs": {"samples": ["encode", 0],
+                                                                "filename_prefix": "latents/encoded"}},
+    }
+
+
+def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = "ddim_uniform", cfg: float = 1.0,
+                     use_negative: bool = False, strength: float = 1.0, options: dict | None = None,
+                     latent_node=("encode", 0)) -> dict:
+    """Invert the encoded image, then regenerate it with KSamplerAdvanced (LATENT) and SamplerCustomAdvanced (NOISE)."""
+    graph = base_graph(image)
+    inputs = {"model": ["unet", 0], "positive": ["pos", 0], "latent": list(latent_node), "steps": steps,
+              "scheduler": scheduler, "cfg": cfg, "strength": strength, **DEFAULT_OPTIONS.get(method, {}),
+              **(options or {})}
+    if use_negative:
+        inputs["negative"] = ["neg", 0]
+    inverted = max(1, round(steps * strength))
+    graph.update({
+        "invert": {"class_type": INVERT.get(method, method), "inputs": inputs},
+        "ksampler": {"class_type": "KSamplerAdvanced", "inputs": {
+            "model": ["unet", 0], "add_noise": "disable", "noise_seed": 0, "steps": steps, "cfg": cfg,
+            "sampler_name": "euler", "scheduler": scheduler, "positive": ["pos", 0], "negative": ["neg", 0],
+            "latent_image": ["invert", 0], "start_at_step": steps - inverted, "end_at_step": 10000,
+            "return_with_leftover_noise": "disable"}},
+        "guider": {"class_type": "CFGGuider", "inputs": {"model": ["unet", 0], "positive": ["pos", 0],
+                                                         "negative": ["neg", 0], "cfg": cfg}},
+        "euler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "empty": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "custom": {"class_type": "SamplerCustomAdvanced", "inputs": {
+            "noise": ["invert", 1], "guider": ["guider", 0], "sampler": ["euler", 0], "sigmas": ["invert", 2],
+            "latent_image": ["empty", 0]}},
+        "save_latent_route": {"class_type": "SaveLatent", "inputs": {"samples": ["ksampler", 0],
+                                                                     "filename_prefix": "latents/latent_route"}},
+        "save_noise_route": {"class_type": "SaveLatent", "inputs": {"samples": ["custom", 0],
+                                                                    "filename_prefix": "latents/noise_route"}},
+    })
+    return graph
+
+
+def saved_latent(host, history: dict, node: str):
+    record = history["outputs"][node]["latents"][0]
+    return safetensors.torch.load_file(host.output_file(record))["latent_tensor"]
+
+
+def relative_error(reconstructed, target) -> float:
+    return float((reconstructed - target).norm() / target.norm())

@@ -1,0 +1,121 @@
+"""DDIM Invert and FixedPoint Invert on a real ComfyUI server with the tiny SD1.5-architecture model."""
+import threading
+import time
+
+import pytest
+
+from comfy_host import PromptFailed, PromptRejected
+from conftest import BAD_LATENTS, IMAGES
+from graphs import relative_error, round_trip_graph, saved_latent
+
+pytestmark = pytest.mark.host
+
+
+def round_trip(host, method, image, **kwargs):
+    history = host.run(round_trip_graph(method, image, **kwargs))
+    encoded = saved_latent(host, history, "save_encoded")
+    errors = {route: relative_error(saved_latent(host, history, f"save_{route}_route"), encoded)
+              for route in ("latent", "noise")}
+    return errors, history["outputs"]["invert"]["seedfinder"][0]
+
+
+def test_nodes_are_registered_with_tooltips(host):
+    info = host.get("/object_info")
+    assert "(IMPORT FAILED)" not in host.log()
+    for node_id, display in (("SeedfinderDDIMInvert", "DDIM Invert"), ("SeedfinderFixedPointInvert",
+                                                                        "FixedPoint Invert")):
+        node = info[node_id]
+        assert node["display_name"] == display and node["description"]
+        assert node["output_name"] == ["latent", "noise", "sigmas"]
+        for group in ("required", "optional"):
+            for name, spec in node["input"].get(group, {}).items():
+                assert spec[1].get("tooltip"), (node_id, name)
+        assert set(node["input"]["optional"]) == {"negative", "sigmas"}
+
+
+@pytest.mark.parametrize("image", IMAGES[:3])
+def test_fixed_point_round_trip_is_10x_closer_than_ddim(host, image):
+    ddim, ddim_info = round_trip(host, "ddim", image)
+    fixed, fixed_info = round_trip(host, "fixed_point", image)
+    print(f"\n{image}: ddim {ddim} ({ddim_info['evaluations']} evaluations), "
+          f"fixed point {fixed} ({fixed_info['evaluations']} evaluations)")
+    for route in ("latent", "noise"):
+        assert fixed[route] * 10 <= ddim[route], (route, ddim, fixed)
+    # the two routes hand the same seed to the same sampler
+    assert fixed["latent"] == pytest.approx(fixed["noise"], rel=0.05, abs=1e-4)
+    assert ddim_info["evaluations"] == 10 and len(ddim_info["residuals"]) == 10
+    assert 10 <= fixed_info["evaluations"] <= 10 * 20
+    assert fixed_info["evaluations"] == sum(len(trace) for trace in fixed_info["residuals"])
+    assert max(fixed_info["final_residual"]) < min(ddim_info["final_residual"])
+
+
+def test_cfg_with_negative_prompt_round_trips(host):
+    ddim, _ = round_trip(host, "ddim", IMAGES[0], cfg=2.0, use_negative=True)
+    fixed, info = round_trip(host, "fixed_point", IMAGES[0], cfg=2.0, use_negative=True)
+    print(f"\ncfg 2 with a negative prompt: ddim {ddim}, fixed point {fixed}")
+    for route in ("latent", "noise"):
+        assert fixed[route] * 10 <= ddim[route]
+
+
+def test_partial_inversion_hands_off_the_tail_of_the_schedule(host):
+    fixed, info = round_trip(host, "fixed_point", IMAGES[1], strength=0.5)
+    ddim, _ = round_trip(host, "ddim", IMAGES[1], strength=0.5)
+    print(f"\nstrength 0.5: ddim {ddim}, fixed point {fixed}")
+    assert info["steps"] == 5 and info["start_at_step"] == 5 and len(info["sigmas"]) == 6
+    for route in ("latent", "noise"):
+        assert fixed[route] * 10 <= ddim[route]
+
+
+def expect_failure(host, graph, *fragments):
+    with pytest.raises((PromptFailed, PromptRejected)) as caught:
+        host.run(graph)
+    text = caught.value.message if isinstance(caught.value, PromptFailed) else caught.value.body
+    for fragment in fragments:
+        assert fragment in text, text
+    return text
+
+
+def loaded_latent_graph(name: str, **kwargs) -> dict:
+    graph = round_trip_graph("fixed_point", IMAGES[0], latent_node=("load", 0), **kwargs)
+    graph["load"] = {"class_type": "LoadLatent", "inputs": {"latent": name}}
+    return graph
+
+
+def test_bad_inputs_get_named_errors_and_the_server_stays_usable(host):
+    expect_failure(host, loaded_latent_graph(BAD_LATENTS["three_channels"]), "latent:", "expects 4", "got 3")
+    expect_failure(host, loaded_latent_graph(BAD_LATENTS["nan"]), "latent:", "finite", "1 NaN")
+    expect_failure(host, round_trip_graph("fixed_point", IMAGES[0], strength=0.0), "strength:", "(0, 1]", "got 0.0")
+    expect_failure(host, round_trip_graph("ddim", IMAGES[0], strength=1.5), "strength")  # ComfyUI's own range check
+    expect_failure(host, round_trip_graph("fixed_point", IMAGES[0], cfg=3.0), "negative:", "cfg ≠ 1", "3.0")
+
+    ascending = round_trip_graph("fixed_point", IMAGES[0])
+    ascending["schedule"] = {"class_type": "BasicScheduler", "inputs": {"model": ["unet", 0], "scheduler": "simple",
+                                                                       "steps": 5, "denoise": 1.0}}
+    ascending["flip"] = {"class_type": "FlipSigmas", "inputs": {"sigmas": ["schedule", 0]}}
+    ascending["invert"]["inputs"]["sigmas"] = ["flip", 0]
+    expect_failure(host, ascending, "sigmas:", "strictly decreasing", "got [")
+
+    wrong_size = round_trip_graph("fixed_point", IMAGES[0])
+    wrong_size["empty"]["inputs"].update(width=32, height=32)
+    expect_failure(host, wrong_size, "noise:", "(1, 4, 8, 8)", "(1, 4, 4, 4)")
+
+    errors, _ = round_trip(host, "fixed_point", IMAGES[2])  # the server still answers normally
+    assert errors["latent"] < 0.5
+
+
+def test_interrupt_stops_a_long_inversion_promptly(host):
+    graph = round_trip_graph("fixed_point", IMAGES[3], steps=200, options={"max_iterations": 200, "tolerance": 0.0})
+    prompt_id = host.queue(graph)
+    deadline = time.time() + 60
+    while time.time() < deadline and not host.get("/queue")["queue_running"]:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    interrupted_at = time.time()
+    host.post("/interrupt", {})
+    with pytest.raises(PromptFailed) as caught:
+        host.wait(prompt_id, timeout=60)
+    stopped_after = time.time() - interrupted_at
+    assert "execution_interrupted" in caught.value.kinds
+    assert stopped_after < 5.0, stopped_after
+    errors, _ = round_trip(host, "ddim", IMAGES[3])  # and the next prompt runs
+    assert errors["latent"] > 0
