@@ -3,9 +3,9 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from .invert import DDIMInvert, FixedPointInvert
+from .invert import DDIMInvert, FixedPointInvert, RNRIInvert
 
-NODES = [DDIMInvert, FixedPointInvert]
+NODES = [DDIMInvert, FixedPointInvert, RNRIInvert]
 
 
 class SeedfinderExtension(ComfyExtension):

@@ -48,10 +48,11 @@ def invert_outputs() -> list:
 
 
 def run_invert_node(method_name: str, method, model, positive, latent, steps, scheduler, cfg, strength,
-                    negative=None, sigmas=None) -> io.NodeOutput:
+                    negative=None, sigmas=None, needs_gradient: bool = False) -> io.NodeOutput:
     """Build the schedule, invert through the host adapter and package the three outputs and the ui summary."""
     schedule = host.build_schedule(model, steps, scheduler, strength, sigmas)
-    inversion = host.run_inversion(method, model, positive, negative, cfg, latent, schedule)
+    inversion = host.run_inversion(method, model, positive, negative, cfg, latent, schedule, needs_gradient,
+                                   method_name)
     start_at_step = None if sigmas is not None else steps - (len(schedule) - 1)
     ui = {"seedfinder": [host.summary(inversion, method_name, start_at_step)]}
     return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas, ui=ui)

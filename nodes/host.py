@@ -19,6 +19,7 @@ import comfy.samplers
 import comfy.utils
 
 from ..solvers import InversionResult, validate_schedule
+from ..solvers.rnri import flow_transition_prior, ve_transition_prior
 
 log = logging.getLogger("seedfinder")
 
@@ -39,6 +40,30 @@ def model_family(model) -> str:
         if isinstance(sampling, cls):
             return name
     return type(sampling).__name__
+
+
+def noising_prior(model):
+    """The Gaussian prior of one noising step in this model family's σ space (RNRI's regulariser)."""
+    return flow_transition_prior if model_family(model) == "CONST" else ve_transition_prior
+
+
+def _same_weight(weight: torch.Tensor) -> torch.Tensor:
+    return weight
+
+
+def differentiable(model):
+    """A clone whose layers re-materialise their weights on each forward, as core's LoRA training node does.
+
+    Prompts run under inference mode, where the loaded weights are inference tensors that autograd cannot
+    save. A weight wrapper makes comfy.ops cast a fresh copy per layer and forward (inside the solver's
+    inference_mode(False) block those copies are normal tensors), so a vector-Jacobian product works with
+    weight casting and low-VRAM offloading, and no second resident copy outlives the backward pass.
+    """
+    patched = model.clone()
+    for name, module in model.model.named_modules():
+        if hasattr(module, "weight_function") and getattr(module, "weight", None) is not None:
+            patched.add_weight_wrapper(f"{name}.weight", _same_weight)
+    return patched
 
 
 def build_schedule(model, steps: int, scheduler: str, strength: float, sigmas: Optional[torch.Tensor]) -> torch.Tensor:
@@ -82,11 +107,19 @@ def validate_inputs(model, positive, negative, cfg: float, latent: dict) -> None
         raise ValueError(f"negative: required when cfg ≠ 1 (got cfg={cfg}); connect a negative prompt or set cfg to 1")
 
 
-class SeedNoise:
-    """A NOISE for SamplerCustomAdvanced that returns the inverted seed, scaled as noise_scaling expects (§3)."""
+class Seed:
+    """An inverted seed as a NOISE for SamplerCustomAdvanced, carrying what downstream nodes need (§3).
 
-    def __init__(self, noise: torch.Tensor):
-        self.noise = noise
+    `noise` is x_N divided by what ComfyUI's noise_scaling multiplies a NOISE by at sigmas[0] (√(1+σ²) or σ
+    for EPS/V, σ for flow), so it is a unit-variance seed; the rest says how to hand it back to a sampler.
+    """
+
+    def __init__(self, noise: torch.Tensor, sigmas: torch.Tensor, noise_factor: float, latent_factor: float,
+                 family: str, latent_format, method: str, extras: Optional[dict] = None):
+        self.noise, self.sigmas = noise, sigmas
+        self.noise_factor, self.latent_factor = noise_factor, latent_factor
+        self.family, self.latent_format, self.method = family, latent_format, method
+        self.extras = extras or {}
         self.seed = 0
 
     def generate_noise(self, input_latent: dict) -> torch.Tensor:
@@ -96,19 +129,36 @@ class SeedNoise:
                              f"{shape}; connect an empty latent of the inverted image's size and batch")
         return self.noise.clone()
 
+    def model_latent(self) -> torch.Tensor:
+        """x_N in the model's latent space."""
+        return self.noise * self.noise_factor
+
+    def as_latent(self) -> torch.Tensor:
+        """The LATENT-route tensor: what KSamplerAdvanced (add_noise disabled) turns back into x_N."""
+        if abs(self.latent_factor) < 1e-4:
+            log.warning("seedfinder: a flow model keeps nothing of a LATENT at σ=%.3g; use the noise output "
+                        "with SamplerCustomAdvanced and an empty latent", float(self.sigmas[0]))
+            return self.latent_format.process_out(self.model_latent())
+        return self.latent_format.process_out(self.model_latent() / self.latent_factor)
+
+    def with_noise(self, noise: torch.Tensor, method: Optional[str] = None) -> "Seed":
+        """The same hand-off for another seed tensor (e.g. an interpolated batch)."""
+        return Seed(noise, self.sigmas, self.noise_factor, self.latent_factor, self.family, self.latent_format,
+                    method or self.method)
+
 
 @dataclass
 class Inversion:
     """An inversion's hand-off to ComfyUI's samplers, with what it cost."""
     latent: dict
-    noise: SeedNoise
+    noise: Seed
     sigmas: torch.Tensor
     result: InversionResult
     family: str
 
 
 class SolverSampler(comfy.samplers.Sampler):
-    """Runs an inversion method where ComfyUI runs a sampler, with the guider as the denoiser D(x, σ)."""
+    """Runs a solver where ComfyUI runs a sampler, with the guider as the denoiser D(x, σ)."""
 
     def __init__(self, method: InversionMethod, on_event: Callable[[dict], None]):
         self.method, self.on_event = method, on_event
@@ -130,15 +180,11 @@ class SolverSampler(comfy.samplers.Sampler):
         # noise_scaling is linear in (noise, latent): its two coefficients are what the samplers multiply by.
         self.noise_factor = float(sampling.noise_scaling(sigmas[0], unit, torch.zeros(()), max_denoise))
         self.latent_factor = float(sampling.noise_scaling(sigmas[0], torch.zeros(()), unit, max_denoise))
-        if abs(self.latent_factor) < 1e-4:
-            log.warning("seedfinder: a flow model keeps nothing of a LATENT at σ=%.3g; use the noise output "
-                        "with SamplerCustomAdvanced and an empty latent", float(sigmas[0]))
-            return self.result.latent
-        return self.result.latent / self.latent_factor
+        return self.result.latent
 
 
 def progress_reporter(steps: int) -> Callable[[dict], None]:
-    """ProgressBar per inversion step; checks for interruption after every model evaluation."""
+    """ProgressBar per step; checks for interruption after every model evaluation."""
     bar = comfy.utils.ProgressBar(steps)
 
     def on_event(event: dict) -> None:
@@ -148,11 +194,15 @@ def progress_reporter(steps: int) -> Callable[[dict], None]:
     return on_event
 
 
-def run_inversion(method: InversionMethod, model, positive, negative, cfg: float, latent: dict,
-                  sigmas: torch.Tensor) -> Inversion:
-    """Invert `latent` with `method` through CFGGuider(model, positive, negative, cfg) over `sigmas`."""
+def run_guided(method: InversionMethod, model, positive, negative, cfg: float, latent: dict, sigmas: torch.Tensor,
+               needs_gradient: bool = False) -> SolverSampler:
+    """Run `method` on `latent` with D = CFGGuider(model, positive, negative, cfg) over `sigmas`.
+
+    Returns the sampler: `.result` (the method's InversionResult, latent in model space), `.noise_factor` and
+    `.latent_factor` (what a stock sampler multiplies a NOISE and a LATENT by at sigmas[0]).
+    """
     validate_inputs(model, positive, negative, cfg, latent)
-    guider = comfy.samplers.CFGGuider(model)
+    guider = comfy.samplers.CFGGuider(differentiable(model) if needs_gradient else model)
     conds = {"positive": positive} if negative is None else {"positive": positive, "negative": negative}
     guider.inner_set_conds(conds)
     guider.set_cfg(cfg)
@@ -160,13 +210,22 @@ def run_inversion(method: InversionMethod, model, positive, negative, cfg: float
     sampler = SolverSampler(method, progress_reporter(steps))
     samples = latent["samples"]
     zeros = torch.zeros(samples.shape, dtype=samples.dtype, device="cpu")
-    handed = guider.sample(zeros, samples, sampler, sigmas, disable_pbar=True, seed=0)
+    guider.sample(zeros, samples, sampler, sigmas, disable_pbar=True, seed=0)
     comfy.utils.ProgressBar(steps).update_absolute(steps, steps)
+    return sampler
+
+
+def run_inversion(method: InversionMethod, model, positive, negative, cfg: float, latent: dict,
+                  sigmas: torch.Tensor, needs_gradient: bool = False, method_name: str = "") -> Inversion:
+    """Invert `latent` with `method` through CFGGuider(model, positive, negative, cfg) over `sigmas`."""
+    sampler = run_guided(method, model, positive, negative, cfg, latent, sigmas, needs_gradient)
+    result = sampler.result
+    seed = Seed((result.latent / sampler.noise_factor).float().cpu(), sigmas, sampler.noise_factor,
+                sampler.latent_factor, model_family(model), model.get_model_object("latent_format"), method_name,
+                {key: value.float().cpu() if torch.is_tensor(value) else value for key, value in result.extras.items()})
     out = {key: value for key, value in latent.items() if key != "noise_mask"}
-    out["samples"] = handed.to(comfy.model_management.intermediate_device())
-    seed = (sampler.result.latent / sampler.noise_factor).float().cpu()
-    return Inversion(latent=out, noise=SeedNoise(seed), sigmas=sigmas, result=sampler.result,
-                     family=model_family(model))
+    out["samples"] = seed.as_latent().to(comfy.model_management.intermediate_device())
+    return Inversion(latent=out, noise=seed, sigmas=sigmas, result=result, family=seed.family)
 
 
 def summary(inversion: Inversion, method: str, started_at_step: int) -> dict:
@@ -182,6 +241,6 @@ def summary(inversion: Inversion, method: str, started_at_step: int) -> dict:
         "start_at_step": started_at_step,
         "evaluations": result.evaluations,
         "residuals": [[finite(r) for r in trace] for trace in result.residuals],
-        "final_residual": [finite(trace[-1] if trace else float("nan")) for trace in result.residuals],
+        "final_residual": [finite(min(trace) if trace else float("nan")) for trace in result.residuals],
         "sigmas": [float(s) for s in inversion.sigmas],
     }
