@@ -3,9 +3,9 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from .invert import DDIMInvert, FixedPointInvert, RNRIInvert
+from . import invert
 
-NODES = [DDIMInvert, FixedPointInvert, RNRIInvert]
+NODES = [*invert.NODES]
 
 
 class SeedfinderExtension(ComfyExtension):

@@ -86,3 +86,6 @@ class RNRIInvert(io.ComfyNode):
                       prior=noising_prior(model))
         return run_invert_node("rnri", method, model, positive, latent, steps, scheduler, cfg, strength, negative,
                                sigmas, needs_gradient=gradient == "autograd")
+
+
+NODES = [DDIMInvert, FixedPointInvert, RNRIInvert]
