@@ -47,8 +47,8 @@ def noising_prior(model):
     return flow_transition_prior if model_family(model) == "CONST" else ve_transition_prior
 
 
-def _same_weight(weight: torch.Tensor) -> torch.Tensor:
-    return weight
+def _same_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
 def differentiable(model):
@@ -61,8 +61,9 @@ def differentiable(model):
     """
     patched = model.clone()
     for name, module in model.model.named_modules():
-        if hasattr(module, "weight_function") and getattr(module, "weight", None) is not None:
-            patched.add_weight_wrapper(f"{name}.weight", _same_weight)
+        for kind in ("weight", "bias"):  # layer_norm saves its bias for backward too
+            if hasattr(module, f"{kind}_function") and getattr(module, kind, None) is not None:
+                patched.add_weight_wrapper(f"{name}.{kind}", _same_tensor)
     return patched
 
 

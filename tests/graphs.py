@@ -3,8 +3,9 @@ import safetensors.torch
 
 from tinymodels import CLIP_FILE, UNET_FILE
 
-INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert"}
-DEFAULT_OPTIONS = {"fixed_point": {"max_iterations": 20, "tolerance": 1e-4}}
+INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert", "rnri": "SeedfinderRNRIInvert"}
+DEFAULT_OPTIONS = {"fixed_point": {"max_iterations": 20, "tolerance": 1e-4},
+                   "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}}
 
 
 def base_graph(image: str, positive: str = "a photo of a cat", negative: str = "blurry") -> dict:

@@ -14,7 +14,8 @@ def pack():
 
 @pytest.fixture(scope="module")
 def model(pack):
-    return tiny_model()
+    with torch.inference_mode():  # ComfyUI's loaders run inside the prompt: the weights are inference tensors
+        return tiny_model()
 
 
 def test_progress_bar_reports_every_step(pack, model):
@@ -68,3 +69,79 @@ def test_noise_route_scaling_matches_noise_scaling(pack, model):
         sigma = float(sigmas[0])
         expected = math.sqrt(1 + sigma ** 2) if math.isclose(sigma, float(sampling.sigma_max), rel_tol=1e-5) else sigma
         assert torch.allclose(inversion.noise.noise * expected, inversion.result.latent, rtol=1e-5)
+
+
+def autograd_probe(result_box):
+    """A method that takes RNRI's autograd gradient at one step inside ComfyUI, with a finite-difference check.
+
+    F's L1 term has kinks; with s = sgn(y − T(y)) frozen, φ(z) = ⟨s, z − T(z)⟩ + λ·G(z) is smooth and has the
+    same gradient at y, so its central difference checks the vector-Jacobian product through the model.
+    """
+    from seedfinder.solvers import InversionResult, inverse_step_map
+    from seedfinder.solvers.rnri import objective_and_gradient, ve_transition_prior
+
+    def probe(denoiser, x0, sigmas, input_scale=None, callback=None):
+        T = inverse_step_map(denoiser, x0, 0.5, 1.0)
+        mean, variance = ve_transition_prior(x0, 0.5, 1.0)
+        y = x0 * 1.05
+        _, _, grad = objective_and_gradient(T, y, mean, variance, 0.5, "autograd")
+        signs = torch.sign(y - T(y))
+
+        def phi_terms(z):  # summed in float64 after the difference, so float32 rounding does not swamp it
+            return (signs * (z - T(z))).double(), (0.5 * 0.5 * (z - mean).pow(2) / variance).double()
+
+        direction = torch.randn(y.shape, generator=torch.Generator().manual_seed(7))
+        eps = 1e-3  # the random model is strongly curved: 1e-2 leaves a 0.3 % truncation error
+        (a1, b1), (a2, b2) = phi_terms(y + eps * direction), phi_terms(y - eps * direction)
+        result_box["numeric"] = float(((a1 - a2).sum() + (b1 - b2).sum()) / (2 * eps))
+        result_box["analytic"] = float((grad * direction).sum())
+        return InversionResult(latent=x0)
+
+    return probe
+
+
+def test_autograd_gradient_inside_comfyui_matches_finite_differences(pack, model):
+    from seedfinder.nodes import host
+    box = {}
+    with torch.inference_mode():  # as the executor runs every prompt
+        latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))}
+        host.run_guided(autograd_probe(box), model, random_conditioning(2), None, 1.0, latent,
+                        torch.tensor([1.0, 0.0]), needs_gradient=True)
+    print(box)
+    assert box["analytic"] == pytest.approx(box["numeric"], rel=1e-3)
+
+
+def test_inference_weights_need_the_differentiable_clone(pack, model):
+    """Without the weight wrappers, ComfyUI's inference-mode weights cannot be saved for backward."""
+    from seedfinder.nodes import host
+    with torch.inference_mode():
+        latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))}
+        with pytest.raises(RuntimeError, match="[Ii]nference tensors"):
+            host.run_guided(autograd_probe({}), model, random_conditioning(2), None, 1.0, latent,
+                            torch.tensor([1.0, 0.0]), needs_gradient=False)
+
+
+def test_autograd_keeps_no_copy_of_the_weights_after_the_node(pack, model):
+    import gc
+    import psutil
+    from seedfinder.nodes.invert import RNRIInvert
+    weights = {name: p for name, p in model.model.named_parameters()}
+    weight_bytes = sum(p.numel() * p.element_size() for p in weights.values())
+    process = psutil.Process()
+
+    def run():
+        with torch.inference_mode():
+            latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))}
+            RNRIInvert.execute(model=model, positive=random_conditioning(3), latent=latent, steps=4,
+                               scheduler="simple", cfg=1.0, strength=1.0, iterations=2, regularization=0.1,
+                               gradient="autograd")
+        gc.collect()
+        return process.memory_info().rss
+
+    warm = run()
+    after = max(run() for _ in range(3))
+    print(f"\nRSS after a warm-up autograd RNRI run {warm / 2**20:.1f} MiB, after 3 more {after / 2**20:.1f} MiB; "
+          f"weights {weight_bytes / 2**20:.1f} MiB")
+    assert after - warm < 0.25 * weight_bytes
+    # the model's own parameters are untouched: the same tensors, still inference tensors
+    assert all(p is weights[name] for name, p in model.model.named_parameters())

@@ -1,0 +1,43 @@
+"""RNRI Invert on a real ComfyUI server with the tiny SD1.5-architecture model."""
+import pytest
+
+from conftest import IMAGES
+from test_host_invert import expect_failure, round_trip
+from graphs import round_trip_graph
+
+pytestmark = pytest.mark.host
+
+
+@pytest.mark.parametrize("gradient", ["jacobian-free", "autograd"])
+def test_rnri_round_trips_through_both_routes(host, gradient):
+    """Measured (README): at its default 2 iterations RNRI improves on DDIM by 1.2-1.3× (jacobian-free) on this
+    model, not by the 10× the issue asks for; autograd's step can overshoot (0.94-1.06×)."""
+    options = {"iterations": 2, "regularization": 0.1, "gradient": gradient}
+    for image in IMAGES[:2]:
+        ddim, _ = round_trip(host, "ddim", image)
+        rnri, info = round_trip(host, "rnri", image, options=options)
+        print(f"\n{image} RNRI 2 it {gradient}: {rnri} vs DDIM {ddim} ({info['evaluations']} evaluations)")
+        assert info["evaluations"] == 20
+        assert rnri["latent"] == pytest.approx(rnri["noise"], rel=1e-3)
+        assert rnri["latent"] != pytest.approx(ddim["latent"], rel=1e-3)
+        if gradient == "jacobian-free":
+            assert rnri["latent"] < ddim["latent"] and rnri["noise"] < ddim["noise"]
+
+
+def test_rnri_with_cfg_and_negative_prompt(host):
+    rnri, info = round_trip(host, "rnri", IMAGES[0], cfg=2.0, use_negative=True)
+    ddim, _ = round_trip(host, "ddim", IMAGES[0], cfg=2.0, use_negative=True)
+    assert rnri["latent"] < ddim["latent"]
+
+
+def test_rnri_bad_inputs(host):
+    bad = round_trip_graph("rnri", IMAGES[0], options={"iterations": 0})
+    expect_failure(host, bad, "iterations")  # ComfyUI's own range check names the input
+    bad = round_trip_graph("rnri", IMAGES[0], options={"regularization": -1.0})
+    expect_failure(host, bad, "regularization")
+    bad = round_trip_graph("rnri", IMAGES[0], options={"gradient": "numeric"})
+    expect_failure(host, bad, "gradient")
+    bad = round_trip_graph("rnri", IMAGES[0], strength=0.0)
+    expect_failure(host, bad, "strength:")
+    errors, _ = round_trip(host, "rnri", IMAGES[1])
+    assert errors["latent"] > 0
