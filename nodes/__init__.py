@@ -3,9 +3,9 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import invert
+from . import encode, invert
 
-NODES = [*invert.NODES]
+NODES = [*invert.NODES, *encode.NODES]
 
 
 class SeedfinderExtension(ComfyExtension):

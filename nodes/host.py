@@ -47,6 +47,16 @@ def noising_prior(model):
     return flow_transition_prior if model_family(model) == "CONST" else ve_transition_prior
 
 
+def noising(model):
+    """add_noise(x0, n, σ): the model family's forward noising, as its samplers add noise (noise_scaling)."""
+    sampling = model.get_model_object("model_sampling")
+
+    def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
+        return sampling.noise_scaling(torch.tensor(sigma), noise, x0, False)
+
+    return add_noise
+
+
 def _same_tensor(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
@@ -199,8 +209,9 @@ def run_guided(method: InversionMethod, model, positive, negative, cfg: float, l
                needs_gradient: bool = False) -> SolverSampler:
     """Run `method` on `latent` with D = CFGGuider(model, positive, negative, cfg) over `sigmas`.
 
-    Returns the sampler: `.result` (the method's InversionResult, latent in model space), `.noise_factor` and
-    `.latent_factor` (what a stock sampler multiplies a NOISE and a LATENT by at sigmas[0]).
+    Returns the sampler: `.result` (the method's InversionResult, latent in model space), `.output` (that latent
+    in the LATENT format, as a sampler's output), `.noise_factor` and `.latent_factor` (what a stock sampler
+    multiplies a NOISE and a LATENT by at sigmas[0]).
     """
     validate_inputs(model, positive, negative, cfg, latent)
     guider = comfy.samplers.CFGGuider(differentiable(model) if needs_gradient else model)
@@ -211,7 +222,7 @@ def run_guided(method: InversionMethod, model, positive, negative, cfg: float, l
     sampler = SolverSampler(method, progress_reporter(steps))
     samples = latent["samples"]
     zeros = torch.zeros(samples.shape, dtype=samples.dtype, device="cpu")
-    guider.sample(zeros, samples, sampler, sigmas, disable_pbar=True, seed=0)
+    sampler.output = guider.sample(zeros, samples, sampler, sigmas, disable_pbar=True, seed=0)
     comfy.utils.ProgressBar(steps).update_absolute(steps, steps)
     return sampler
 

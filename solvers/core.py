@@ -36,10 +36,13 @@ def euler_step(x: torch.Tensor, d: torch.Tensor, sigma_from: float, sigma_to: fl
     return x + (sigma_to - sigma_from) * d
 
 
-def euler_sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+def euler_sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+                 callback: Optional["Callback"] = None) -> torch.Tensor:
     """ComfyUI's `euler` sampler over a descending schedule: x_{i+1} = x_i + (σ_{i+1} − σ_i)·d(x_i, σ_i)."""
-    for sigma_hi, sigma_lo in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
+    steps = len(sigmas) - 1
+    for index, (sigma_hi, sigma_lo) in enumerate(zip(sigmas[:-1].tolist(), sigmas[1:].tolist())):
         x = euler_step(x, to_d(x, denoiser(x, sigma_hi), sigma_hi), sigma_hi, sigma_lo)
+        notify(callback, step=index, steps=steps, iteration=0, residual=0.0)
     return x
 
 

@@ -61,3 +61,58 @@ def karras_sigmas(steps: int, sigma_min=0.03, sigma_max=14.6, rho=7.0, dtype=tor
     ramp = torch.linspace(0, 1, steps, dtype=dtype)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return torch.cat([(hi + ramp * (lo - hi)) ** rho, torch.zeros(1, dtype=dtype)])
+
+
+class GaussianMixtureDenoiser:
+    """Exact denoiser of data x0 ~ Σ_k π_k N(μ_k, std²·I): the posterior-weighted mean of per-mode Gaussian denoisers."""
+
+    def __init__(self, means: torch.Tensor, std: float, weights=None):
+        self.means, self.std = means, std  # means: (modes, *shape)
+        self.log_weights = torch.log(torch.as_tensor(weights, dtype=means.dtype) if weights is not None
+                                     else torch.full((means.shape[0],), 1.0 / means.shape[0], dtype=means.dtype))
+
+    def responsibilities(self, x, sigma):
+        variance = self.std ** 2 + sigma ** 2
+        distance = (x.unsqueeze(1) - self.means.unsqueeze(0)).flatten(2).pow(2).sum(2)  # (batch, modes)
+        return torch.softmax(self.log_weights - distance / (2 * variance), dim=1)
+
+    def __call__(self, x, sigma):
+        shrink = self.std ** 2 / (self.std ** 2 + sigma ** 2)
+        per_mode = self.means.unsqueeze(0) + shrink * (x.unsqueeze(1) - self.means.unsqueeze(0))
+        weights = self.responsibilities(x, sigma).view(*x.shape[:1], -1, *[1] * (x.ndim - 1))
+        return (weights * per_mode).sum(1)
+
+    def log_density(self, x):
+        """log p(x) of the data distribution (up to the shared normalising constant)."""
+        distance = (x.unsqueeze(1) - self.means.unsqueeze(0)).flatten(2).pow(2).sum(2)
+        return torch.logsumexp(self.log_weights - distance / (2 * self.std ** 2), dim=1)
+
+
+class SubspaceGaussianDenoiser:
+    """Exact denoiser of data x0 = mean + U·z, z ~ N(0, std²·I_k), on a k-dimensional subspace (U orthonormal).
+
+    D(x, σ) = mean + U·std²/(std² + σ²)·Uᵀ(x − mean): its range is the data subspace, so a latent with a
+    component off the subspace is not the output of any sampler step (a stand-in for a VAE encoding that the
+    model cannot generate with this prompt).
+    """
+
+    def __init__(self, mean: torch.Tensor, basis: torch.Tensor, std: float):
+        self.mean, self.basis, self.std = mean, basis, std  # basis: (numel, k), orthonormal columns
+
+    def __call__(self, x, sigma):
+        flat = (x - self.mean).flatten(1)
+        coefficients = flat @ self.basis * (self.std ** 2 / (self.std ** 2 + sigma ** 2))
+        return self.mean + (coefficients @ self.basis.T).view_as(x)
+
+    def off_subspace(self, x):
+        """Per-sample norm of the component of x − mean orthogonal to the data subspace."""
+        flat = (x - self.mean).flatten(1)
+        return (flat - flat @ self.basis @ self.basis.T).norm(dim=1)
+
+
+def random_subspace_denoiser(shape, rank: int, std: float = 0.7, seed: int = 0, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    numel = math.prod(shape)
+    basis, _ = torch.linalg.qr(torch.randn(numel, rank, generator=generator, dtype=dtype))
+    mean = 0.3 * torch.randn(1, *shape, generator=generator, dtype=dtype)
+    return SubspaceGaussianDenoiser(mean, basis, std)
