@@ -66,7 +66,8 @@ def main():
             for latent in latents:
                 start = time.perf_counter()
                 out = node.execute(model=model, positive=positive, latent=latent, steps=args.steps,
-                                   scheduler=args.scheduler, cfg=1.0, strength=1.0, **options)
+                                   scheduler=args.scheduler, cfg=1.0, strength=1.0, sampler="euler", noise_seed=0,
+                                   **options)
                 walls.append(time.perf_counter() - start)
                 info = out.ui["seedfinder"][0]
                 evaluations.append(info["evaluations"] / info["steps"])

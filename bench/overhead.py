@@ -57,7 +57,8 @@ def main():
                 for _ in range(args.repeats):
                     start = time.perf_counter()
                     out = node.execute(model=model, positive=positive, negative=neg, latent=latent,
-                                       steps=args.steps, scheduler="ddim_uniform", cfg=cfg, strength=1.0, **options)
+                                       steps=args.steps, scheduler="ddim_uniform", cfg=cfg, strength=1.0, sampler="euler",
+                                       noise_seed=0, **options)
                     walls.append(time.perf_counter() - start)
                     evaluations = out.ui["seedfinder"][0]["evaluations"]
                 wall = min(walls)

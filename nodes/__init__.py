@@ -3,9 +3,9 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import encode, invert
+from . import encode, invert, schedules
 
-NODES = [*invert.NODES, *encode.NODES]
+NODES = [*invert.NODES, *encode.NODES, *schedules.NODES]
 
 
 class SeedfinderExtension(ComfyExtension):

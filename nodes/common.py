@@ -4,6 +4,7 @@ from functools import partial
 import comfy.samplers
 from comfy_api.latest import io
 
+from ..solvers.samplers import SAMPLERS
 from . import host
 
 CATEGORY = "sampling/seedfinder"
@@ -47,15 +48,53 @@ def invert_outputs() -> list:
     ]
 
 
-def run_invert_node(method_name: str, method, model, positive, latent, steps, scheduler, cfg, strength,
-                    negative=None, sigmas=None, needs_gradient: bool = False) -> io.NodeOutput:
-    """Build the schedule, invert through the host adapter and package the three outputs and the ui summary."""
+def sampler_inputs() -> list:
+    """sampler (the one that will regenerate the image) and noise_seed (its fixed per-step noises)."""
+    return [
+        io.Combo.Input("sampler", options=list(SAMPLERS), default="euler",
+                       tooltip="The sampler that will regenerate the image. euler (= ddim) is deterministic: any "
+                       "stock sampler node reproduces the seed. euler_ancestral (Turbo/Lightning) and lcm (LCM) inject "
+                       "noise at every step: the inversion fixes those noises, so regenerate with the sampler output."),
+        io.Int.Input("noise_seed", default=0, min=0, max=0xffffffffffffffff,
+                     tooltip="Seed of the fixed per-step noises of euler_ancestral and lcm; unused by euler."),
+    ]
+
+
+def sampler_output() -> io.Sampler.Output:
+    return io.Sampler.Output(display_name="sampler", tooltip="The sampler to regenerate with in SamplerCustom(Advanced): "
+                             "euler, or euler_ancestral/lcm carrying the fixed noises of this inversion.")
+
+
+def invert(method_name: str, method, model, positive, latent, steps, scheduler, cfg, strength, negative=None,
+           sigmas=None, needs_gradient: bool = False):
+    """Build the schedule and invert through the host adapter: (Inversion, ui summary)."""
     schedule = host.build_schedule(model, steps, scheduler, strength, sigmas)
     inversion = host.run_inversion(method, model, positive, negative, cfg, latent, schedule, needs_gradient,
                                    method_name)
     start_at_step = None if sigmas is not None else steps - (len(schedule) - 1)
-    ui = {"seedfinder": [host.summary(inversion, method_name, start_at_step)]}
+    return inversion, {"seedfinder": [host.summary(inversion, method_name, start_at_step)]}
+
+
+def run_invert_node(method_name: str, method, model, positive, latent, steps, scheduler, cfg, strength,
+                    negative=None, sigmas=None, needs_gradient: bool = False) -> io.NodeOutput:
+    """The three hand-off outputs (latent, noise, sigmas) and the ui summary."""
+    inversion, ui = invert(method_name, method, model, positive, latent, steps, scheduler, cfg, strength, negative,
+                           sigmas, needs_gradient)
     return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas, ui=ui)
+
+
+def run_sampler_invert_node(method_name: str, method, sampler: str, noise_seed: int, needs_gradient: bool = False,
+                            **inputs) -> io.NodeOutput:
+    """Invert the steps of `sampler` (its per-step noises fixed by noise_seed); outputs the hand-off and the sampler."""
+    model, samples = inputs["model"], inputs["latent"]["samples"]
+    schedule = host.build_schedule(model, inputs["steps"], inputs["scheduler"], inputs["strength"],
+                                   inputs.get("sigmas"))
+    noises = host.fixed_noises(tuple(samples.shape), len(schedule) - 1, noise_seed) if sampler != "euler" else None
+    method = partial(method, rule=host.step_rule(model, sampler), noises=noises)
+    inversion, ui = invert(method_name, method, needs_gradient=needs_gradient, **inputs)
+    ui["seedfinder"][0]["sampler"] = sampler
+    return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
+                         host.regenerating_sampler(sampler, noises, inversion.sigmas), ui=ui)
 
 
 def bind(method, **options):

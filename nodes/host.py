@@ -18,8 +18,9 @@ import comfy.model_sampling
 import comfy.samplers
 import comfy.utils
 
-from ..solvers import InversionResult, validate_schedule
+from ..solvers import InversionResult, StepRule, validate_schedule
 from ..solvers.rnri import flow_transition_prior, ve_transition_prior
+from ..solvers.samplers import sampler_rule
 
 log = logging.getLogger("seedfinder")
 
@@ -45,6 +46,40 @@ def model_family(model) -> str:
 def noising_prior(model):
     """The Gaussian prior of one noising step in this model family's σ space (RNRI's regulariser)."""
     return flow_transition_prior if model_family(model) == "CONST" else ve_transition_prior
+
+
+def step_rule(model, sampler: str) -> StepRule:
+    """How ComfyUI's sampler `sampler` steps for this model's family (flow models have their own ancestral step)."""
+    return sampler_rule(sampler, model_family(model) == "CONST")
+
+
+def fixed_noises(shape: tuple, steps: int, seed: int) -> list:
+    """One Gaussian noise per step, from a CPU generator seeded with `seed` (same seed, same noises)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=generator) for _ in range(steps)]
+
+
+class FixedNoiseSampler:
+    """k-diffusion noise_sampler(σ, σ_next) that returns the noise fixed for that step of the inverted schedule."""
+
+    def __init__(self, noises: list, sigmas: torch.Tensor):
+        self.noises, self.sigmas = noises, [float(s) for s in sigmas]
+        self.device = comfy.model_management.get_torch_device()
+
+    def __call__(self, sigma, sigma_next) -> torch.Tensor:
+        sigma = float(sigma)
+        for index, known in enumerate(self.sigmas[:-1]):
+            if math.isclose(known, sigma, rel_tol=1e-5, abs_tol=1e-7):
+                return self.noises[index].to(self.device)
+        raise ValueError(f"sampler: this sampler carries the noises of the inverted schedule {self.sigmas}, but it "
+                         f"was asked for σ={sigma:.6g}; sample with the invert node's sigmas output")
+
+
+def regenerating_sampler(name: str, noises: Optional[list], sigmas: torch.Tensor):
+    """The SAMPLER that regenerates the image: ComfyUI's own `name`, with the inversion's fixed noises if it has any."""
+    if noises is None:
+        return comfy.samplers.sampler_object(name)
+    return comfy.samplers.ksampler(name, extra_options={"noise_sampler": FixedNoiseSampler(noises, sigmas)})
 
 
 def noising(model):

@@ -36,12 +36,24 @@ def euler_step(x: torch.Tensor, d: torch.Tensor, sigma_from: float, sigma_to: fl
     return x + (sigma_to - sigma_from) * d
 
 
-def euler_sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
-                 callback: Optional["Callback"] = None) -> torch.Tensor:
-    """ComfyUI's `euler` sampler over a descending schedule: x_{i+1} = x_i + (σ_{i+1} − σ_i)·d(x_i, σ_i)."""
+StepRule = Callable[[float, float], tuple]
+"""rule(σ_hi, σ_lo) -> (a, b, s): the sampler steps as x_lo = a·(x_hi + (s − σ_hi)·d(x_hi, σ_hi)) + b·n_i (§3.4)."""
+
+
+def euler_rule(sigma_hi: float, sigma_lo: float) -> tuple:
+    """ComfyUI's `euler` (= `ddim`): a plain Euler step to σ_lo, no noise."""
+    return 1.0, 0.0, sigma_lo
+
+
+def sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, rule: StepRule = euler_rule,
+           noises: Optional[list] = None, callback: Optional["Callback"] = None) -> torch.Tensor:
+    """ComfyUI's euler, euler_ancestral and lcm samplers as one rule: x_lo = a·Euler(x_hi; σ_hi → s) + b·n_i."""
     steps = len(sigmas) - 1
     for index, (sigma_hi, sigma_lo) in enumerate(zip(sigmas[:-1].tolist(), sigmas[1:].tolist())):
-        x = euler_step(x, to_d(x, denoiser(x, sigma_hi), sigma_hi), sigma_hi, sigma_lo)
+        a, b, s = rule(sigma_hi, sigma_lo)
+        x = a * euler_step(x, to_d(x, denoiser(x, sigma_hi), sigma_hi), sigma_hi, s)
+        if b:
+            x = x + b * noises[index].to(x)
         notify(callback, step=index, steps=steps, iteration=0, residual=0.0)
     return x
 
@@ -129,15 +141,22 @@ StepSolver = Callable[[StepProblem, Callable[[int, float], None]], tuple]
 
 
 def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
-                    input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None) -> InversionResult:
-    """Invert the Euler sampler step by step from σ = 0 up to sigmas[0], solving x_hi = T(x_hi) at each step (§3.4)."""
+                    input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None,
+                    rule: StepRule = euler_rule, noises: Optional[list] = None) -> InversionResult:
+    """Invert a sampler step by step from σ = 0 up to sigmas[0], solving x_hi = T(x_hi) at each step (§3.4).
+
+    With a stochastic rule the step's fixed noise n_i is removed first: its deterministic part
+    (x_lo − b·n_i)/a is then an Euler step to s, inverted like any other.
+    """
     validate_schedule(sigmas)
     counter = CountingDenoiser(denoiser)
     steps = len(sigmas) - 1
     x, residuals = x0, []
     for index, sigma_lo, sigma_hi in ascending_steps(sigmas):
-        problem = StepProblem(T=inverse_step_map(counter, x, sigma_lo, sigma_hi), x_lo=x, sigma_lo=sigma_lo,
-                              sigma_hi=sigma_hi, y0=x * level_scale(input_scale, sigma_lo, sigma_hi))
+        a, b, s = rule(sigma_hi, sigma_lo)
+        target = (x - b * noises[steps - 1 - index].to(x)) / a if b else x / a
+        problem = StepProblem(T=inverse_step_map(counter, target, s, sigma_hi), x_lo=target, sigma_lo=s,
+                              sigma_hi=sigma_hi, y0=target * level_scale(input_scale, s, sigma_hi))
 
         def on_iteration(iteration: int, residual: float, index=index) -> None:
             notify(callback, step=index, steps=steps, iteration=iteration, residual=residual)

@@ -8,7 +8,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .core import (Callback, CountingDenoiser, Denoiser, InputScale, InversionResult, euler_sample, notify, rms,
+from .core import (Callback, CountingDenoiser, Denoiser, InputScale, InversionResult, notify, rms, sample,
                    vp_input_scale)
 from .fixed_point import ddim_invert
 
@@ -57,7 +57,7 @@ def prompt_aware_adjust(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tens
             noisy = add_noise(x, noises[cycle], float(sigmas[0]))
         else:
             noisy = ddim_invert(counter, x, sigmas, input_scale=input_scale).latent
-        adjusted = euler_sample(counter, noisy, sigmas, callback=progress)
+        adjusted = sample(counter, noisy, sigmas, callback=progress)
         moves.append([float(rms(adjusted - x).max())])
         x = adjusted
     return InversionResult(latent=x, residuals=moves, evaluations=counter.evaluations)

@@ -9,8 +9,8 @@ from typing import Callable, Optional
 
 import torch
 
-from .core import (Callback, Denoiser, InputScale, InversionResult, StepProblem, invert_by_steps, rms,
-                   vp_input_scale)
+from .core import (Callback, Denoiser, InputScale, InversionResult, StepProblem, StepRule, euler_rule,
+                   invert_by_steps, rms, vp_input_scale)
 
 GRADIENTS = ("autograd", "jacobian-free")
 
@@ -91,7 +91,8 @@ def rnri_solve(problem: StepProblem, on_iteration: Callable[[int, float], None],
 def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, iterations: int = 2,
                 regularization: float = 0.1, gradient: str = "jacobian-free", damping: float = 0.1,
                 prior: Prior = ve_transition_prior, input_scale: InputScale = vp_input_scale,
-                callback: Optional[Callback] = None) -> InversionResult:
+                callback: Optional[Callback] = None, rule: StepRule = euler_rule,
+                noises: Optional[list] = None) -> InversionResult:
     """Invert every Euler step by regularized Newton-Raphson, `iterations` evaluations per step (RNRI)."""
     if gradient not in GRADIENTS:
         raise ValueError(f"gradient: expected one of {GRADIENTS}, got {gradient!r}")
@@ -103,4 +104,4 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, iter
         raise ValueError(f"damping: expected η > 0, got {damping}")
     solve = partial(rnri_solve, iterations=iterations, regularization=regularization, gradient=gradient,
                     damping=damping, prior=prior)
-    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback)
+    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback, rule, noises)

@@ -25,11 +25,15 @@ def base_graph(image: str, positive: str = "a photo of a cat", negative: str = "
 def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = "ddim_uniform", cfg: float = 1.0,
                      use_negative: bool = False, strength: float = 1.0, options: dict | None = None,
                      latent_node=("encode", 0)) -> dict:
-    """Invert the encoded image, then regenerate it with KSamplerAdvanced (LATENT) and SamplerCustomAdvanced (NOISE)."""
+    """Invert the encoded image, then regenerate it with KSamplerAdvanced (LATENT) and SamplerCustomAdvanced (NOISE).
+
+    With a stochastic `sampler` option, both routes sample with the invert node's sampler output (the LATENT route
+    through SamplerCustom with add_noise off), since only it carries the inversion's fixed noises.
+    """
     graph = base_graph(image)
     inputs = {"model": ["unet", 0], "positive": ["pos", 0], "latent": list(latent_node), "steps": steps,
-              "scheduler": scheduler, "cfg": cfg, "strength": strength, **DEFAULT_OPTIONS.get(method, {}),
-              **(options or {})}
+              "scheduler": scheduler, "cfg": cfg, "strength": strength, "sampler": "euler", "noise_seed": 0,
+              **DEFAULT_OPTIONS.get(method, {}), **(options or {})}
     if use_negative:
         inputs["negative"] = ["neg", 0]
     inverted = max(1, round(steps * strength))
@@ -52,6 +56,23 @@ def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = 
         "save_noise_route": {"class_type": "SaveLatent", "inputs": {"samples": ["custom", 0],
                                                                     "filename_prefix": "latents/noise_route"}},
     })
+    if inputs["sampler"] != "euler":
+        graph["custom"]["inputs"]["sampler"] = ["invert", 3]
+        graph["ksampler"] = {"class_type": "SamplerCustom", "inputs": {
+            "model": ["unet", 0], "add_noise": False, "noise_seed": 0, "cfg": cfg, "positive": ["pos", 0],
+            "negative": ["neg", 0], "sampler": ["invert", 3], "sigmas": ["invert", 2], "latent_image": ["invert", 0]}}
+    return graph
+
+
+def patch_model(graph: dict, node: dict) -> dict:
+    """Route every use of the loaded UNet through a model-patch node (e.g. ModelSamplingDiscrete)."""
+    graph["patched"] = node
+    for name, entry in graph.items():
+        if name == "patched":
+            continue
+        for key, value in entry["inputs"].items():
+            if value == ["unet", 0]:
+                entry["inputs"][key] = ["patched", 0]
     return graph
 
 

@@ -116,3 +116,22 @@ def random_subspace_denoiser(shape, rank: int, std: float = 0.7, seed: int = 0, 
     basis, _ = torch.linalg.qr(torch.randn(numel, rank, generator=generator, dtype=dtype))
     mean = 0.3 * torch.randn(1, *shape, generator=generator, dtype=dtype)
     return SubspaceGaussianDenoiser(mean, basis, std)
+
+
+class FlowGaussianDataDenoiser:
+    """Exact denoiser of Gaussian data under rectified flow x = (1 − σ)·x0 + σ·n (ComfyUI's CONST models):
+    D(x, σ) = mean + (1 − σ)·std²/((1 − σ)²·std² + σ²)·(x − (1 − σ)·mean)."""
+
+    def __init__(self, mean: torch.Tensor, std: float):
+        self.mean, self.std = mean, std
+
+    def __call__(self, x, sigma):
+        alpha = 1.0 - sigma
+        gain = alpha * self.std ** 2 / (alpha ** 2 * self.std ** 2 + sigma ** 2)
+        return self.mean + gain * (x - alpha * self.mean)
+
+
+def flow_sigmas(steps: int, shift: float = 3.0, dtype=torch.float64) -> torch.Tensor:
+    """SD3-style shifted flow schedule from σ = 1 to 0."""
+    t = torch.linspace(1, 0, steps + 1, dtype=dtype)
+    return shift * t / (1 + (shift - 1) * t)

@@ -23,14 +23,19 @@ def test_nodes_are_registered_with_tooltips(host):
     info = host.get("/object_info")
     assert "(IMPORT FAILED)" not in host.log()
     for node_id, display in (("SeedfinderDDIMInvert", "DDIM Invert"), ("SeedfinderFixedPointInvert",
-                                                                        "FixedPoint Invert")):
+                                                                        "FixedPoint Invert"),
+                             ("SeedfinderRNRIInvert", "RNRI Invert")):
         node = info[node_id]
-        assert node["display_name"] == display and node["description"]
-        assert node["output_name"] == ["latent", "noise", "sigmas"]
+        assert node["display_name"] == display
+        assert node["output_name"] == ["latent", "noise", "sigmas", "sampler"]
+        assert set(node["input"]["optional"]) == {"negative", "sigmas"}
+    ours = [node for node_id, node in info.items() if node_id.startswith("Seedfinder")]
+    assert len(ours) >= 4
+    for node in ours:
+        assert node["description"], node["name"]
         for group in ("required", "optional"):
             for name, spec in node["input"].get(group, {}).items():
-                assert spec[1].get("tooltip"), (node_id, name)
-        assert set(node["input"]["optional"]) == {"negative", "sigmas"}
+                assert spec[1].get("tooltip"), (node["name"], name)
 
 
 @pytest.mark.parametrize("image", IMAGES[:3])

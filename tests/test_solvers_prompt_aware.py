@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from oracles import GaussianMixtureDenoiser, karras_sigmas, random_subspace_denoiser
-from solvers import ddim_invert, euler_sample, fixed_point_invert
+from solvers import ddim_invert, sample, fixed_point_invert
 from solvers.prompt_aware import cycle_schedule, prompt_aware_adjust
 from solvers.rnri import rnri_invert
 
@@ -32,7 +32,7 @@ def adjust(oracle, x, sigmas, mode, depth=2, cycles=1):
 
 def round_trip(oracle, invert, x, sigmas):
     seed = invert(oracle, x, sigmas).latent
-    return float(((euler_sample(oracle, seed, sigmas) - x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)).mean())
+    return float(((sample(oracle, seed, sigmas) - x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)).mean())
 
 
 INVERTERS = {

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from oracles import GaussianDataDenoiser, karras_sigmas, random_linear_denoiser
-from solvers import StepProblem, euler_sample, inverse_step_map, rms
+from solvers import StepProblem, sample, inverse_step_map, rms
 from solvers.rnri import (flow_transition_prior, newton_step, objective_and_gradient, rnri_invert, rnri_objective,
                           rnri_solve, ve_transition_prior)
 
@@ -125,7 +125,7 @@ def test_full_inversion_round_trip_improves_on_ddim_with_iterations():
     for k in (1, 2, 50):
         result = rnri_invert(oracle, x0, sigmas, iterations=k, regularization=0.0, gradient="autograd")
         assert result.evaluations == 10 * k
-        errors[k] = float((euler_sample(oracle, result.latent, sigmas) - x0).norm() / x0.norm())
+        errors[k] = float((sample(oracle, result.latent, sigmas) - x0).norm() / x0.norm())
     assert errors[50] < errors[2] < errors[1], errors
 
 
