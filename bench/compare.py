@@ -20,8 +20,11 @@ from inprocess import import_pack, random_conditioning, tiny_model  # noqa: E402
 def configurations():
     """(label, node class name, node options) for every method and setting compared."""
     rows = [("DDIM", "DDIMInvert", {})]
-    rows += [(f"FixedPoint {k} it", "FixedPointInvert", {"max_iterations": k, "tolerance": 0.0}) for k in (1, 2, 5, 20)]
-    rows += [("FixedPoint tol 1e-4 (default)", "FixedPointInvert", {"max_iterations": 20, "tolerance": 1e-4})]
+    for acceleration in ("none", "anderson"):
+        rows += [(f"FixedPoint {k} it {acceleration}", "FixedPointInvert",
+                  {"max_iterations": k, "tolerance": 0.0, "acceleration": acceleration}) for k in (1, 2, 5, 20)]
+        rows += [(f"FixedPoint tol 1e-4 {acceleration}", "FixedPointInvert",
+                  {"max_iterations": 20, "tolerance": 1e-4, "acceleration": acceleration})]
     for gradient in ("jacobian-free", "autograd"):
         for k in (1, 2, 5, 20):
             rows.append((f"RNRI {k} it {gradient}", "RNRIInvert",

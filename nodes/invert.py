@@ -2,6 +2,7 @@
 from comfy_api.latest import io
 
 from ..solvers import ddim_invert, fixed_point_invert
+from ..solvers.fixed_point import ACCELERATIONS
 from ..solvers.rnri import GRADIENTS as RNRI_GRADIENTS, rnri_invert
 from .common import (CATEGORY, bind, invert_inputs, invert_outputs, run_sampler_invert_node, sampler_inputs,
                      sampler_output)
@@ -42,13 +43,18 @@ class FixedPointInvert(io.ComfyNode):
                 io.Float.Input("tolerance", default=1e-4, min=0.0, max=1.0, step=1e-5, round=False,
                                tooltip="Stop a step once the RMS residual ‖T(y) − y‖/√numel of every latent in the "
                                "batch is at or under this (in model latent units); 0 always runs max_iterations."),
+                io.Combo.Input("acceleration", options=list(ACCELERATIONS), default="anderson",
+                               tooltip="anderson: Anderson acceleration over the last 5 iterates, fewer evaluations "
+                               "to the tolerance and convergence where plain iteration stalls; none: plain "
+                               "y ← T(y), as the paper."),
             ],
             outputs=invert_outputs() + [sampler_output()],
         )
 
     @classmethod
-    def execute(cls, sampler, noise_seed, max_iterations, tolerance, **inputs) -> io.NodeOutput:
-        method = bind(fixed_point_invert, max_iterations=max_iterations, tolerance=tolerance)
+    def execute(cls, sampler, noise_seed, max_iterations, tolerance, acceleration, **inputs) -> io.NodeOutput:
+        method = bind(fixed_point_invert, max_iterations=max_iterations, tolerance=tolerance,
+                      acceleration=acceleration)
         return run_sampler_invert_node("fixed_point", method, sampler, noise_seed, **inputs)
 
 

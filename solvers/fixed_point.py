@@ -8,13 +8,33 @@ from .core import (Callback, Denoiser, InputScale, InversionResult, StepProblem,
                    invert_by_steps, rms, vp_input_scale)
 
 
+ACCELERATIONS = ("anderson", "none")
+
+
+def anderson_step(iterates: list, images: list, regularization: float = 1e-10) -> torch.Tensor:
+    """Anderson acceleration (Anderson 1965; Walker & Ni 2011, type II, β = 1): the next iterate
+    T(y_k) − ΔG·γ with γ = argmin ‖f_k − ΔF·γ‖, f = T(y) − y, per sample over the last len(iterates) pairs."""
+    batch = iterates[-1].shape[0]
+    residuals = [(image - iterate).reshape(batch, -1).double() for iterate, image in zip(iterates, images)]
+    flat_images = [image.reshape(batch, -1).double() for image in images]
+    delta_f = torch.stack([b - a for a, b in zip(residuals, residuals[1:])], dim=2)  # (batch, numel, window)
+    delta_g = torch.stack([b - a for a, b in zip(flat_images, flat_images[1:])], dim=2)
+    gram = delta_f.transpose(1, 2) @ delta_f
+    scale = gram.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-300).view(-1, 1, 1)
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
+    gamma = torch.linalg.solve(gram + regularization * scale * eye, delta_f.transpose(1, 2) @ residuals[-1].unsqueeze(2))
+    return (flat_images[-1] - (delta_g @ gamma).squeeze(2)).to(images[-1].dtype).view_as(images[-1])
+
+
 def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float], None], max_iterations: int,
-                      tolerance: float) -> tuple:
-    """Picard iteration y ← T(y) from y0 (FPI eq. 6); stop once every sample has ‖T(y) − y‖/√numel ≤ tolerance.
+                      tolerance: float, acceleration: str = "none", window: int = 5) -> tuple:
+    """Fixed-point iteration from y0 (FPI eq. 6), plain y ← T(y) or Anderson-accelerated; stop once every sample has
+    ‖T(y) − y‖/√numel ≤ tolerance.
 
     Returns T(y) of each sample's best-residual iterate, and the per-iteration residual trace (largest over the batch).
     """
     y, best, best_residual, trace = problem.y0, None, None, []
+    iterates, images = [], []
     for iteration in range(max_iterations):
         mapped = problem.T(y)
         residual = rms(mapped - y)
@@ -28,16 +48,22 @@ def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float],
         on_iteration(iteration, trace[-1])
         if bool((residual <= tolerance).all()):
             break
-        y = mapped
+        if acceleration == "anderson":
+            iterates, images = (iterates + [y])[-(window + 1):], (images + [mapped])[-(window + 1):]
+            y = anderson_step(iterates, images) if len(iterates) > 1 else mapped
+        else:
+            y = mapped
     return best, trace
 
 
 def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, max_iterations: int = 20,
                        tolerance: float = 1e-4, input_scale: InputScale = vp_input_scale,
                        callback: Optional[Callback] = None, rule: StepRule = euler_rule,
-                       noises: Optional[list] = None) -> InversionResult:
+                       noises: Optional[list] = None, acceleration: str = "none") -> InversionResult:
     """Invert every sampler step by fixed-point iteration, at most `max_iterations` evaluations per step (FPI §3.2)."""
-    solve = partial(fixed_point_solve, max_iterations=max_iterations, tolerance=tolerance)
+    if acceleration not in ACCELERATIONS:
+        raise ValueError(f"acceleration: expected one of {ACCELERATIONS}, got {acceleration!r}")
+    solve = partial(fixed_point_solve, max_iterations=max_iterations, tolerance=tolerance, acceleration=acceleration)
     return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback, rule, noises)
 
 

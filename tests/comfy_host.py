@@ -54,6 +54,8 @@ class ComfyHost:
         for folder in ("custom_nodes", "models", "input", "output", "temp", "user"):
             os.makedirs(os.path.join(self.base, folder), exist_ok=True)
         os.symlink(REPO, os.path.join(self.base, "custom_nodes", "seedfinder"))
+        os.symlink(os.path.join(REPO, "tests", "fixture_nodes", "seedfinder_testkit"),
+                   os.path.join(self.base, "custom_nodes", "seedfinder_testkit"))
         self.web = os.path.join(work, "web")
         os.makedirs(self.web, exist_ok=True)
         with open(os.path.join(self.web, "index.html"), "w") as f:

@@ -4,7 +4,7 @@ import safetensors.torch
 from tinymodels import CLIP_FILE, UNET_FILE
 
 INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert", "rnri": "SeedfinderRNRIInvert"}
-DEFAULT_OPTIONS = {"fixed_point": {"max_iterations": 20, "tolerance": 1e-4},
+DEFAULT_OPTIONS = {"fixed_point": {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson"},
                    "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}}
 
 
@@ -64,16 +64,20 @@ def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = 
     return graph
 
 
+def rewire(graph: dict, source: list, target: list, skip: str = "") -> dict:
+    """Point every input that reads `source` at `target` instead (except in node `skip`)."""
+    for name, entry in graph.items():
+        if name != skip:
+            for key, value in entry["inputs"].items():
+                if value == source:
+                    entry["inputs"][key] = list(target)
+    return graph
+
+
 def patch_model(graph: dict, node: dict) -> dict:
     """Route every use of the loaded UNet through a model-patch node (e.g. ModelSamplingDiscrete)."""
     graph["patched"] = node
-    for name, entry in graph.items():
-        if name == "patched":
-            continue
-        for key, value in entry["inputs"].items():
-            if value == ["unet", 0]:
-                entry["inputs"][key] = ["patched", 0]
-    return graph
+    return rewire(graph, ["unet", 0], ["patched", 0], skip="patched")
 
 
 def saved_latent(host, history: dict, node: str):

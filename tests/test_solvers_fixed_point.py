@@ -149,3 +149,42 @@ def test_invert_by_steps_never_evaluates_at_sigma_zero():
 
     invert_by_steps(lambda p, cb: (p.T(p.y0), [0.0]), probe, torch.ones(1, 4, dtype=F64), karras_sigmas(3))
     assert min(seen) > 0
+
+
+def test_anderson_solves_a_linear_step_that_plain_iteration_cannot():
+    # T(y) = x* + A·(y − x*) with A = −1.5·I on half the coordinates and 0.5·I on the rest: Picard diverges.
+    target = torch.randn(2, 16, generator=torch.Generator().manual_seed(8), dtype=F64)
+    gains = torch.cat([torch.full((8,), -1.5, dtype=F64), torch.full((8,), 0.5, dtype=F64)])
+    problem = StepProblem(T=lambda y: target + gains * (y - target), x_lo=target, sigma_lo=0.0, sigma_hi=1.0,
+                          y0=torch.zeros_like(target))
+    _, plain = fixed_point_solve(problem, lambda *_: None, max_iterations=10, tolerance=1e-12)
+    y, anderson = fixed_point_solve(problem, lambda *_: None, max_iterations=10, tolerance=1e-12,
+                                    acceleration="anderson")
+    assert plain[-1] > plain[0]  # diverges
+    assert len(anderson) <= 5 and anderson[-1] <= 1e-12  # two eigenvalues: exact after two secant updates
+    assert torch.allclose(y, target, atol=1e-10)
+
+
+@pytest.mark.parametrize("sigma_lo,sigma_hi", [(0.03, 0.4), (2.0, 14.6)])
+def test_anderson_needs_fewer_evaluations_to_tolerance(sigma_lo, sigma_hi):
+    oracle = random_linear_denoiser(dim=24, seed=4)
+    x_lo = torch.randn(3, 24, generator=torch.Generator().manual_seed(4), dtype=F64)
+    problem = StepProblem(T=inverse_step_map(oracle, x_lo, sigma_lo, sigma_hi), x_lo=x_lo, sigma_lo=sigma_lo,
+                          sigma_hi=sigma_hi, y0=x_lo)
+    exact = oracle.exact_step_inverse(x_lo, sigma_lo, sigma_hi)
+    counts = {}
+    for acceleration in ("none", "anderson"):
+        y, trace = fixed_point_solve(problem, lambda *_: None, max_iterations=500, tolerance=1e-11,
+                                     acceleration=acceleration)
+        assert torch.allclose(y, exact, atol=1e-9)
+        counts[acceleration] = len(trace)
+    assert counts["anderson"] < counts["none"], counts
+
+
+def test_anderson_full_inversion_round_trip():
+    oracle, x0 = gaussian_case(seed=9)
+    sigmas = karras_sigmas(10)
+    result = fixed_point_invert(oracle, x0, sigmas, max_iterations=50, tolerance=1e-12, acceleration="anderson")
+    assert torch.allclose(sample(oracle, result.latent, sigmas), x0, atol=1e-9)
+    with pytest.raises(ValueError, match="acceleration: expected one of"):
+        fixed_point_invert(oracle, x0, sigmas, acceleration="broyden")
