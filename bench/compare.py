@@ -22,9 +22,12 @@ def configurations():
     rows = [("DDIM", "DDIMInvert", {})]
     for acceleration in ("none", "anderson"):
         rows += [(f"FixedPoint {k} it {acceleration}", "FixedPointInvert",
-                  {"max_iterations": k, "tolerance": 0.0, "acceleration": acceleration}) for k in (1, 2, 5, 20)]
+                  {"max_iterations": k, "tolerance": 0.0, "acceleration": acceleration, "warm_start": False})
+                 for k in (1, 2, 5, 20)]
         rows += [(f"FixedPoint tol 1e-4 {acceleration}", "FixedPointInvert",
-                  {"max_iterations": 20, "tolerance": 1e-4, "acceleration": acceleration})]
+                  {"max_iterations": 20, "tolerance": 1e-4, "acceleration": acceleration, "warm_start": False})]
+    rows += [("FixedPoint tol 1e-4 anderson + warm start (default)", "FixedPointInvert",
+              {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True})]
     for gradient in ("jacobian-free", "autograd"):
         for k in (1, 2, 5, 20):
             rows.append((f"RNRI {k} it {gradient}", "RNRIInvert",

@@ -47,7 +47,7 @@ def main():
     latent = {"samples": torch.randn(1, 4, args.size, args.size, generator=torch.Generator().manual_seed(0))}
     nodes = [("DDIM Invert", DDIMInvert, {}),
              ("FixedPoint Invert (20 it, tol 1e-4, anderson)", FixedPointInvert,
-              {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson"})]
+              {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True})]
     print(f"| node | cfg | evaluations | node wall (s) | evals × one evaluation (s) | overhead |")
     print("|---|---|---|---|---|---|")
     with torch.inference_mode():

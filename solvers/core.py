@@ -142,25 +142,32 @@ StepSolver = Callable[[StepProblem, Callable[[int, float], None]], tuple]
 
 def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
                     input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None,
-                    rule: StepRule = euler_rule, noises: Optional[list] = None) -> InversionResult:
+                    rule: StepRule = euler_rule, noises: Optional[list] = None,
+                    warm_start: bool = False) -> InversionResult:
     """Invert a sampler step by step from σ = 0 up to sigmas[0], solving x_hi = T(x_hi) at each step (§3.4).
 
     With a stochastic rule the step's fixed noise n_i is removed first: its deterministic part
-    (x_lo − b·n_i)/a is then an Euler step to s, inverted like any other.
+    (x_lo − b·n_i)/a is then an Euler step to s, inverted like any other. The initial guess is classic DDIM's
+    evaluation point, or with `warm_start` the previous step's solved direction d extrapolated: x_lo + (σ_hi − s)·d.
     """
     validate_schedule(sigmas)
     counter = CountingDenoiser(denoiser)
     steps = len(sigmas) - 1
-    x, residuals = x0, []
+    x, residuals, direction = x0, [], None
     for index, sigma_lo, sigma_hi in ascending_steps(sigmas):
         a, b, s = rule(sigma_hi, sigma_lo)
         target = (x - b * noises[steps - 1 - index].to(x)) / a if b else x / a
+        if warm_start and direction is not None:
+            y0 = target + (sigma_hi - s) * direction
+        else:
+            y0 = target * level_scale(input_scale, s, sigma_hi)
         problem = StepProblem(T=inverse_step_map(counter, target, s, sigma_hi), x_lo=target, sigma_lo=s,
-                              sigma_hi=sigma_hi, y0=target * level_scale(input_scale, s, sigma_hi))
+                              sigma_hi=sigma_hi, y0=y0)
 
         def on_iteration(iteration: int, residual: float, index=index) -> None:
             notify(callback, step=index, steps=steps, iteration=iteration, residual=residual)
 
         x, trace = solve_step(problem, on_iteration)
+        direction = (x - target) / (sigma_hi - s)
         residuals.append(trace)
     return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations)

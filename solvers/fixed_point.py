@@ -59,12 +59,13 @@ def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float],
 def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, max_iterations: int = 20,
                        tolerance: float = 1e-4, input_scale: InputScale = vp_input_scale,
                        callback: Optional[Callback] = None, rule: StepRule = euler_rule,
-                       noises: Optional[list] = None, acceleration: str = "none") -> InversionResult:
+                       noises: Optional[list] = None, acceleration: str = "none",
+                       warm_start: bool = False) -> InversionResult:
     """Invert every sampler step by fixed-point iteration, at most `max_iterations` evaluations per step (FPI §3.2)."""
     if acceleration not in ACCELERATIONS:
         raise ValueError(f"acceleration: expected one of {ACCELERATIONS}, got {acceleration!r}")
     solve = partial(fixed_point_solve, max_iterations=max_iterations, tolerance=tolerance, acceleration=acceleration)
-    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback, rule, noises)
+    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback, rule, noises, warm_start)
 
 
 def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, input_scale: InputScale = vp_input_scale,

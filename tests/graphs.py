@@ -4,7 +4,8 @@ import safetensors.torch
 from tinymodels import CLIP_FILE, UNET_FILE
 
 INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert", "rnri": "SeedfinderRNRIInvert"}
-DEFAULT_OPTIONS = {"fixed_point": {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson"},
+DEFAULT_OPTIONS = {"fixed_point": {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson",
+                                   "warm_start": True},
                    "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}}
 
 

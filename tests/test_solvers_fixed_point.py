@@ -188,3 +188,12 @@ def test_anderson_full_inversion_round_trip():
     assert torch.allclose(sample(oracle, result.latent, sigmas), x0, atol=1e-9)
     with pytest.raises(ValueError, match="acceleration: expected one of"):
         fixed_point_invert(oracle, x0, sigmas, acceleration="broyden")
+
+
+def test_warm_start_saves_evaluations_on_a_smooth_trajectory():
+    oracle, x0 = gaussian_case(seed=10)
+    sigmas = karras_sigmas(30)
+    cold = fixed_point_invert(oracle, x0, sigmas, max_iterations=100, tolerance=1e-8)
+    warm = fixed_point_invert(oracle, x0, sigmas, max_iterations=100, tolerance=1e-8, warm_start=True)
+    assert warm.evaluations < cold.evaluations
+    assert torch.allclose(sample(oracle, warm.latent, sigmas), x0, atol=1e-6)
