@@ -1,51 +1,110 @@
-"""Inverters side by side on the CPU tiny model, in one run: evaluations, wall time, residual, round-trip error.
+"""Every inverter side by side on the same inputs, in one run: evaluations, wall time, peak memory, per-step
+residual and round-trip error; writes a markdown table, a JSON file and an SVG plot (error vs time and vs
+evaluations).
 
 Each configuration runs its node's execute() (the full node path) on the same latents; the seed is then
-regenerated with ComfyUI's euler sampler through a CFGGuider (the KSamplerAdvanced/LATENT route) and
-compared with the input latent. Prints a markdown table. Ratios only: a random model does not denoise.
-usage: .host/venv/bin/python bench/compare.py [--steps 10] [--scheduler ddim_uniform] [--latents 3]
+regenerated with the sampler the node hands off (euler through a CFGGuider, as KSamplerAdvanced with add_noise
+disabled does; EDICT/BDIA with their own sampler) and compared with the latent the inversion started from.
+On the CPU tiny model only ratios mean anything: a random model does not denoise.
+usage: .host/venv/bin/python bench/compare.py [--steps 10] [--scheduler ddim_uniform] [--latents 3] [--out DIR]
 """
 import argparse
+import json
 import os
 import statistics
 import sys
+import threading
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(os.path.dirname(HERE), "tests"), HERE]
 from inprocess import import_pack, random_conditioning, tiny_model  # noqa: E402
+from plot import error_plot_svg  # noqa: E402
+
+FIXED_POINT = {"tolerance": 0.0, "warm_start": False}
 
 
 def configurations():
-    """(label, node class name, node options) for every method and setting compared."""
-    rows = [("DDIM", "DDIMInvert", {})]
-    for acceleration in ("none", "anderson"):
-        rows += [(f"FixedPoint {k} it {acceleration}", "FixedPointInvert",
-                  {"max_iterations": k, "tolerance": 0.0, "acceleration": acceleration, "warm_start": False})
-                 for k in (1, 2, 5, 20)]
-        rows += [(f"FixedPoint tol 1e-4 {acceleration}", "FixedPointInvert",
-                  {"max_iterations": 20, "tolerance": 1e-4, "acceleration": acceleration, "warm_start": False})]
-    rows += [("FixedPoint tol 1e-4 anderson + warm start (default)", "FixedPointInvert",
-              {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True})]
+    """(label, node class name, node options, prompt-aware) for every method and setting compared."""
+    rows = [("DDIM", "DDIMInvert", {}, False)]
+    rows += [(f"FixedPoint {k} it", "FixedPointInvert", {**FIXED_POINT, "max_iterations": k, "acceleration": "none"},
+              False) for k in (2, 5, 20)]
+    rows += [("FixedPoint 20 it Anderson", "FixedPointInvert",
+              {**FIXED_POINT, "max_iterations": 20, "acceleration": "anderson"}, False)]
+    rows += [("FixedPoint to tol 1e-4", "FixedPointInvert",
+              {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "none", "warm_start": False}, False)]
+    default_fixed_point = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
+    rows += [("FixedPoint default (tol 1e-4, Anderson, warm start)", "FixedPointInvert", default_fixed_point, False)]
     for gradient in ("jacobian-free", "autograd"):
-        for k in (1, 2, 5, 20):
-            rows.append((f"RNRI {k} it {gradient}", "RNRIInvert",
-                         {"iterations": k, "regularization": 0.0, "gradient": gradient}))
-        rows.append((f"RNRI 2 it {gradient} λ=0.1", "RNRIInvert",
-                     {"iterations": 2, "regularization": 0.1, "gradient": gradient}))
+        rows += [(f"RNRI {k} it {gradient}", "RNRIInvert",
+                  {"iterations": k, "regularization": 0.1, "gradient": gradient}, False) for k in (1, 2)]
+    rows += [("RNRI 20 it jacobian-free", "RNRIInvert",
+              {"iterations": 20, "regularization": 0.1, "gradient": "jacobian-free"}, False)]
+    rows += [("DDIM + Prompt-Aware Encode", "DDIMInvert", {}, True),
+             ("FixedPoint default + Prompt-Aware Encode", "FixedPointInvert", default_fixed_point, True)]
     return rows
 
 
-def regenerate(model, positive, cfg, latent, sigmas):
-    """ComfyUI's euler sampler from the inverted latent with zero noise (what KSamplerAdvanced add_noise=disable does)."""
+class PeakMemory:
+    """Peak resident memory above the start, sampled every 2 ms (CPU), or torch's peak allocation (CUDA)."""
+
+    def __enter__(self):
+        import psutil
+        self.process, self.start, self.peak, self.running = psutil.Process(), 0, 0, True
+        self.start = self.peak = self.process.memory_info().rss
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+        self.growth_mib = (self.peak - self.start) / 2 ** 20
+
+
+def regenerate(model, positive, cfg, latent, sigmas, sampler=None):
+    """The hand-off's own sampler (default euler) from the inverted latent with zero noise."""
     import comfy.samplers
     guider = comfy.samplers.CFGGuider(model)
     guider.inner_set_conds({"positive": positive})
     guider.set_cfg(cfg)
     samples = latent["samples"]
-    return guider.sample(torch.zeros_like(samples), samples, comfy.samplers.sampler_object("euler"), sigmas,
-                         disable_pbar=True, seed=0)
+    return guider.sample(torch.zeros_like(samples), samples, sampler or comfy.samplers.sampler_object("euler"),
+                         sigmas, disable_pbar=True, seed=0)
+
+
+def run_configuration(nodes, model, positive, latents, steps, scheduler, node_name, options, prompt_aware):
+    """Mean evaluations per step, wall time, peak memory, residuals and round-trip error over the latents."""
+    node = getattr(nodes, node_name)
+    common = dict(model=model, positive=positive, steps=steps, scheduler=scheduler, cfg=1.0, strength=1.0)
+    if node_name in ("DDIMInvert", "FixedPointInvert", "RNRIInvert"):
+        common.update(sampler="euler", noise_seed=0)
+    stats = {"evaluations": [], "wall": [], "memory": [], "residual": [], "error": [], "residuals": []}
+    for latent in latents:
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            if prompt_aware:
+                latent = nodes.PromptAwareEncode.execute(
+                    model=model, positive=positive, steps=steps, scheduler=scheduler, cfg=1.0, depth=2, cycles=1,
+                    mode="seeded", seed=0, latent=latent).args[0]
+            out = node.execute(latent=latent, **common, **options)
+            stats["wall"].append(time.perf_counter() - start)
+        info = out.ui["seedfinder"][0]
+        stats["memory"].append(memory.growth_mib)
+        stats["evaluations"].append(info["evaluations"] / info["steps"])
+        stats["residual"].append(max(info["final_residual"]))
+        stats["residuals"].append(info["final_residual"])
+        sampler = out.args[3] if len(out.args) > 3 else None
+        back = regenerate(model, positive, 1.0, out.args[0], out.args[2], sampler)
+        stats["error"].append(float((back - latent["samples"]).norm() / latent["samples"].norm()))
+    return {key: (values if key == "residuals" else statistics.mean(values)) for key, values in stats.items()}
 
 
 def main():
@@ -53,35 +112,40 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--scheduler", default="ddim_uniform")
     parser.add_argument("--latents", type=int, default=3, help="how many random latents to average over")
-    parser.add_argument("--size", type=int, default=8)
+    parser.add_argument("--size", type=int, default=8, help="latent height and width")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for cpu.md/.json/.svg")
     args = parser.parse_args()
     import_pack()
-    from seedfinder.nodes import invert
+    import seedfinder.nodes as pack_nodes
+    nodes = type("Nodes", (), {cls.__name__: cls for cls in pack_nodes.NODES})
     model = tiny_model()
     positive = random_conditioning(0)
     latents = [{"samples": torch.randn(1, 4, args.size, args.size, generator=torch.Generator().manual_seed(seed))}
                for seed in range(args.latents)]
-    print(f"tiny SD15-architecture model, {args.size}×{args.size} latents, {args.steps} {args.scheduler} steps, cfg 1, "
-          f"mean over {args.latents} latents\n")
-    print("| method | evaluations / step | wall (s) | max final residual | round-trip error |")
-    print("|---|---|---|---|---|")
+    title = (f"tiny SD1.5-architecture model (CPU), {args.size}×{args.size} latents, {args.steps} {args.scheduler} "
+             f"steps, cfg 1, mean over {args.latents} latents")
+    lines = [title, "", "| method | evaluations / step | wall (s) | peak memory (MiB) | max final residual | "
+             "round-trip error |", "|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    rows = []
     with torch.inference_mode():
-        for label, node_name, options in configurations():
-            node = getattr(invert, node_name)
-            evaluations, walls, residuals, errors = [], [], [], []
-            for latent in latents:
-                start = time.perf_counter()
-                out = node.execute(model=model, positive=positive, latent=latent, steps=args.steps,
-                                   scheduler=args.scheduler, cfg=1.0, strength=1.0, sampler="euler", noise_seed=0,
-                                   **options)
-                walls.append(time.perf_counter() - start)
-                info = out.ui["seedfinder"][0]
-                evaluations.append(info["evaluations"] / info["steps"])
-                residuals.append(max(info["final_residual"]))
-                back = regenerate(model, positive, 1.0, out.args[0], out.args[2])
-                errors.append(float((back - latent["samples"]).norm() / latent["samples"].norm()))
-            print(f"| {label} | {statistics.mean(evaluations):.1f} | {statistics.mean(walls):.3f} | "
-                  f"{statistics.mean(residuals):.2e} | {statistics.mean(errors):.3g} |", flush=True)
+        for label, node_name, options, prompt_aware in configurations():
+            if not hasattr(nodes, node_name):
+                continue
+            result = run_configuration(nodes, model, positive, latents, args.steps, args.scheduler, node_name,
+                                       options, prompt_aware)
+            rows.append({"label": label, **result})
+            line = (f"| {label} | {result['evaluations']:.1f} | {result['wall']:.3f} | {result['memory']:.0f} | "
+                    f"{result['residual']:.2e} | {result['error']:.3g} |")
+            lines.append(line)
+            print(line, flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "cpu.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(args.out, "cpu.json"), "w") as f:
+        json.dump({"title": title, "rows": rows}, f, indent=1)
+    with open(os.path.join(args.out, "cpu.svg"), "w") as f:
+        f.write(error_plot_svg(rows, title))
 
 
 if __name__ == "__main__":
