@@ -36,6 +36,8 @@ def configurations():
     rows += [("FixedPoint to tol 1e-4", "FixedPointInvert",
               {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "none", "warm_start": False}, False)]
     default_fixed_point = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
+    rows += [("FixedPoint to tol 1e-4, Anderson", "FixedPointInvert", {**default_fixed_point, "warm_start": False},
+              False)]
     rows += [("FixedPoint default (tol 1e-4, Anderson, warm start)", "FixedPointInvert", default_fixed_point, False)]
     for gradient in ("jacobian-free", "autograd"):
         rows += [(f"RNRI {k} it {gradient}", "RNRIInvert",

@@ -40,14 +40,16 @@ def main():
     torch.set_num_threads(max(1, torch.get_num_threads()))
     pack = import_pack()
     from seedfinder.nodes import host
-    from seedfinder.nodes.invert import DDIMInvert, FixedPointInvert
+    from seedfinder.nodes.invert import DDIMInvert, FixedPointInvert, RNRIInvert
     from seedfinder import solvers
     model = tiny_model()
     positive, negative = random_conditioning(0), random_conditioning(1)
     latent = {"samples": torch.randn(1, 4, args.size, args.size, generator=torch.Generator().manual_seed(0))}
     nodes = [("DDIM Invert", DDIMInvert, {}),
-             ("FixedPoint Invert (20 it, tol 1e-4, anderson)", FixedPointInvert,
-              {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True})]
+             ("FixedPoint Invert (defaults)", FixedPointInvert,
+              {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}),
+             ("RNRI Invert (defaults)", RNRIInvert,
+              {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"})]
     print(f"| node | cfg | evaluations | node wall (s) | evals × one evaluation (s) | overhead |")
     print("|---|---|---|---|---|---|")
     with torch.inference_mode():

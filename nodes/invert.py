@@ -49,7 +49,7 @@ class FixedPointInvert(io.ComfyNode):
                                "y ← T(y), as the paper."),
                 io.Boolean.Input("warm_start", default=True,
                                  tooltip="Start each step from the previous step's solved direction instead of the "
-                                 "DDIM guess: fewer evaluations to the tolerance (measured 8-19 %)."),
+                                 "DDIM guess: fewer evaluations to the tolerance (see the README's benchmark)."),
             ],
             outputs=invert_outputs() + [sampler_output()],
         )
