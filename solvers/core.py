@@ -75,6 +75,16 @@ def rms(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).float().pow(2).mean(1).sqrt()
 
 
+def keep_best(best: Optional[torch.Tensor], best_score: Optional[torch.Tensor], candidate: torch.Tensor,
+              score: torch.Tensor) -> tuple:
+    """Per sample, keep the candidate with the lowest score so far (scores of shape (batch,))."""
+    if best is None:
+        return candidate, score
+    improved = score < best_score
+    return (torch.where(improved.view(-1, *[1] * (candidate.ndim - 1)), candidate, best),
+            torch.where(improved, score, best_score))
+
+
 def validate_schedule(sigmas: torch.Tensor) -> None:
     """A schedule is finite, strictly decreasing, non-negative and ends at 0; say what is wrong otherwise."""
     if sigmas.ndim != 1 or sigmas.numel() < 2:

@@ -5,7 +5,7 @@ from typing import Callable, Optional
 import torch
 
 from .core import (Callback, Denoiser, InputScale, InversionResult, StepProblem, StepRule, euler_rule,
-                   invert_by_steps, rms, vp_input_scale)
+                   invert_by_steps, keep_best, rms, vp_input_scale)
 
 
 ACCELERATIONS = ("anderson", "none")
@@ -38,12 +38,7 @@ def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float],
     for iteration in range(max_iterations):
         mapped = problem.T(y)
         residual = rms(mapped - y)
-        if best is None:
-            best, best_residual = mapped, residual
-        else:
-            improved = residual < best_residual
-            best = torch.where(improved.view(-1, *[1] * (y.ndim - 1)), mapped, best)
-            best_residual = torch.where(improved, residual, best_residual)
+        best, best_residual = keep_best(best, best_residual, mapped, residual)
         trace.append(float(residual.max()))
         on_iteration(iteration, trace[-1])
         if bool((residual <= tolerance).all()):

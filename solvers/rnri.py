@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import torch
 
 from .core import (Callback, Denoiser, InputScale, InversionResult, StepProblem, StepRule, euler_rule,
-                   invert_by_steps, rms, vp_input_scale)
+                   invert_by_steps, keep_best, rms, vp_input_scale)
 
 GRADIENTS = ("autograd", "jacobian-free")
 
@@ -75,12 +75,7 @@ def rnri_solve(problem: StepProblem, on_iteration: Callable[[int, float], None],
         last = iteration + 1 == iterations  # its gradient would go unused: skip the backward pass
         mapped, objective, grad = objective_and_gradient(problem.T, y, mean, variance, regularization,
                                                          "jacobian-free" if last else gradient)
-        if best is None:
-            best, best_objective = mapped, objective
-        else:
-            improved = objective < best_objective
-            best = torch.where(improved.view(-1, *[1] * (y.ndim - 1)), mapped, best)
-            best_objective = torch.where(improved, objective, best_objective)
+        best, best_objective = keep_best(best, best_objective, mapped, objective)
         trace.append(float(rms(mapped - y).max()))
         on_iteration(iteration, trace[-1])
         if not last:
