@@ -27,17 +27,22 @@ def smooth_image(seed: int, size: int = 64) -> np.ndarray:
 
 
 BAD_LATENTS = {"nan": "seedfinder_nan.latent", "three_channels": "seedfinder_3ch.latent"}
+SD3_LATENT = "seedfinder_sd3_16ch.latent"
 
 
-def write_bad_latents(folder: str) -> None:
-    """Latent files for LoadLatent that no inverter should accept: NaN values, and 3 channels for a 4-channel model."""
+def write_latents(folder: str) -> None:
+    """Latent files for LoadLatent: ones no inverter should accept (NaN values; 3 channels for a 4-channel model),
+    and a 16-channel latent for the SD3-class model (the test VAE encodes to 4 channels)."""
     import safetensors.torch
     import torch
-    nan = torch.randn(1, 4, 8, 8)
+    generator = torch.Generator().manual_seed(16)
+    nan = torch.randn(1, 4, 8, 8, generator=generator)
     nan[0, 1, 2, 3] = float("nan")
-    for key, tensor in (("nan", nan), ("three_channels", torch.randn(1, 3, 8, 8))):
+    files = {BAD_LATENTS["nan"]: nan, BAD_LATENTS["three_channels"]: torch.randn(1, 3, 8, 8, generator=generator),
+             SD3_LATENT: torch.randn(1, 16, 8, 8, generator=generator)}
+    for name, tensor in files.items():
         safetensors.torch.save_file({"latent_tensor": tensor, "latent_format_version_0": torch.tensor([])},
-                                    os.path.join(folder, BAD_LATENTS[key]))
+                                    os.path.join(folder, name))
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +67,7 @@ def host(tmp_path_factory, comfy_inprocess):
     comfy_inprocess.write_models(os.path.join(server.base, "models"))
     for index, name in enumerate(IMAGES):
         Image.fromarray(smooth_image(index)).save(os.path.join(server.base, "input", name))
-    write_bad_latents(os.path.join(server.base, "input"))
+    write_latents(os.path.join(server.base, "input"))
     server.start()
     yield server
     server.stop()

@@ -6,7 +6,7 @@ SDXL-Turbo setting (euler_ancestral on the 4-step trailing schedule).
 """
 import pytest
 
-from conftest import IMAGES
+from conftest import IMAGES, SD3_LATENT
 from graphs import patch_model, relative_error, rewire, round_trip_graph, saved_latent
 
 pytestmark = pytest.mark.host
@@ -30,8 +30,10 @@ FAMILIES = {
     # at 20 steps every step converges.
     "sdxl": ("sdxl", "euler", "ddim_uniform", 20, ("latent", "noise")),
     "sdxl_v_prediction": ("sdxl_v", "euler", "simple", 20, ("latent", "noise")),
+    # ComfyUI's SD3 model class: MMDiT, 16-channel SD3 latent format (shifted), rectified flow with shift 3
+    "sd3": ("sd3", "euler", "simple", 10, ("noise",)),
 }
-FAMILY_OF = {"flow": "CONST", "flux_sampling": "CONST", "v_prediction": "V_PREDICTION",
+FAMILY_OF = {"flow": "CONST", "flux_sampling": "CONST", "sd3": "CONST", "v_prediction": "V_PREDICTION",
              "sdxl_v_prediction": "V_PREDICTION"}
 METHODS = {"ddim": {}, "fixed_point": {"max_iterations": 20, "tolerance": 1e-4},
            "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}}
@@ -45,6 +47,13 @@ def family_graph(family: str, method: str, image: str, strength: float = 1.0) ->
         graph["trailing"] = {"class_type": "SeedfinderTrailingScheduler", "inputs": {"model": ["unet", 0],
                                                                                    "steps": steps}}
         graph["invert"]["inputs"]["sigmas"] = ["trailing", 0]
+    if patch == "sd3":  # ComfyUI's SD3 model class, tiny and in memory, a 16-channel latent from a file
+        graph["sd3"] = {"class_type": "SeedfinderTestTinySD3", "inputs": {"seed": 0}}
+        graph["load16"] = {"class_type": "LoadLatent", "inputs": {"latent": SD3_LATENT}}
+        for old, new in ((["unet", 0], ["sd3", 0]), (["pos", 0], ["sd3", 1]), (["neg", 0], ["sd3", 2]),
+                         (["encode", 0], ["load16", 0])):
+            rewire(graph, old, new)
+        return graph
     if patch in ("sdxl", "sdxl_v"):  # ComfyUI's SDXL model class, tiny and in memory, with SDXL-shaped prompts
         graph["sdxl"] = {"class_type": "SeedfinderTestTinySDXL", "inputs": {"seed": 0}}
         for old, new in ((["unet", 0], ["sdxl", 0]), (["pos", 0], ["sdxl", 1]), (["neg", 0], ["sdxl", 2])):

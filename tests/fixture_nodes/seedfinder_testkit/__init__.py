@@ -24,29 +24,41 @@ TINY_SDXL_UNET = dict(
 )
 
 
-def tiny_sdxl(seed: int):
-    """MODEL: ComfyUI's SDXL model class (SDXL latent format, ADM conditioning) around a tiny random UNet."""
+# SD3's MMDiT (16-channel SD3 latent format, rectified flow, shift 3) at depth 2 (hidden size 128).
+TINY_SD3_MMDIT = dict(
+    in_channels=16, out_channels=16, patch_size=2, depth=2, input_size=None, adm_in_channels=2048,
+    context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 4096, "out_features": 128}},
+    num_patches=256, pos_embed_max_size=16, pos_embed_scaling_factor=None, x_block_self_attn_layers=[],
+)
+
+
+def tiny_model(config_class, unet_config: dict, seed: int):
+    """MODEL: a ComfyUI model class (its latent format, sampling and conditioning) around tiny random weights."""
     import comfy.model_management as mm
     import comfy.model_patcher
-    import comfy.supported_models
 
-    class TinySDXL(comfy.supported_models.SDXL):
+    class Tiny(config_class):
         unet_extra_config = {}
 
-    config = TinySDXL(dict(TINY_SDXL_UNET))
+    config = Tiny(dict(unet_config))
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({})
-    model.load_model_weights(tinymodels.unet_state_dict(TINY_SDXL_UNET, seed=seed), "")
+    shapes = tinymodels.meta_shapes(model.diffusion_model)
+    model.load_model_weights(tinymodels.random_state_dict(shapes, seed, tinymodels.WEIGHT_SCALE), "")
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                             offload_device=mm.unet_offload_device())
 
 
-def sdxl_conditioning(seed: int) -> list:
-    """CONDITIONING shaped as SDXL's CLIP-L+G gives it: 77×2048 tokens and a 1280-d pooled vector."""
+def random_conditioning(seed: int, tokens: int, pooled: int, **extra) -> list:
+    """CONDITIONING with random prompt embeddings of the given widths (what the family's text encoders give)."""
     generator = torch.Generator().manual_seed(seed)
-    return [[torch.randn(1, 77, 2048, generator=generator),
-             {"pooled_output": torch.randn(1, 1280, generator=generator), "width": 64, "height": 64,
-              "target_width": 64, "target_height": 64}]]
+    return [[torch.randn(1, 77, tokens, generator=generator),
+             {"pooled_output": torch.randn(1, pooled, generator=generator), **extra}]]
+
+
+def sdxl_conditioning(seed: int) -> list:
+    """SDXL's CLIP-L+G: 77×2048 tokens, a 1280-d pooled vector and the size conditioning."""
+    return random_conditioning(seed, 2048, 1280, width=64, height=64, target_width=64, target_height=64)
 
 
 class TinySDXL(io.ComfyNode):
@@ -62,13 +74,33 @@ class TinySDXL(io.ComfyNode):
 
     @classmethod
     def execute(cls, seed) -> io.NodeOutput:
-        return io.NodeOutput(tiny_sdxl(seed), sdxl_conditioning(seed + 1), sdxl_conditioning(seed + 2))
+        import comfy.supported_models
+        return io.NodeOutput(tiny_model(comfy.supported_models.SDXL, TINY_SDXL_UNET, seed),
+                             sdxl_conditioning(seed + 1), sdxl_conditioning(seed + 2))
+
+
+class TinySD3(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderTestTinySD3", display_name="Tiny SD3 (test)", category="seedfinder_test",
+            description="Test-only: a tiny random SD3-class model (MMDiT, flow) with random prompt embeddings.",
+            inputs=[io.Int.Input("seed", default=0, min=0, max=2 ** 31, tooltip="Weight and prompt seed.")],
+            outputs=[io.Model.Output(), io.Conditioning.Output(display_name="positive"),
+                     io.Conditioning.Output(display_name="negative")],
+        )
+
+    @classmethod
+    def execute(cls, seed) -> io.NodeOutput:
+        import comfy.supported_models
+        return io.NodeOutput(tiny_model(comfy.supported_models.SD3, TINY_SD3_MMDIT, seed),
+                             random_conditioning(seed + 1, 4096, 2048), random_conditioning(seed + 2, 4096, 2048))
 
 
 class TestkitExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TinySDXL]
+        return [TinySDXL, TinySD3]
 
 
 async def comfy_entrypoint() -> TestkitExtension:
