@@ -120,3 +120,25 @@ def test_schedules_round_trip_consistently(host, scheduler):
         rows[method] = relative_error(saved_latent(host, history, "save_noise_route"), encoded)
     print(f"\n{scheduler}: ddim {rows['ddim']:.3g}, fixed point {rows['fixed_point']:.3g}")
     assert rows["fixed_point"] * 10 <= rows["ddim"]
+
+
+@pytest.mark.parametrize("family", ["v_prediction", "flow", "sdxl", "sd3"])
+def test_prompt_aware_encode_on_every_family(host, family):
+    """The adjustment noises with the family's own noise scaling and runs its sampler steps; FixedPoint then
+    round-trips the adjusted latent as closely as it does a plain one."""
+    errors = {}
+    for method in ("ddim", "fixed_point"):
+        graph = family_graph(family, method, IMAGES[3])
+        graph["adjust"] = {"class_type": "SeedfinderPromptAwareEncode", "inputs": {
+            "model": graph["invert"]["inputs"]["model"], "positive": graph["invert"]["inputs"]["positive"],
+            "latent": graph["invert"]["inputs"]["latent"], "steps": graph["invert"]["inputs"]["steps"],
+            "scheduler": graph["invert"]["inputs"]["scheduler"], "cfg": 1.0, "depth": 2, "cycles": 1,
+            "mode": "seeded", "seed": 0}}
+        graph["invert"]["inputs"]["latent"] = ["adjust", 0]
+        graph["save_adjusted"] = {"class_type": "SaveLatent", "inputs": {"samples": ["adjust", 0],
+                                                                         "filename_prefix": "latents/adjusted"}}
+        history = host.run(graph)
+        errors[method] = relative_error(saved_latent(host, history, "save_noise_route"),
+                                        saved_latent(host, history, "save_adjusted"))
+    print(f"\n{family} prompt-aware: ddim {errors['ddim']:.3g}, fixed point {errors['fixed_point']:.3g}")
+    assert errors["fixed_point"] * 10 <= errors["ddim"]
