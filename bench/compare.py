@@ -7,6 +7,9 @@ regenerated with the sampler the node hands off (euler through a CFGGuider, as K
 disabled does; EDICT/BDIA with their own sampler) and compared with the latent the inversion started from.
 On the CPU tiny model only ratios mean anything: a random model does not denoise.
 usage: .host/venv/bin/python bench/compare.py [--steps 10] [--scheduler ddim_uniform] [--latents 3] [--out DIR]
+On a GPU, full-size architectures with random weights (timing does not depend on the weights), e.g.
+  bench/compare.py --gpu --model sd15 --size 64 --steps 50 --dtype float16
+  bench/compare.py --gpu --model sd15-lcm --size 64 --steps 4 --scheduler sgm_uniform --sampler lcm
 """
 import argparse
 import json
@@ -20,14 +23,26 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(os.path.dirname(HERE), "tests"), HERE]
-from inprocess import import_pack, random_conditioning, tiny_model  # noqa: E402
+from inprocess import full_size_model, import_pack, random_conditioning, tiny_model  # noqa: E402
 from plot import error_plot_svg  # noqa: E402
 
 FIXED_POINT = {"tolerance": 0.0, "warm_start": False}
 
 
-def configurations():
-    """(label, node class name, node options, prompt-aware) for every method and setting compared."""
+def configurations(full_size: bool):
+    """(label, node class name, node options, prompt-aware) for every method and setting compared
+    (a shorter list for full-size models)."""
+    default_fixed_point = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
+    if full_size:
+        return [("DDIM", "DDIMInvert", {}, False),
+                ("FixedPoint default", "FixedPointInvert", default_fixed_point, False),
+                ("FixedPoint 20 it", "FixedPointInvert", {**FIXED_POINT, "max_iterations": 20,
+                                                          "acceleration": "none"}, False),
+                ("RNRI 2 it jacobian-free", "RNRIInvert",
+                 {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}, False),
+                ("RNRI 2 it autograd", "RNRIInvert",
+                 {"iterations": 2, "regularization": 0.1, "gradient": "autograd"}, False),
+                ("FixedPoint default + Prompt-Aware Encode", "FixedPointInvert", default_fixed_point, True)]
     rows = [("DDIM", "DDIMInvert", {}, False)]
     rows += [(f"FixedPoint {k} it", "FixedPointInvert", {**FIXED_POINT, "max_iterations": k, "acceleration": "none"},
               False) for k in (2, 5, 20)]
@@ -35,7 +50,6 @@ def configurations():
               {**FIXED_POINT, "max_iterations": 20, "acceleration": "anderson"}, False)]
     rows += [("FixedPoint to tol 1e-4", "FixedPointInvert",
               {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "none", "warm_start": False}, False)]
-    default_fixed_point = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
     rows += [("FixedPoint to tol 1e-4, Anderson", "FixedPointInvert", {**default_fixed_point, "warm_start": False},
               False)]
     rows += [("FixedPoint default (tol 1e-4, Anderson, warm start)", "FixedPointInvert", default_fixed_point, False)]
@@ -50,11 +64,19 @@ def configurations():
 
 
 class PeakMemory:
-    """Peak resident memory above the start, sampled every 2 ms (CPU), or torch's peak allocation (CUDA)."""
+    """Peak memory above the start: resident memory sampled every 2 ms (CPU), or torch's peak allocation (CUDA)."""
+
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
 
     def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+            return self
         import psutil
-        self.process, self.start, self.peak, self.running = psutil.Process(), 0, 0, True
+        self.process, self.running = psutil.Process(), True
         self.start = self.peak = self.process.memory_info().rss
         self.thread = threading.Thread(target=self.sample, daemon=True)
         self.thread.start()
@@ -66,8 +88,12 @@ class PeakMemory:
             time.sleep(0.002)
 
     def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self.running = False
+            self.thread.join()
         self.growth_mib = (self.peak - self.start) / 2 ** 20
 
 
@@ -82,21 +108,24 @@ def regenerate(model, positive, cfg, latent, sigmas, sampler=None):
                          sigmas, disable_pbar=True, seed=0)
 
 
-def run_configuration(nodes, model, positive, latents, steps, scheduler, node_name, options, prompt_aware):
+def run_configuration(nodes, model, positive, latents, steps, scheduler, sampler, node_name, options, prompt_aware,
+                      cuda):
     """Mean evaluations per step, wall time, peak memory, residuals and round-trip error over the latents."""
     node = getattr(nodes, node_name)
     common = dict(model=model, positive=positive, steps=steps, scheduler=scheduler, cfg=1.0, strength=1.0)
     if node_name in ("DDIMInvert", "FixedPointInvert", "RNRIInvert"):
-        common.update(sampler="euler", noise_seed=0)
+        common.update(sampler=sampler, noise_seed=0)
     stats = {"evaluations": [], "wall": [], "memory": [], "residual": [], "error": [], "residuals": []}
     for latent in latents:
-        with PeakMemory() as memory:
+        with PeakMemory(cuda) as memory:
             start = time.perf_counter()
             if prompt_aware:
                 latent = nodes.PromptAwareEncode.execute(
                     model=model, positive=positive, steps=steps, scheduler=scheduler, cfg=1.0, depth=2, cycles=1,
                     mode="seeded", seed=0, latent=latent).args[0]
             out = node.execute(latent=latent, **common, **options)
+            if cuda:
+                torch.cuda.synchronize()
             stats["wall"].append(time.perf_counter() - start)
         info = out.ui["seedfinder"][0]
         stats["memory"].append(memory.growth_mib)
@@ -115,38 +144,50 @@ def main():
     parser.add_argument("--scheduler", default="ddim_uniform")
     parser.add_argument("--latents", type=int, default=3, help="how many random latents to average over")
     parser.add_argument("--size", type=int, default=8, help="latent height and width")
-    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for cpu.md/.json/.svg")
+    parser.add_argument("--sampler", default="euler", choices=["euler", "euler_ancestral", "lcm"])
+    parser.add_argument("--model", default="tiny", choices=["tiny", "sd15", "sd15-lcm", "sdxl"],
+                        help="tiny: the tests' SD1.5-architecture model; others: full size with random weights")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--gpu", action="store_true", help="run on ComfyUI's GPU device (absolute times)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the .md/.json/.svg")
     args = parser.parse_args()
-    import_pack()
+    import_pack(cpu=not args.gpu)
+    import comfy.model_management
     import seedfinder.nodes as pack_nodes
     nodes = type("Nodes", (), {cls.__name__: cls for cls in pack_nodes.NODES})
-    model = tiny_model()
-    positive = random_conditioning(0)
+    with torch.inference_mode():  # as ComfyUI's loaders build models inside a prompt
+        if args.model == "tiny":
+            model, positive = tiny_model(), random_conditioning(0)
+        else:
+            model, positive = full_size_model(args.model, getattr(torch, args.dtype))
     latents = [{"samples": torch.randn(1, 4, args.size, args.size, generator=torch.Generator().manual_seed(seed))}
                for seed in range(args.latents)]
-    title = (f"tiny SD1.5-architecture model (CPU), {args.size}×{args.size} latents, {args.steps} {args.scheduler} "
-             f"steps, cfg 1, mean over {args.latents} latents")
+    device = comfy.model_management.get_torch_device()
+    device_name = torch.cuda.get_device_name(device) if args.gpu else "CPU"
+    name = "cpu" if args.model == "tiny" and not args.gpu else f"{args.model}-{args.dtype}-{'gpu' if args.gpu else 'cpu'}"
+    title = (f"{args.model} model ({device_name}, {args.dtype}), {args.size}×{args.size} latents, {args.steps} "
+             f"{args.scheduler} steps, sampler {args.sampler}, cfg 1, mean over {args.latents} latents")
     lines = [title, "", "| method | evaluations / step | wall (s) | peak memory (MiB) | max final residual | "
              "round-trip error |", "|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     rows = []
     with torch.inference_mode():
-        for label, node_name, options, prompt_aware in configurations():
+        for label, node_name, options, prompt_aware in configurations(args.model != "tiny"):
             if not hasattr(nodes, node_name):
                 continue
-            result = run_configuration(nodes, model, positive, latents, args.steps, args.scheduler, node_name,
-                                       options, prompt_aware)
+            result = run_configuration(nodes, model, positive, latents, args.steps, args.scheduler, args.sampler,
+                                       node_name, options, prompt_aware, args.gpu)
             rows.append({"label": label, **result})
             line = (f"| {label} | {result['evaluations']:.1f} | {result['wall']:.3f} | {result['memory']:.0f} | "
                     f"{result['residual']:.2e} | {result['error']:.3g} |")
             lines.append(line)
             print(line, flush=True)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "cpu.md"), "w") as f:
+    with open(os.path.join(args.out, f"{name}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(args.out, "cpu.json"), "w") as f:
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
         json.dump({"title": title, "rows": rows}, f, indent=1)
-    with open(os.path.join(args.out, "cpu.svg"), "w") as f:
+    with open(os.path.join(args.out, f"{name}.svg"), "w") as f:
         f.write(error_plot_svg(rows, title))
 
 

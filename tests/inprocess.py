@@ -8,21 +8,21 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def import_comfy() -> None:
-    """Make the test host's ComfyUI importable on CPU (import order as main.py needs it)."""
+def import_comfy(cpu: bool = True) -> None:
+    """Make the test host's ComfyUI importable, on the CPU unless `cpu` is False (a GPU run of the benchmark)."""
     from comfy_host import COMFY_TREE, STUBS
     for path in (STUBS, COMFY_TREE):
         if path not in sys.path:
             sys.path.insert(0, path)
     import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.cpu = cpu
 
 
-def import_pack():
+def import_pack(cpu: bool = True):
     """The repository as the package `seedfinder`, as ComfyUI loads it from custom_nodes/."""
     if "seedfinder" in sys.modules:
         return sys.modules["seedfinder"]
-    import_comfy()
+    import_comfy(cpu)
     spec = importlib.util.spec_from_file_location("seedfinder", os.path.join(REPO, "__init__.py"),
                                                   submodule_search_locations=[REPO])
     module = importlib.util.module_from_spec(spec)
@@ -39,7 +39,59 @@ def tiny_model(seed: int = 0):
     return comfy.sd.load_diffusion_model_state_dict(tinymodels.unet_state_dict(seed=seed))
 
 
-def random_conditioning(seed: int, batch: int = 1) -> list:
-    """A CONDITIONING with random CLIP-L-sized embeddings (77 tokens × 768)."""
+def random_conditioning(seed: int, batch: int = 1, tokens: int = 768, pooled: int = 0, **extra) -> list:
+    """A CONDITIONING with random prompt embeddings: 77 tokens of width `tokens` (768: CLIP-L), and a pooled
+    vector of width `pooled` if the family needs one (SDXL 1280, SD3 2048), plus extra keys (SDXL's sizes)."""
     generator = torch.Generator().manual_seed(seed)
-    return [[torch.randn(batch, 77, 768, generator=generator), {}]]
+    options = dict(extra)
+    if pooled:
+        options["pooled_output"] = torch.randn(batch, pooled, generator=generator)
+    return [[torch.randn(batch, 77, tokens, generator=generator), options]]
+
+
+# Full-size architectures (ComfyUI's detected configs) for timing on a GPU; weights are random, which times the same.
+SD15_FULL_UNET = dict(
+    use_checkpoint=False, image_size=32, use_spatial_transformer=True, legacy=False, adm_in_channels=None,
+    in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2], channel_mult=[1, 2, 4, 4],
+    transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+    transformer_depth_middle=1, use_linear_in_transformer=False, context_dim=768, use_temporal_resblock=False,
+    use_temporal_attention=False, num_heads=8, num_head_channels=-1,
+)
+SDXL_FULL_UNET = dict(
+    use_checkpoint=False, image_size=32, use_spatial_transformer=True, legacy=False, num_classes="sequential",
+    adm_in_channels=2816, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2],
+    channel_mult=[1, 2, 4], transformer_depth=[0, 0, 2, 2, 10, 10],
+    transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10], transformer_depth_middle=10,
+    use_linear_in_transformer=True, context_dim=2048, use_temporal_resblock=False, use_temporal_attention=False,
+    num_head_channels=64, num_heads=-1,
+)
+
+
+def full_size_model(name: str, dtype: torch.dtype):
+    """(MODEL, CONDITIONING): SD1.5 or SDXL at full size with random weights, or SD1.5 as an LCM ('sd15-lcm'),
+    built with ComfyUI's model classes and run in `dtype` as ComfyUI would."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+    import tinymodels
+    config_class, unet = {"sd15": (comfy.supported_models.SD15, SD15_FULL_UNET),
+                          "sd15-lcm": (comfy.supported_models.SD15, SD15_FULL_UNET),
+                          "sdxl": (comfy.supported_models.SDXL, SDXL_FULL_UNET)}[name]
+
+    class FullSize(config_class):
+        unet_extra_config = {}
+
+    config = FullSize(dict(unet))
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    model.load_model_weights(tinymodels.random_state_dict(tinymodels.meta_shapes(model.diffusion_model), 0,
+                                                          tinymodels.WEIGHT_SCALE, dtype), "")
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                               offload_device=mm.unet_offload_device())
+    if name == "sd15-lcm":
+        from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
+        (patcher,) = ModelSamplingDiscrete().patch(patcher, "lcm", False)
+    if name == "sdxl":
+        return patcher, random_conditioning(0, tokens=2048, pooled=1280, width=1024, height=1024,
+                                            target_width=1024, target_height=1024)
+    return patcher, random_conditioning(0)

@@ -12,6 +12,7 @@ from comfy_api.latest import ComfyExtension, io
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))))
 import tinymodels  # noqa: E402  (tests/ on sys.path above)
+from inprocess import random_conditioning  # noqa: E402
 
 # SDXL's structure (linear transformers, 2048-d context, 2816-d ADM vector) at a few channels.
 TINY_SDXL_UNET = dict(
@@ -49,16 +50,10 @@ def tiny_model(config_class, unet_config: dict, seed: int):
                                             offload_device=mm.unet_offload_device())
 
 
-def random_conditioning(seed: int, tokens: int, pooled: int, **extra) -> list:
-    """CONDITIONING with random prompt embeddings of the given widths (what the family's text encoders give)."""
-    generator = torch.Generator().manual_seed(seed)
-    return [[torch.randn(1, 77, tokens, generator=generator),
-             {"pooled_output": torch.randn(1, pooled, generator=generator), **extra}]]
-
-
 def sdxl_conditioning(seed: int) -> list:
     """SDXL's CLIP-L+G: 77×2048 tokens, a 1280-d pooled vector and the size conditioning."""
-    return random_conditioning(seed, 2048, 1280, width=64, height=64, target_width=64, target_height=64)
+    return random_conditioning(seed, tokens=2048, pooled=1280, width=64, height=64, target_width=64,
+                               target_height=64)
 
 
 class TinySDXL(io.ComfyNode):
@@ -94,7 +89,8 @@ class TinySD3(io.ComfyNode):
     def execute(cls, seed) -> io.NodeOutput:
         import comfy.supported_models
         return io.NodeOutput(tiny_model(comfy.supported_models.SD3, TINY_SD3_MMDIT, seed),
-                             random_conditioning(seed + 1, 4096, 2048), random_conditioning(seed + 2, 4096, 2048))
+                             random_conditioning(seed + 1, tokens=4096, pooled=2048),
+                             random_conditioning(seed + 2, tokens=4096, pooled=2048))
 
 
 class TestkitExtension(ComfyExtension):
