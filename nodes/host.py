@@ -240,6 +240,17 @@ def progress_reporter(steps: int) -> Callable[[dict], None]:
     return on_event
 
 
+def iteration_reporter(total: int) -> Callable[[int], None]:
+    """ProgressBar over an optimisation's iterations (it stops early), checking for interruption each one."""
+    bar = comfy.utils.ProgressBar(total)
+
+    def on_iteration(iteration: int) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        bar.update_absolute(iteration + 1, total)
+
+    return on_iteration
+
+
 def run_guided(method: InversionMethod, model, positive, negative, cfg: float, latent: dict, sigmas: torch.Tensor,
                needs_gradient: bool = False) -> SolverSampler:
     """Run `method` on `latent` with D = CFGGuider(model, positive, negative, cfg) over `sigmas`.

@@ -1,0 +1,106 @@
+"""Seed Interpolate and Seed Centroid: move between inverted seeds (NAO, Samuel et al. NeurIPS 2023)."""
+import torch
+from comfy_api.latest import io
+
+from ..solvers.interpolation import CENTROIDS, PATHS, centroid, interpolate
+from . import host
+from .common import CATEGORY
+
+
+def checked_seed(name: str, seed) -> "host.Seed":
+    """An invert node's seed, refused with a clear message if it is any other NOISE or an exact method's pair."""
+    if not isinstance(seed, host.Seed):
+        raise ValueError(f"{name}: expected the noise output of a Seedfinder invert node, got {type(seed).__name__}")
+    if seed.extras:
+        raise ValueError(f"{name}: a {seed.method} seed is a pair tied to its own sampler and cannot be "
+                         f"interpolated; use a seed from DDIM, FixedPoint or RNRI Invert")
+    return seed
+
+
+def check_compatible(first: "host.Seed", second: "host.Seed", name: str) -> None:
+    """Seeds from different shapes, model families or schedules cannot share one hand-off."""
+    if first.noise.shape[1:] != second.noise.shape[1:]:
+        raise ValueError(f"{name}: expected a seed of shape {tuple(first.noise.shape[1:])} like the first, got "
+                         f"{tuple(second.noise.shape[1:])}")
+    if first.family != second.family or type(first.latent_format) is not type(second.latent_format):
+        raise ValueError(f"{name}: expected a seed of the same model ({first.family}, "
+                         f"{type(first.latent_format).__name__}), got {second.family}, "
+                         f"{type(second.latent_format).__name__}")
+    if first.sigmas.shape != second.sigmas.shape or not torch.allclose(first.sigmas, second.sigmas):
+        raise ValueError(f"{name}: expected a seed inverted over the same schedule {first.sigmas.tolist()}, got "
+                         f"{second.sigmas.tolist()}")
+
+
+def outputs(seed: "host.Seed") -> io.NodeOutput:
+    """The same three hand-offs as an invert node: LATENT, NOISE, SIGMAS."""
+    return io.NodeOutput({"samples": seed.as_latent()}, seed, seed.sigmas)
+
+
+def seed_outputs() -> list:
+    return [io.Latent.Output(display_name="latent", tooltip="The seeds as a latent batch, for KSamplerAdvanced "
+                             "(add_noise disabled, the invert node's steps, scheduler and cfg)."),
+            io.Noise.Output(display_name="noise", tooltip="The seeds as NOISE, for SamplerCustomAdvanced with an "
+                            "empty latent of this batch size and the sigmas output."),
+            io.Sigmas.Output(display_name="sigmas", tooltip="The schedule the seeds were inverted over.")]
+
+
+class SeedInterpolate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderSeedInterpolate",
+            display_name="Seed Interpolate",
+            category=CATEGORY,
+            description="Frames between two inverted seeds, first and last exactly the inputs: lerp, slerp, or the "
+                        "norm-aware path (NAO, Samuel et al. 2023) that stays where Gaussian seeds live. Sample the "
+                        "batch with the stock sampler to morph between the two images.",
+            inputs=[
+                io.Noise.Input("seed_a", tooltip="The noise output of an invert node (first frame)."),
+                io.Noise.Input("seed_b", tooltip="The noise output of an invert node on the same model, size and "
+                               "schedule (last frame)."),
+                io.Int.Input("frames", default=5, min=2, max=256, tooltip="Frames in the batch, endpoints included."),
+                io.Combo.Input("method", options=list(PATHS), default="nao",
+                               tooltip="lerp: straight line (its middle has too small a norm, so images wash out); "
+                               "slerp: great circle; nao: the most likely path under the seeds' Gaussian prior."),
+            ],
+            outputs=seed_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, seed_a, seed_b, frames, method) -> io.NodeOutput:
+        first, second = checked_seed("seed_a", seed_a), checked_seed("seed_b", seed_b)
+        check_compatible(first, second, "seed_b")
+        for name, seed in (("seed_a", first), ("seed_b", second)):
+            if seed.noise.shape[0] != 1:
+                raise ValueError(f"{name}: expected a single seed (batch 1), got a batch of {seed.noise.shape[0]}")
+        path = interpolate(first.noise, second.noise, frames, method, callback=host.iteration_reporter(500))
+        return outputs(first.with_noise(path, method=f"interpolate_{method}"))
+
+
+class SeedCentroid(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderSeedCentroid",
+            display_name="Seed Centroid",
+            category=CATEGORY,
+            description="One seed at the centre of a batch of inverted seeds (e.g. several images inverted "
+                        "together): their mean, the mean pulled back to the seeds' norm, or NAO's centroid.",
+            inputs=[
+                io.Noise.Input("seeds", tooltip="The noise output of an invert node run on a batch of images."),
+                io.Combo.Input("method", options=list(CENTROIDS), default="nao",
+                               tooltip="mean: the average (too small a norm for a Gaussian seed); normalized_mean: "
+                               "the average rescaled to the seeds' mean norm; nao: the most likely centroid and "
+                               "paths to it under the seeds' Gaussian prior."),
+            ],
+            outputs=seed_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, seeds, method) -> io.NodeOutput:
+        batch = checked_seed("seeds", seeds)
+        center = centroid(batch.noise, method, callback=host.iteration_reporter(2000))
+        return outputs(batch.with_noise(center, method=f"centroid_{method}"))
+
+
+NODES = [SeedInterpolate, SeedCentroid]
