@@ -3,9 +3,9 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import encode, invert, schedules, seeds
+from . import encode, exact, invert, schedules, seeds
 
-NODES = [*invert.NODES, *encode.NODES, *schedules.NODES, *seeds.NODES]
+NODES = [*invert.NODES, *exact.NODES, *encode.NODES, *schedules.NODES, *seeds.NODES]
 
 
 class SeedfinderExtension(ComfyExtension):

@@ -75,14 +75,6 @@ def invert(method_name: str, method, model, positive, latent, steps, scheduler, 
     return inversion, {"seedfinder": [host.summary(inversion, method_name, start_at_step)]}
 
 
-def run_invert_node(method_name: str, method, model, positive, latent, steps, scheduler, cfg, strength,
-                    negative=None, sigmas=None, needs_gradient: bool = False) -> io.NodeOutput:
-    """The three hand-off outputs (latent, noise, sigmas) and the ui summary."""
-    inversion, ui = invert(method_name, method, model, positive, latent, steps, scheduler, cfg, strength, negative,
-                           sigmas, needs_gradient)
-    return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas, ui=ui)
-
-
 def run_sampler_invert_node(method_name: str, method, sampler: str, noise_seed: int, needs_gradient: bool = False,
                             **inputs) -> io.NodeOutput:
     """Invert the steps of `sampler` (its per-step noises fixed by noise_seed); outputs the hand-off and the sampler."""

@@ -280,7 +280,7 @@ def run_inversion(method: InversionMethod, model, positive, negative, cfg: float
     result = sampler.result
     seed = Seed((result.latent / sampler.noise_factor).float().cpu(), sigmas, sampler.noise_factor,
                 sampler.latent_factor, model_family(model), model.get_model_object("latent_format"), method_name,
-                {key: value.float().cpu() if torch.is_tensor(value) else value for key, value in result.extras.items()})
+                {key: value.cpu() if torch.is_tensor(value) else value for key, value in result.extras.items()})
     out = {key: value for key, value in latent.items() if key != "noise_mask"}
     out["samples"] = seed.as_latent().to(comfy.model_management.intermediate_device())
     return Inversion(latent=out, noise=seed, sigmas=sigmas, result=result, family=seed.family)

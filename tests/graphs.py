@@ -3,10 +3,13 @@ import safetensors.torch
 
 from tinymodels import CLIP_FILE, UNET_FILE
 
-INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert", "rnri": "SeedfinderRNRIInvert"}
+INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert", "rnri": "SeedfinderRNRIInvert",
+          "edict": "SeedfinderEDICTInvert", "bdia": "SeedfinderBDIAInvert"}
+EXACT = ("edict", "bdia")
 DEFAULT_OPTIONS = {"fixed_point": {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson",
                                    "warm_start": True},
-                   "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}}
+                   "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"},
+                   "edict": {"mix": 0.93, "precision": "float64"}, "bdia": {"gamma": 0.96, "precision": "float64"}}
 
 
 def base_graph(image: str, positive: str = "a photo of a cat", negative: str = "blurry") -> dict:
@@ -28,12 +31,13 @@ def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = 
                      latent_node=("encode", 0)) -> dict:
     """Invert the encoded image, then regenerate it with KSamplerAdvanced (LATENT) and SamplerCustomAdvanced (NOISE).
 
-    With a stochastic `sampler` option, both routes sample with the invert node's sampler output (the LATENT route
-    through SamplerCustom with add_noise off), since only it carries the inversion's fixed noises.
+    With a stochastic `sampler` option or an exact method, both routes sample with the invert node's sampler output
+    (the LATENT route through SamplerCustom with add_noise off): only it carries the fixed noises or the partner.
     """
     graph = base_graph(image)
     inputs = {"model": ["unet", 0], "positive": ["pos", 0], "latent": list(latent_node), "steps": steps,
-              "scheduler": scheduler, "cfg": cfg, "strength": strength, "sampler": "euler", "noise_seed": 0,
+              "scheduler": scheduler, "cfg": cfg, "strength": strength,
+              **({} if method in EXACT else {"sampler": "euler", "noise_seed": 0}),
               **DEFAULT_OPTIONS.get(method, {}), **(options or {})}
     if use_negative:
         inputs["negative"] = ["neg", 0]
@@ -57,7 +61,7 @@ def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = 
         "save_noise_route": {"class_type": "SaveLatent", "inputs": {"samples": ["custom", 0],
                                                                     "filename_prefix": "latents/noise_route"}},
     })
-    if inputs["sampler"] != "euler":
+    if method in EXACT or inputs["sampler"] != "euler":
         graph["custom"]["inputs"]["sampler"] = ["invert", 3]
         graph["ksampler"] = {"class_type": "SamplerCustom", "inputs": {
             "model": ["unet", 0], "add_noise": False, "noise_seed": 0, "cfg": cfg, "positive": ["pos", 0],

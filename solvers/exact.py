@@ -1,0 +1,137 @@
+"""Exact inversion by invertible samplers: EDICT (Wallace, Gokul, Naik 2023) and BDIA (Zhang, Lewis, Kleijn, ECCV
+2024), in ComfyUI's σ space (reference/algorithms.md §2.4, §2.5, §3.4). Each is one pair of functions, a denoising
+step and its exact inverse, evaluating the model on the same inputs in both directions.
+"""
+from typing import Optional
+
+import torch
+
+from .core import (Callback, Denoiser, InputScale, InversionResult, level_scale, notify, rms, to_d, validate_schedule,
+                   vp_input_scale)
+
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+
+def direction(denoiser: Denoiser, w: torch.Tensor, sigma: float, model_dtype: torch.dtype) -> torch.Tensor:
+    """d(w, σ) = (w − D(w, σ))/σ, the model run in its own dtype and the result kept in the state's precision."""
+    seen = w.to(model_dtype)
+    return to_d(seen, denoiser(seen, sigma), sigma).to(w.dtype)
+
+
+def edict_step(denoiser, x, y, sigma_hi, sigma_lo, mix, leapfrog, rescale, model_dtype):
+    """EDICT denoising step σ_hi → σ_lo: two cross-coupled Euler updates (the second sees the partner already moved,
+    rescaled to σ_lo as the authors' VP code does), then mixing with weight p (Wallace et al. eq. 12-15)."""
+    first, second = (y, x) if leapfrog else (x, y)
+    first = first + (sigma_lo - sigma_hi) * direction(denoiser, second, sigma_hi, model_dtype)
+    second = second + (sigma_lo - sigma_hi) * direction(denoiser, first * rescale, sigma_hi, model_dtype)
+    x, y = (second, first) if leapfrog else (first, second)
+    x = mix * x + (1 - mix) * y
+    y = (1 - mix) * x + mix * y
+    return x, y
+
+
+def edict_inverse_step(denoiser, x, y, sigma_hi, sigma_lo, mix, leapfrog, rescale, model_dtype):
+    """The exact inverse of edict_step: un-mix, then undo the two Euler updates in reverse order."""
+    y = (y - (1 - mix) * x) / mix
+    x = (x - (1 - mix) * y) / mix
+    first, second = (y, x) if leapfrog else (x, y)
+    second = second - (sigma_lo - sigma_hi) * direction(denoiser, first * rescale, sigma_hi, model_dtype)
+    first = first - (sigma_lo - sigma_hi) * direction(denoiser, second, sigma_hi, model_dtype)
+    return (second, first) if leapfrog else (first, second)
+
+
+def bdia_step(denoiser, above, current, sigma_above, sigma, sigma_below, gamma, scale, model_dtype):
+    """BDIA step x_{i−1} = Φ_{i→i−1}(x_i) + γ·c_i·(x_{i+1} − Φ_{i→i+1}(x_i)), one evaluation at (x_i, σ_i) (eq. 16)."""
+    d = direction(denoiser, current, sigma, model_dtype)
+    return current + (sigma_below - sigma) * d + gamma * scale * (above - (current + (sigma_above - sigma) * d))
+
+
+def bdia_inverse_step(denoiser, below, current, sigma_above, sigma, sigma_below, gamma, scale, model_dtype):
+    """The exact inverse of bdia_step: x_{i+1} = Φ_{i→i+1}(x_i) + (x_{i−1} − Φ_{i→i−1}(x_i))/(γ·c_i)."""
+    d = direction(denoiser, current, sigma, model_dtype)
+    return current + (sigma_above - sigma) * d + (below - (current + (sigma_below - sigma) * d)) / (gamma * scale)
+
+
+def check_weight(name: str, value: float, upper: Optional[float]) -> None:
+    """mix ∈ (0, 1], gamma > 0 (both are divided by in the inverse)."""
+    if value <= 0 or (upper is not None and value > upper):
+        expected = f"a value in (0, {upper:g}]" if upper is not None else "a value > 0"
+        raise ValueError(f"{name}: expected {expected}, got {value}")
+
+
+def edict_generate(denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor, sigmas: torch.Tensor, mix: float = 0.93,
+                   input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None,
+                   model_dtype: Optional[torch.dtype] = None) -> tuple:
+    """EDICT sampling of the pair (x, y) over a descending schedule; leapfrog alternates the update order.
+    The model runs in `model_dtype` (default: the state's), as the inversion ran it."""
+    values, steps = sigmas.tolist(), len(sigmas) - 1
+    model_dtype = model_dtype or x.dtype
+    for i in range(steps):
+        rescale = level_scale(input_scale, values[i + 1], values[i])
+        x, y = edict_step(denoiser, x, y, values[i], values[i + 1], mix, i % 2 == 1, rescale, model_dtype)
+        notify(callback, step=i, steps=steps, iteration=0, residual=float(rms(x - y).max()))
+    return x, y
+
+
+def edict_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, mix: float = 0.93,
+                 precision: str = "float64", input_scale: InputScale = vp_input_scale,
+                 callback: Optional[Callback] = None) -> InversionResult:
+    """EDICT inversion from x = y = x0 up the schedule; the pair (x_N, y_N) regenerates x0 exactly by edict_generate.
+    Residuals: per step, the RMS gap between the two latents."""
+    validate_schedule(sigmas)
+    check_weight("mix", mix, 1.0)
+    values, steps = sigmas.tolist(), len(sigmas) - 1
+    x = y = x0.to(PRECISIONS[precision])
+    residuals = []
+    for count, i in enumerate(reversed(range(steps))):
+        rescale = level_scale(input_scale, values[i + 1], values[i])
+        x, y = edict_inverse_step(denoiser, x, y, values[i], values[i + 1], mix, i % 2 == 1, rescale, x0.dtype)
+        residuals.append([float(rms(x - y).max())])
+        notify(callback, step=count, steps=steps, iteration=0, residual=residuals[-1][0])
+    return InversionResult(latent=x, residuals=residuals, evaluations=2 * steps,
+                           extras={"state": x, "partner": y, "mix": mix, "precision": precision})
+
+
+def bdia_scales(sigmas: list, input_scale: InputScale) -> list:
+    """c_i = s_{i+1}/s_{i−1} with s = c_in(σ): matches the authors' VP formulation (1 for flow models)."""
+    return [level_scale(input_scale, sigmas[i + 1], sigmas[i - 1]) if 0 < i < len(sigmas) - 1 else 1.0
+            for i in range(len(sigmas))]
+
+
+def bdia_generate(denoiser: Denoiser, above: torch.Tensor, current: torch.Tensor, sigmas: torch.Tensor,
+                  gamma: float = 0.96, input_scale: InputScale = vp_input_scale,
+                  callback: Optional[Callback] = None, model_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """BDIA sampling from the pair (x_N, x_{N−1}) down to x_0 (N − 1 evaluations), the model in `model_dtype`."""
+    model_dtype = model_dtype or current.dtype
+    ascending = sigmas.flip(0).tolist()  # σ_0 = 0 < σ_1 < … < σ_N
+    scales = bdia_scales(ascending, input_scale)
+    steps = len(ascending) - 1
+    for i in range(steps - 1, 0, -1):
+        above, current = current, bdia_step(denoiser, above, current, ascending[i + 1], ascending[i],
+                                            ascending[i - 1], gamma, scales[i], model_dtype)
+        notify(callback, step=steps - 1 - i, steps=steps - 1, iteration=0, residual=0.0)
+    return current
+
+
+def bdia_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, gamma: float = 0.96,
+                precision: str = "float64", input_scale: InputScale = vp_input_scale,
+                callback: Optional[Callback] = None) -> InversionResult:
+    """BDIA inversion: one DDIM-inversion step to σ_1 (any first step stays exact), then the exact BDIA inverse up to
+    σ_N; returns the pair (x_N, x_{N−1}). Residuals: per step, the RMS size of the step."""
+    validate_schedule(sigmas)
+    check_weight("gamma", gamma, None)
+    ascending = sigmas.flip(0).tolist()
+    scales = bdia_scales(ascending, input_scale)
+    steps = len(ascending) - 1
+    below = x0.to(PRECISIONS[precision])
+    current = below + ascending[1] * direction(denoiser, below, ascending[1], x0.dtype)
+    residuals = [[float(rms(current - below).max())]]
+    notify(callback, step=0, steps=steps, iteration=0, residual=residuals[-1][0])
+    for i in range(1, steps):
+        below, current = current, bdia_inverse_step(denoiser, below, current, ascending[i + 1], ascending[i],
+                                                    ascending[i - 1], gamma, scales[i], x0.dtype)
+        residuals.append([float(rms(current - below).max())])
+        notify(callback, step=i, steps=steps, iteration=0, residual=residuals[-1][0])
+    return InversionResult(latent=current, residuals=residuals, evaluations=steps,
+                           extras={"state": current, "partner": below, "gamma": gamma,
+                                   "precision": precision})

@@ -1,0 +1,115 @@
+"""EDICT and BDIA on oracles (no host): generation ∘ inversion is the identity to floating point."""
+import pytest
+import torch
+
+from oracles import FlowGaussianDataDenoiser, GaussianDataDenoiser, flow_sigmas, karras_sigmas
+from solvers import level_scale, to_d, vp_input_scale
+from solvers.exact import bdia_generate, bdia_invert, edict_generate, edict_invert
+
+
+def nonlinear(x, sigma):
+    """A smooth nonlinear denoiser with no closed-form inverse."""
+    return torch.tanh(x) / (1 + sigma ** 2) + 0.1 * x.roll(1, -1) * sigma / (1 + sigma)
+
+
+def case(dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.randn(1, 4, 6, 6, generator=g, dtype=torch.float64) * 0.5
+    x0 = mean + 0.7 * torch.randn(2, 4, 6, 6, generator=g, dtype=torch.float64)
+    return GaussianDataDenoiser(mean, 0.7), x0.to(dtype)
+
+
+SCHEDULES = {"karras 10": karras_sigmas(10), "karras 25": karras_sigmas(25),
+             "uniform 8": torch.cat([torch.linspace(8, 0.5, 8, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])}
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+@pytest.mark.parametrize("mix", [0.93, 0.8, 1.0])
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-3)])
+@pytest.mark.parametrize("denoiser", ["gaussian", "nonlinear"])
+def test_edict_round_trip_is_exact(schedule, mix, dtype, tolerance, denoiser):
+    oracle, x0 = case(dtype)
+    model = oracle if denoiser == "gaussian" else nonlinear
+    sigmas = SCHEDULES[schedule].to(dtype)
+    if mix == 1.0 and dtype == torch.float32:
+        tolerance = 1e-2  # without mixing nothing keeps x and y together, and float32 round-off grows unchecked
+    result = edict_invert(model, x0, sigmas, mix=mix, precision="float64" if dtype == torch.float64 else "float32")
+    assert result.evaluations == 2 * (len(sigmas) - 1)
+    x, _ = edict_generate(model, result.latent, result.extras["partner"], sigmas, mix=mix)
+    assert float((x - x0).norm() / x0.norm()) < tolerance
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+@pytest.mark.parametrize("gamma", [0.92, 0.96, 1.0])
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-3)])
+@pytest.mark.parametrize("denoiser", ["gaussian", "nonlinear"])
+def test_bdia_round_trip_is_exact(schedule, gamma, dtype, tolerance, denoiser):
+    oracle, x0 = case(dtype, seed=1)
+    model = oracle if denoiser == "gaussian" else nonlinear
+    sigmas = SCHEDULES[schedule].to(dtype)
+    result = bdia_invert(model, x0, sigmas, gamma=gamma, precision="float64" if dtype == torch.float64 else "float32")
+    assert result.evaluations == len(sigmas) - 1
+    x = bdia_generate(model, result.latent, result.extras["partner"], sigmas, gamma=gamma)
+    assert float((x - x0).norm() / x0.norm()) < tolerance
+
+
+def test_float64_state_is_more_exact_than_float32():
+    oracle, x0 = case(torch.float32, seed=2)
+    errors = {}
+    for precision in ("float32", "float64"):
+        result = edict_invert(nonlinear, x0, karras_sigmas(25).float(), mix=0.93, precision=precision)
+        x, _ = edict_generate(nonlinear, result.latent, result.extras["partner"], karras_sigmas(25).float(),
+                              model_dtype=torch.float32)
+        errors[precision] = float((x.float() - x0).norm() / x0.norm())
+    assert errors["float64"] < errors["float32"], errors
+
+
+def test_edict_with_mix_one_is_two_uncoupled_euler_samplers_on_the_same_start():
+    """p = 1 removes the mixing: x and y are then each moved by directions taken at the other, and from x = y the
+    first update is exactly an Euler step (the published update without the averaging layer)."""
+    oracle, x0 = case(torch.float64, seed=3)
+    sigmas = karras_sigmas(1)
+    x, y = edict_generate(oracle, x0, x0.clone(), sigmas, mix=1.0)
+    euler = x0 + (0 - float(sigmas[0])) * to_d(x0, oracle(x0, float(sigmas[0])), float(sigmas[0]))
+    assert torch.allclose(x, euler)
+    rescaled = euler * level_scale(vp_input_scale, 0.0, float(sigmas[0]))
+    expected_y = x0 + (0 - float(sigmas[0])) * to_d(rescaled, oracle(rescaled, float(sigmas[0])), float(sigmas[0]))
+    assert torch.allclose(y, expected_y)
+
+
+def test_bdia_with_gamma_one_is_the_published_update():
+    """γ = 1, VE (c_i = 1 by construction when the input scale is constant): x_{i−1} = x_{i+1} − Φ_{i→i+1}(x_i) +
+    Φ_{i→i−1}(x_i), i.e. x_{i+1} + (σ_{i−1} − σ_{i+1})·d(x_i, σ_i)."""
+    oracle, x0 = case(torch.float64, seed=4)
+    sigmas = torch.tensor([3.0, 2.0, 1.0, 0.0], dtype=torch.float64)
+    above, current = x0 * 3, x0 * 2
+    out = bdia_generate(oracle, above, current, sigmas, gamma=1.0, input_scale=lambda s: 1.0)
+    d2 = to_d(current, oracle(current, 2.0), 2.0)
+    x1 = above + (1.0 - 3.0) * d2
+    d1 = to_d(x1, oracle(x1, 1.0), 1.0)
+    assert torch.allclose(out, current + (0.0 - 2.0) * d1)
+
+
+def test_flow_models_round_trip():
+    g = torch.Generator().manual_seed(5)
+    mean = torch.randn(1, 4, 6, 6, generator=g, dtype=torch.float64) * 0.5
+    oracle = FlowGaussianDataDenoiser(mean, 0.7)
+    x0 = mean + 0.7 * torch.randn(2, 4, 6, 6, generator=g, dtype=torch.float64)
+    sigmas = flow_sigmas(10)[1:]
+    flat = lambda s: 1.0  # noqa: E731  (flow models see x unscaled)
+    edict = edict_invert(oracle, x0, sigmas, input_scale=flat)
+    bdia = bdia_invert(oracle, x0, sigmas, input_scale=flat)
+    x, _ = edict_generate(oracle, edict.latent, edict.extras["partner"], sigmas, input_scale=flat)
+    assert torch.allclose(x, x0, atol=1e-10)
+    assert torch.allclose(bdia_generate(oracle, bdia.latent, bdia.extras["partner"], sigmas, input_scale=flat), x0,
+                          atol=1e-10)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: edict_invert(nonlinear, torch.ones(1, 4), karras_sigmas(3), mix=0.0), "mix: expected a value in"),
+    (lambda: edict_invert(nonlinear, torch.ones(1, 4), karras_sigmas(3), mix=1.2), r"\(0, 1\], got 1.2"),
+    (lambda: bdia_invert(nonlinear, torch.ones(1, 4), karras_sigmas(3), gamma=0.0), "gamma: expected a value > 0"),
+])
+def test_bad_weights(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
