@@ -33,6 +33,10 @@ def configurations(full_size: bool):
     """(label, node class name, node options, prompt-aware) for every method and setting compared
     (a shorter list for full-size models)."""
     default_fixed_point = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
+    exact = [("EDICT p=0.93 float64", "EDICTInvert", {"mix": 0.93, "precision": "float64"}, False),
+             ("EDICT p=0.93 float32", "EDICTInvert", {"mix": 0.93, "precision": "float32"}, False),
+             ("BDIA γ=0.96 float64", "BDIAInvert", {"gamma": 0.96, "precision": "float64"}, False),
+             ("BDIA γ=0.96 float32", "BDIAInvert", {"gamma": 0.96, "precision": "float32"}, False)]
     if full_size:
         return [("DDIM", "DDIMInvert", {}, False),
                 ("FixedPoint default", "FixedPointInvert", default_fixed_point, False),
@@ -42,7 +46,8 @@ def configurations(full_size: bool):
                  {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}, False),
                 ("RNRI 2 it autograd", "RNRIInvert",
                  {"iterations": 2, "regularization": 0.1, "gradient": "autograd"}, False),
-                ("FixedPoint default + Prompt-Aware Encode", "FixedPointInvert", default_fixed_point, True)]
+                ("FixedPoint default + Prompt-Aware Encode", "FixedPointInvert", default_fixed_point, True),
+                exact[0], exact[2]]
     rows = [("DDIM", "DDIMInvert", {}, False)]
     rows += [(f"FixedPoint {k} it", "FixedPointInvert", {**FIXED_POINT, "max_iterations": k, "acceleration": "none"},
               False) for k in (2, 5, 20)]
@@ -58,6 +63,7 @@ def configurations(full_size: bool):
                   {"iterations": k, "regularization": 0.1, "gradient": gradient}, False) for k in (1, 2)]
     rows += [("RNRI 20 it jacobian-free", "RNRIInvert",
               {"iterations": 20, "regularization": 0.1, "gradient": "jacobian-free"}, False)]
+    rows += exact
     rows += [("DDIM + Prompt-Aware Encode", "DDIMInvert", {}, True),
              ("FixedPoint default + Prompt-Aware Encode", "FixedPointInvert", default_fixed_point, True)]
     return rows

@@ -1,12 +1,12 @@
-"""Overhead of Seedfinder's code around the model, measured in one run on the CPU tiny model.
+"""Overhead of Seedfinder's code around the model, measured inside one run on the CPU tiny model.
 
-overhead = node wall time / (model evaluations × time of one guided evaluation) − 1, where the guided
-evaluation is timed through the same CFGGuider path the node uses. Prints a markdown table.
+Every guided evaluation (the CFGGuider's predict_noise, CFG included) is timed through ComfyUI's own
+PREDICT_NOISE wrapper, so overhead = node wall time / time inside the model evaluations − 1, both from the same
+run: nothing is compared across runs of a noisy machine. Prints a markdown table.
 usage: .host/venv/bin/python bench/overhead.py [--steps 10] [--size 8] [--repeats 3]
 """
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -16,19 +16,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from inprocess import import_pack, random_conditioning, tiny_model  # noqa: E402
 
 
-def guided_evaluation_seconds(host, solvers, model, positive, negative, cfg, latent, sigma, count):
-    """Median wall time of one guided denoiser evaluation, through the adapter's own guider path."""
-    times = []
+class EvaluationClock:
+    """A PREDICT_NOISE wrapper that counts guided evaluations and sums the time spent in them."""
 
-    def probe(denoiser, x0, sigmas, input_scale=None, callback=None):
-        for _ in range(count):
-            start = time.perf_counter()
-            denoiser(x0, sigma)
-            times.append(time.perf_counter() - start)
-        return solvers.InversionResult(latent=x0, evaluations=count)
+    def __init__(self):
+        self.seconds, self.count = 0.0, 0
 
-    host.run_inversion(probe, model, positive, negative, cfg, latent, torch.tensor([sigma, 0.0]))
-    return statistics.median(times[1:])
+    def __call__(self, executor, *args, **kwargs):
+        start = time.perf_counter()
+        out = executor(*args, **kwargs)
+        self.seconds += time.perf_counter() - start
+        self.count += 1
+        return out
 
 
 def main():
@@ -37,36 +36,37 @@ def main():
     parser.add_argument("--size", type=int, default=8, help="latent height and width")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    pack = import_pack()
-    from seedfinder.nodes import host
+    import_pack()
+    import comfy.patcher_extension
+    from seedfinder.nodes.exact import BDIAInvert, EDICTInvert
     from seedfinder.nodes.invert import DDIMInvert, FixedPointInvert, RNRIInvert
-    from seedfinder import solvers
-    model = tiny_model()
     positive, negative = random_conditioning(0), random_conditioning(1)
     latent = {"samples": torch.randn(1, 4, args.size, args.size, generator=torch.Generator().manual_seed(0))}
-    nodes = [("DDIM Invert", DDIMInvert, {}),
+    stochastic = {"sampler": "euler", "noise_seed": 0}
+    nodes = [("DDIM Invert", DDIMInvert, stochastic),
              ("FixedPoint Invert (defaults)", FixedPointInvert,
-              {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}),
+              {**stochastic, "max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}),
              ("RNRI Invert (defaults)", RNRIInvert,
-              {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"})]
-    print(f"| node | cfg | evaluations | node wall (s) | evals × one evaluation (s) | overhead |")
+              {**stochastic, "iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}),
+             ("EDICT Invert (defaults)", EDICTInvert, {"mix": 0.93, "precision": "float64"}),
+             ("BDIA Invert (defaults)", BDIAInvert, {"gamma": 0.96, "precision": "float64"})]
+    print("| node | cfg | evaluations | node wall (s) | in the model (s) | overhead |")
     print("|---|---|---|---|---|---|")
     with torch.inference_mode():
+        base = tiny_model()
         for cfg, neg in ((1.0, None), (2.0, negative)):
-            one = guided_evaluation_seconds(host, solvers, model, positive, neg, cfg, latent, 1.0, 30)
             for name, node, options in nodes:
-                walls, evaluations = [], 0
+                results = []
                 for _ in range(args.repeats):
+                    clock, model = EvaluationClock(), base.clone()
+                    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, "seedfinder_bench",
+                                               clock)
                     start = time.perf_counter()
-                    out = node.execute(model=model, positive=positive, negative=neg, latent=latent,
-                                       steps=args.steps, scheduler="ddim_uniform", cfg=cfg, strength=1.0, sampler="euler",
-                                       noise_seed=0, **options)
-                    walls.append(time.perf_counter() - start)
-                    evaluations = out.ui["seedfinder"][0]["evaluations"]
-                wall = min(walls)
-                ideal = evaluations * one
-                print(f"| {name} | {cfg:g} | {evaluations} | {wall:.3f} | {ideal:.3f} | {100 * (wall / ideal - 1):+.1f} % |")
+                    node.execute(model=model, positive=positive, negative=neg, latent=latent, steps=args.steps,
+                                 scheduler="ddim_uniform", cfg=cfg, strength=1.0, **options)
+                    results.append((time.perf_counter() - start, clock.seconds, clock.count))
+                wall, inside, count = sorted(results, key=lambda r: r[0] / r[1])[len(results) // 2]  # median
+                print(f"| {name} | {cfg:g} | {count} | {wall:.3f} | {inside:.3f} | {100 * (wall / inside - 1):+.1f} % |")
 
 
 if __name__ == "__main__":
