@@ -58,6 +58,10 @@ def configurations(full_size: bool):
     rows += [("FixedPoint to tol 1e-4, Anderson", "FixedPointInvert", {**default_fixed_point, "warm_start": False},
               False)]
     rows += [("FixedPoint default (tol 1e-4, Anderson, warm start)", "FixedPointInvert", default_fixed_point, False)]
+    rows += [("FixedPoint to tol 1e-4, up to 200 it", "FixedPointInvert",
+              {"max_iterations": 200, "tolerance": 1e-4, "acceleration": "none", "warm_start": False}, False),
+             ("FixedPoint default, up to 200 it", "FixedPointInvert", {**default_fixed_point, "max_iterations": 200},
+              False)]
     for gradient in ("jacobian-free", "autograd"):
         rows += [(f"RNRI {k} it {gradient}", "RNRIInvert",
                   {"iterations": k, "regularization": 0.1, "gradient": gradient}, False) for k in (1, 2)]
@@ -151,10 +155,11 @@ def main():
     parser.add_argument("--latents", type=int, default=3, help="how many random latents to average over")
     parser.add_argument("--size", type=int, default=8, help="latent height and width")
     parser.add_argument("--sampler", default="euler", choices=["euler", "euler_ancestral", "lcm"])
-    parser.add_argument("--model", default="tiny", choices=["tiny", "sd15", "sd15-lcm", "sdxl"],
-                        help="tiny: the tests' SD1.5-architecture model; others: full size with random weights")
+    parser.add_argument("--model", default="tiny", choices=["tiny", "tiny-lcm", "sd15", "sd15-lcm", "sdxl"],
+                        help="tiny(-lcm): the tests' SD1.5-architecture model (as an LCM); others: full size, random")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--gpu", action="store_true", help="run on ComfyUI's GPU device (absolute times)")
+    parser.add_argument("--only", default="", help="run only the methods whose label contains this text")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="folder for the .md/.json/.svg")
     args = parser.parse_args()
     import_pack(cpu=not args.gpu)
@@ -162,8 +167,11 @@ def main():
     import seedfinder.nodes as pack_nodes
     nodes = type("Nodes", (), {cls.__name__: cls for cls in pack_nodes.NODES})
     with torch.inference_mode():  # as ComfyUI's loaders build models inside a prompt
-        if args.model == "tiny":
+        if args.model.startswith("tiny"):
             model, positive = tiny_model(), random_conditioning(0)
+            if args.model == "tiny-lcm":
+                from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
+                (model,) = ModelSamplingDiscrete().patch(model, "lcm", False)
         else:
             model, positive = full_size_model(args.model, getattr(torch, args.dtype))
     latents = [{"samples": torch.randn(1, 4, args.size, args.size, generator=torch.Generator().manual_seed(seed))}
@@ -178,8 +186,8 @@ def main():
     print("\n".join(lines), flush=True)
     rows = []
     with torch.inference_mode():
-        for label, node_name, options, prompt_aware in configurations(args.model != "tiny"):
-            if not hasattr(nodes, node_name):
+        for label, node_name, options, prompt_aware in configurations(not args.model.startswith("tiny")):
+            if not hasattr(nodes, node_name) or args.only not in label:
                 continue
             result = run_configuration(nodes, model, positive, latents, args.steps, args.scheduler, args.sampler,
                                        node_name, options, prompt_aware, args.gpu)
