@@ -10,11 +10,13 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from solvers.interpolation import PATHS, interpolate, path_nll  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from inprocess import import_pack  # noqa: E402
 
 
 def main():
+    import_pack()
+    from seedfinder.solvers.interpolation import PATHS, interpolate, path_nll
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=64)
