@@ -1,5 +1,4 @@
 """DDIM Invert and FixedPoint Invert on a real ComfyUI server with the tiny SD1.5-architecture model."""
-import threading
 import time
 
 import pytest
