@@ -66,11 +66,11 @@ def sampler_output() -> io.Sampler.Output:
 
 
 def invert(method_name: str, method, model, positive, latent, steps, scheduler, cfg, strength, negative=None,
-           sigmas=None, needs_gradient: bool = False):
+           sigmas=None, needs_gradient: bool = False, sampler: str = "euler", step_noises=None):
     """Build the schedule and invert through the host adapter: (Inversion, ui summary)."""
     schedule = host.build_schedule(model, steps, scheduler, strength, sigmas)
     inversion = host.run_inversion(method, model, positive, negative, cfg, latent, schedule, needs_gradient,
-                                   method_name)
+                                   method_name, sampler, step_noises)
     start_at_step = None if sigmas is not None else steps - (len(schedule) - 1)
     return inversion, {"seedfinder": [host.summary(inversion, method_name, start_at_step)]}
 
@@ -83,10 +83,11 @@ def run_sampler_invert_node(method_name: str, method, sampler: str, noise_seed: 
                                    inputs.get("sigmas"))
     noises = host.fixed_noises(tuple(samples.shape), len(schedule) - 1, noise_seed) if sampler != "euler" else None
     method = partial(method, rule=host.step_rule(model, sampler), noises=noises)
-    inversion, ui = invert(method_name, method, needs_gradient=needs_gradient, **inputs)
+    inversion, ui = invert(method_name, method, needs_gradient=needs_gradient, sampler=sampler, step_noises=noises,
+                           **inputs)
     ui["seedfinder"][0]["sampler"] = sampler
     return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
-                         host.regenerating_sampler(sampler, noises, inversion.sigmas), ui=ui)
+                         inversion.noise.regenerating_sampler(), ui=ui)
 
 
 def bind(method, **options):

@@ -27,20 +27,30 @@ log = logging.getLogger("seedfinder")
 InversionMethod = Callable[..., InversionResult]
 """method(denoiser, x0, sigmas, input_scale=..., callback=...) -> InversionResult"""
 
-FAMILIES = (  # most specific first: V_PREDICTION subclasses EPS
+FAMILIES = (  # most specific first: EDM subclasses V_PREDICTION, which (like X0) subclasses EPS
+    (comfy.model_sampling.EDM, "EDM"),
     (comfy.model_sampling.V_PREDICTION, "V_PREDICTION"),
+    (comfy.model_sampling.X0, "X0"),
     (comfy.model_sampling.EPS, "EPS"),
     (comfy.model_sampling.CONST, "CONST"),
+    (comfy.model_sampling.COSMOS_RFLOW, "COSMOS_RFLOW"),
 )
 
 
 def model_family(model) -> str:
-    """EPS, V_PREDICTION or CONST (flow), from the model's sampling object as core's nodes detect it."""
+    """The prediction type of ComfyUI's model sampling (EPS, V_PREDICTION, EDM, X0, CONST = flow, COSMOS_RFLOW).
+
+    Every inverter needs only D(x, σ) and the family's noise_scaling, but a sampling class outside these (another
+    pack's) may noise differently; it is refused rather than inverted with a guessed prior.
+    """
     sampling = model.get_model_object("model_sampling")
     for cls, name in FAMILIES:
         if isinstance(sampling, cls):
             return name
-    return type(sampling).__name__
+    known = ", ".join(name for _, name in FAMILIES)
+    raise ValueError(f"model: expected a model whose sampling is one of ComfyUI's prediction types ({known}), got "
+                     f"{[base.__name__ for base in type(sampling).__mro__[1:-1]]}; Seedfinder cannot tell how it "
+                     f"adds noise")
 
 
 def noising_prior(model):
@@ -131,13 +141,14 @@ def build_schedule(model, steps: int, scheduler: str, strength: float, sigmas: O
 
 def validate_inputs(model, positive, negative, cfg: float, latent: dict) -> None:
     """Refuse inputs that cannot be inverted, naming the input, what was expected and what came."""
+    family = model_family(model)
     samples = latent["samples"]
     if samples.is_nested or samples.ndim != 4:
-        raise ValueError(f"latent: expected an image latent of shape (batch, channels, height, width), "
-                         f"got shape {tuple(samples.shape)}")
+        raise ValueError(f"latent: expected an image latent of shape (batch, channels, height, width), got shape "
+                         f"{tuple(samples.shape)}; video (5-D), audio (3-D) and nested latents are not supported")
     channels = model.get_model_object("latent_format").latent_channels
     if samples.shape[1] != channels:
-        raise ValueError(f"latent: this model ({model_family(model)}) expects {channels} latent channels, got "
+        raise ValueError(f"latent: this model ({family}) expects {channels} latent channels, got "
                          f"{samples.shape[1]} (shape {tuple(samples.shape)}); encode the image with this model's VAE")
     if not torch.isfinite(samples).all():
         bad = int((~torch.isfinite(samples)).sum())
@@ -161,11 +172,13 @@ class Seed:
     """
 
     def __init__(self, noise: torch.Tensor, sigmas: torch.Tensor, noise_factor: float, latent_factor: float,
-                 family: str, latent_format, method: str, extras: Optional[dict] = None):
+                 family: str, latent_format, method: str, extras: Optional[dict] = None, sampler: str = "euler",
+                 step_noises: Optional[list] = None):
         self.noise, self.sigmas = noise, sigmas
         self.noise_factor, self.latent_factor = noise_factor, latent_factor
         self.family, self.latent_format, self.method = family, latent_format, method
         self.extras = extras or {}
+        self.sampler, self.step_noises = sampler, step_noises  # a stochastic sampler's fixed per-step noises
         self.seed = 0
 
     def generate_noise(self, input_latent: dict) -> torch.Tensor:
@@ -187,10 +200,14 @@ class Seed:
             return self.latent_format.process_out(self.model_latent())
         return self.latent_format.process_out(self.model_latent() / self.latent_factor)
 
-    def with_noise(self, noise: torch.Tensor, method: Optional[str] = None) -> "Seed":
-        """The same hand-off for another seed tensor (e.g. an interpolated batch)."""
+    def with_noise(self, noise: torch.Tensor, method: str, step_noises: Optional[list] = None) -> "Seed":
+        """The same hand-off for another seed tensor (e.g. an interpolated batch) and its per-step noises."""
         return Seed(noise, self.sigmas, self.noise_factor, self.latent_factor, self.family, self.latent_format,
-                    method or self.method)
+                    method, sampler=self.sampler, step_noises=step_noises)
+
+    def regenerating_sampler(self):
+        """The SAMPLER that turns this seed back into its image(s)."""
+        return regenerating_sampler(self.sampler, self.step_noises, self.sigmas)
 
 
 @dataclass
@@ -274,13 +291,15 @@ def run_guided(method: InversionMethod, model, positive, negative, cfg: float, l
 
 
 def run_inversion(method: InversionMethod, model, positive, negative, cfg: float, latent: dict,
-                  sigmas: torch.Tensor, needs_gradient: bool = False, method_name: str = "") -> Inversion:
+                  sigmas: torch.Tensor, needs_gradient: bool = False, method_name: str = "",
+                  sampler_name: str = "euler", step_noises: Optional[list] = None) -> Inversion:
     """Invert `latent` with `method` through CFGGuider(model, positive, negative, cfg) over `sigmas`."""
     sampler = run_guided(method, model, positive, negative, cfg, latent, sigmas, needs_gradient)
     result = sampler.result
     seed = Seed((result.latent / sampler.noise_factor).float().cpu(), sigmas, sampler.noise_factor,
                 sampler.latent_factor, model_family(model), model.get_model_object("latent_format"), method_name,
-                {key: value.cpu() if torch.is_tensor(value) else value for key, value in result.extras.items()})
+                {key: value.cpu() if torch.is_tensor(value) else value for key, value in result.extras.items()},
+                sampler_name, step_noises)
     out = {key: value for key, value in latent.items() if key != "noise_mask"}
     out["samples"] = seed.as_latent().to(comfy.model_management.intermediate_device())
     return Inversion(latent=out, noise=seed, sigmas=sigmas, result=result, family=seed.family)

@@ -26,14 +26,23 @@ def check_compatible(first: "host.Seed", second: "host.Seed", name: str) -> None
         raise ValueError(f"{name}: expected a seed of the same model ({first.family}, "
                          f"{type(first.latent_format).__name__}), got {second.family}, "
                          f"{type(second.latent_format).__name__}")
+    if first.sampler != second.sampler:
+        raise ValueError(f"{name}: expected a seed inverted for the same sampler ({first.sampler}), got "
+                         f"{second.sampler}")
     if first.sigmas.shape != second.sigmas.shape or not torch.allclose(first.sigmas, second.sigmas):
         raise ValueError(f"{name}: expected a seed inverted over the same schedule {first.sigmas.tolist()}, got "
                          f"{second.sigmas.tolist()}")
 
 
+# A stochastic sampler's per-step noises follow the seeds: NAO's optimisation is for the seed itself; the noises,
+# Gaussian too, take the norm-keeping closed forms (slerp, normalized mean); lerp and mean apply as asked.
+STEP_NOISE_PATH = {"lerp": "lerp", "slerp": "slerp", "nao": "slerp"}
+STEP_NOISE_CENTROID = {"mean": "mean", "normalized_mean": "normalized_mean", "nao": "normalized_mean"}
+
+
 def outputs(seed: "host.Seed") -> io.NodeOutput:
-    """The same three hand-offs as an invert node: LATENT, NOISE, SIGMAS."""
-    return io.NodeOutput({"samples": seed.as_latent()}, seed, seed.sigmas)
+    """The same hand-offs as an invert node: LATENT, NOISE, SIGMAS and the SAMPLER (with its per-step noises)."""
+    return io.NodeOutput({"samples": seed.as_latent()}, seed, seed.sigmas, seed.regenerating_sampler())
 
 
 def seed_outputs() -> list:
@@ -41,7 +50,9 @@ def seed_outputs() -> list:
                              "(add_noise disabled, the invert node's steps, scheduler and cfg)."),
             io.Noise.Output(display_name="noise", tooltip="The seeds as NOISE, for SamplerCustomAdvanced with an "
                             "empty latent of this batch size and the sigmas output."),
-            io.Sigmas.Output(display_name="sigmas", tooltip="The schedule the seeds were inverted over.")]
+            io.Sigmas.Output(display_name="sigmas", tooltip="The schedule the seeds were inverted over."),
+            io.Sampler.Output(display_name="sampler", tooltip="The sampler the seeds were inverted for; with "
+                              "euler_ancestral or lcm it carries per-frame per-step noises that follow the seeds.")]
 
 
 class SeedInterpolate(io.ComfyNode):
@@ -74,7 +85,10 @@ class SeedInterpolate(io.ComfyNode):
             if seed.noise.shape[0] != 1:
                 raise ValueError(f"{name}: expected a single seed (batch 1), got a batch of {seed.noise.shape[0]}")
         path = interpolate(first.noise, second.noise, frames, method, callback=host.iteration_reporter(500))
-        return outputs(first.with_noise(path, method=f"interpolate_{method}"))
+        step_noises = None if first.step_noises is None else [
+            interpolate(a, b, frames, STEP_NOISE_PATH[method]) for a, b in zip(first.step_noises,
+                                                                                  second.step_noises)]
+        return outputs(first.with_noise(path, f"interpolate_{method}", step_noises))
 
 
 class SeedCentroid(io.ComfyNode):
@@ -100,7 +114,9 @@ class SeedCentroid(io.ComfyNode):
     def execute(cls, seeds, method) -> io.NodeOutput:
         batch = checked_seed("seeds", seeds)
         center = centroid(batch.noise, method, callback=host.iteration_reporter(2000))
-        return outputs(batch.with_noise(center, method=f"centroid_{method}"))
+        step_noises = None if batch.step_noises is None else [
+            centroid(noise, STEP_NOISE_CENTROID[method]) for noise in batch.step_noises]
+        return outputs(batch.with_noise(center, f"centroid_{method}", step_noises))
 
 
 NODES = [SeedInterpolate, SeedCentroid]

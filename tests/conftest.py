@@ -26,20 +26,23 @@ def smooth_image(seed: int, size: int = 64) -> np.ndarray:
     return (image * 255).astype("uint8")
 
 
-BAD_LATENTS = {"nan": "seedfinder_nan.latent", "three_channels": "seedfinder_3ch.latent"}
-SD3_LATENT = "seedfinder_sd3_16ch.latent"
+BAD_LATENTS = {"nan": "seedfinder_nan.latent", "three_channels": "seedfinder_3ch.latent",
+               "video": "seedfinder_video_5d.latent"}
+SD3_LATENTS = ("seedfinder_sd3_16ch.latent", "seedfinder_sd3_16ch_b.latent")
+SD3_LATENT = SD3_LATENTS[0]
 
 
 def write_latents(folder: str) -> None:
-    """Latent files for LoadLatent: ones no inverter should accept (NaN values; 3 channels for a 4-channel model),
-    and a 16-channel latent for the SD3-class model (the test VAE encodes to 4 channels)."""
+    """Latent files for LoadLatent: ones no inverter should accept (NaN values; 3 channels for a 4-channel model; a
+    5-D video latent), and two 16-channel latents for the SD3/Flux-class models (the test VAE encodes to 4)."""
     import safetensors.torch
     import torch
     generator = torch.Generator().manual_seed(16)
     nan = torch.randn(1, 4, 8, 8, generator=generator)
     nan[0, 1, 2, 3] = float("nan")
     files = {BAD_LATENTS["nan"]: nan, BAD_LATENTS["three_channels"]: torch.randn(1, 3, 8, 8, generator=generator),
-             SD3_LATENT: torch.randn(1, 16, 8, 8, generator=generator)}
+             BAD_LATENTS["video"]: torch.randn(1, 4, 3, 8, 8, generator=generator),
+             **{name: torch.randn(1, 16, 8, 8, generator=generator) for name in SD3_LATENTS}}
     for name, tensor in files.items():
         safetensors.torch.save_file({"latent_tensor": tensor, "latent_format_version_0": torch.tensor([])},
                                     os.path.join(folder, name))

@@ -56,6 +56,34 @@ def test_family_and_conditioning_batch(pack, model):
         host.validate_inputs(model, random_conditioning(0, batch=2), None, 1.0, latent)
 
 
+@pytest.mark.parametrize("sampling, family", [("eps", "EPS"), ("v_prediction", "V_PREDICTION"), ("x0", "X0"),
+                                                ("lcm", "EPS"), ("img_to_img", "X0")])
+def test_family_names_follow_core_model_sampling(pack, model, sampling, family):
+    import comfy_extras.nodes_model_advanced as advanced
+    from seedfinder.nodes import host
+    patched = advanced.ModelSamplingDiscrete().patch(model, sampling, False)[0]
+    assert host.model_family(patched) == family
+
+
+def test_a_sampling_of_unknown_kind_is_refused(pack, model):
+    """Another pack's model sampling that is none of core's prediction types: refused, naming what came."""
+    import comfy.model_sampling
+    from seedfinder.nodes import host
+
+    class ShiftedNoise:
+        pass
+
+    class Custom(comfy.model_sampling.ModelSamplingDiscrete, ShiftedNoise):
+        pass
+
+    patched = model.clone()
+    patched.add_object_patch("model_sampling", Custom(model.model.model_config))
+    with pytest.raises(ValueError, match=r"model: expected a model whose sampling is one of ComfyUI's prediction "
+                                         r"types \(EDM, .*CONST, COSMOS_RFLOW\), got \['ModelSamplingDiscrete', "
+                                         r"'Module', 'ShiftedNoise'\]"):
+        host.validate_inputs(patched, random_conditioning(0), None, 1.0, {"samples": torch.zeros(1, 4, 8, 8)})
+
+
 def test_noise_route_scaling_matches_noise_scaling(pack, model):
     """The NOISE hand-off divides by exactly what KSAMPLER multiplies by (max_denoise or not)."""
     from seedfinder.nodes import host

@@ -88,6 +88,8 @@ def loaded_latent_graph(name: str, **kwargs) -> dict:
 def test_bad_inputs_get_named_errors_and_the_server_stays_usable(host):
     expect_failure(host, loaded_latent_graph(BAD_LATENTS["three_channels"]), "latent:", "expects 4", "got 3")
     expect_failure(host, loaded_latent_graph(BAD_LATENTS["nan"]), "latent:", "finite", "1 NaN")
+    expect_failure(host, loaded_latent_graph(BAD_LATENTS["video"]), "latent:", "(batch, channels, height, width)",
+                   "(1, 4, 3, 8, 8)", "video (5-D)")
     expect_failure(host, round_trip_graph("fixed_point", IMAGES[0], strength=0.0), "strength:", "(0, 1]", "got 0.0")
     expect_failure(host, round_trip_graph("ddim", IMAGES[0], strength=1.5), "strength")  # ComfyUI's own range check
     expect_failure(host, round_trip_graph("fixed_point", IMAGES[0], cfg=3.0), "negative:", "cfg ≠ 1", "3.0")

@@ -32,6 +32,14 @@ TINY_SD3_MMDIT = dict(
     num_patches=256, pos_embed_max_size=16, pos_embed_scaling_factor=None, x_block_self_attn_layers=[],
 )
 
+# Flux's double- and single-stream transformer (16-channel Flux latent format, guidance embedding, flow sampling
+# with Flux's resolution-dependent shift) at one block of each (hidden size 128, 4 heads).
+TINY_FLUX = dict(
+    image_model="flux", in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096, hidden_size=128,
+    mlp_ratio=4.0, num_heads=4, depth=1, depth_single_blocks=1, axes_dim=[8, 12, 12], theta=10000, patch_size=2,
+    qkv_bias=True, guidance_embed=True,
+)
+
 
 def tiny_model(config_class, unet_config: dict, seed: int):
     """MODEL: a ComfyUI model class (its latent format, sampling and conditioning) around tiny random weights."""
@@ -93,10 +101,30 @@ class TinySD3(io.ComfyNode):
                              random_conditioning(seed + 2, tokens=4096, pooled=2048))
 
 
+class TinyFlux(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderTestTinyFlux", display_name="Tiny Flux (test)", category="seedfinder_test",
+            description="Test-only: a tiny random Flux-dev-class model (guidance-distilled flow transformer) with "
+                        "random T5 + CLIP-L prompt embeddings; set guidance with the core FluxGuidance node.",
+            inputs=[io.Int.Input("seed", default=0, min=0, max=2 ** 31, tooltip="Weight and prompt seed.")],
+            outputs=[io.Model.Output(), io.Conditioning.Output(display_name="positive"),
+                     io.Conditioning.Output(display_name="negative")],
+        )
+
+    @classmethod
+    def execute(cls, seed) -> io.NodeOutput:
+        import comfy.supported_models
+        return io.NodeOutput(tiny_model(comfy.supported_models.Flux, TINY_FLUX, seed),
+                             random_conditioning(seed + 1, tokens=4096, pooled=768),
+                             random_conditioning(seed + 2, tokens=4096, pooled=768))
+
+
 class TestkitExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TinySDXL, TinySD3]
+        return [TinySDXL, TinySD3, TinyFlux]
 
 
 async def comfy_entrypoint() -> TestkitExtension:
