@@ -55,7 +55,7 @@ def sampler_inputs() -> list:
                        tooltip="The sampler that will regenerate the image. euler (= ddim) is deterministic: any "
                        "stock sampler node reproduces the seed. euler_ancestral (Turbo/Lightning) and lcm (LCM) inject "
                        "noise at every step: the inversion fixes those noises, so regenerate with the sampler output."),
-        io.Int.Input("noise_seed", default=0, min=0, max=0xffffffffffffffff,
+        io.Int.Input("noise_seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
                      tooltip="Seed of the fixed per-step noises of euler_ancestral and lcm; unused by euler."),
     ]
 

@@ -39,7 +39,7 @@ class PromptAwareEncode(io.ComfyNode):
                 io.Combo.Input("mode", options=list(MODES), default="seeded",
                                tooltip="seeded: one Gaussian jump to the top of the cycle, as the authors' code; "
                                "inverted: deterministic DDIM-inversion steps up, as the paper describes."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff,
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
                              tooltip="Seed of the Gaussian noise in seeded mode (same seed, same latent)."),
                 io.Sigmas.Input("sigmas", optional=True, tooltip="The inversion's schedule, if it uses a SIGMAS input; "
                                 "overrides steps and scheduler."),

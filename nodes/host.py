@@ -18,7 +18,7 @@ import comfy.model_sampling
 import comfy.samplers
 import comfy.utils
 
-from ..solvers import InversionResult, StepRule, validate_schedule
+from ..solvers import InversionResult, StepRule, rms, validate_schedule
 from ..solvers.rnri import flow_transition_prior, ve_transition_prior
 from ..solvers.samplers import sampler_rule
 
@@ -218,6 +218,8 @@ class Inversion:
     sigmas: torch.Tensor
     result: InversionResult
     family: str
+    latent_rms: float
+    """RMS of the image latent in the model's space (the scale the residuals are measured in)."""
 
 
 class SolverSampler(comfy.samplers.Sampler):
@@ -302,7 +304,8 @@ def run_inversion(method: InversionMethod, model, positive, negative, cfg: float
                 sampler_name, step_noises)
     out = {key: value for key, value in latent.items() if key != "noise_mask"}
     out["samples"] = seed.as_latent().to(comfy.model_management.intermediate_device())
-    return Inversion(latent=out, noise=seed, sigmas=sigmas, result=result, family=seed.family)
+    latent_rms = float(rms(seed.latent_format.process_in(latent["samples"].float())).max())
+    return Inversion(latent=out, noise=seed, sigmas=sigmas, result=result, family=seed.family, latent_rms=latent_rms)
 
 
 def summary(inversion: Inversion, method: str, started_at_step: int) -> dict:
@@ -311,6 +314,7 @@ def summary(inversion: Inversion, method: str, started_at_step: int) -> dict:
         return value if math.isfinite(value) else None
 
     result = inversion.result
+    final = [min(trace) if trace else float("nan") for trace in result.residuals]
     return {
         "method": method,
         "family": inversion.family,
@@ -318,6 +322,9 @@ def summary(inversion: Inversion, method: str, started_at_step: int) -> dict:
         "start_at_step": started_at_step,
         "evaluations": result.evaluations,
         "residuals": [[finite(r) for r in trace] for trace in result.residuals],
-        "final_residual": [finite(min(trace) if trace else float("nan")) for trace in result.residuals],
+        "final_residual": [finite(r) for r in final],
+        # first order: each step's leftover residual shifts the regenerated latent by about that much; how the
+        # sampler's later steps amplify it is not counted
+        "round_trip_estimate": finite(sum(final) / max(inversion.latent_rms, 1e-12)),
         "sigmas": [float(s) for s in inversion.sigmas],
     }

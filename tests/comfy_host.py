@@ -1,7 +1,7 @@
 """A real ComfyUI server for the host tests: start main.py on 127.0.0.1, post API-format graphs (stdlib only).
 
 Layout under one scratch folder: comfyui/ (a copy of the test host's tree), base/ (--base-directory with
-custom_nodes/ holding a link to this pack, models/, input/, output/), web/ (an empty front end).
+custom_nodes/ holding a link to this pack, models/, input/, output/). The official frontend package serves the UI.
 """
 import json
 import os
@@ -56,10 +56,6 @@ class ComfyHost:
         os.symlink(REPO, os.path.join(self.base, "custom_nodes", "seedfinder"))
         os.symlink(os.path.join(REPO, "tests", "fixture_nodes", "seedfinder_testkit"),
                    os.path.join(self.base, "custom_nodes", "seedfinder_testkit"))
-        self.web = os.path.join(work, "web")
-        os.makedirs(self.web, exist_ok=True)
-        with open(os.path.join(self.web, "index.html"), "w") as f:
-            f.write("<html><body>Seedfinder test host</body></html>")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_args = list(extra_args)
@@ -69,7 +65,7 @@ class ComfyHost:
     def start(self, timeout: float = 180.0) -> "ComfyHost":
         env = dict(os.environ, PYTHONPATH=STUBS, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DO_NOT_TRACK="1")
         command = [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-                   "--base-directory", self.base, "--front-end-root", self.web, "--disable-auto-launch",
+                   "--base-directory", self.base, "--disable-auto-launch",
                    "--disable-api-nodes", "--log-stdout", "--database-url", "sqlite:///:memory:", *self.extra_args]
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(command, cwd=self.root, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -124,9 +120,22 @@ class ComfyHost:
 
     def queue(self, graph: dict) -> str:
         answer = self.post("/prompt", {"prompt": graph, "client_id": uuid.uuid4().hex})
-        if answer.get("node_errors"):  # some outputs failed validation: ComfyUI would run the rest silently
+        if answer.get("node_errors"):  # some outputs failed validation: ComfyUI queued the rest; stop it
+            self.cancel(answer["prompt_id"])
             raise PromptRejected(200, json.dumps(answer["node_errors"]))
         return answer["prompt_id"]
+
+    def cancel(self, prompt_id: str, timeout: float = 60) -> None:
+        """Take a prompt off the queue or interrupt it, and wait until the server is idle again."""
+        self.post("/queue", {"delete": [prompt_id]})
+        self.post("/interrupt", {"prompt_id": prompt_id})
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            queue = self.get("/queue")
+            if not any(item[1] == prompt_id for item in queue["queue_running"] + queue["queue_pending"]):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"prompt {prompt_id} still queued {timeout} s after it was cancelled")
 
     def wait(self, prompt_id: str, timeout: float = 300) -> dict:
         deadline = time.time() + timeout

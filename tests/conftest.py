@@ -1,30 +1,16 @@
-"""Shared pytest setup: the pack's root on sys.path for the host-free solver tests."""
+"""Shared pytest setup: the pack's root, tests/ and scripts/ on sys.path; the real ComfyUI server fixtures."""
 import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
-for path in (REPO, TESTS):
+for path in (REPO, TESTS, os.path.join(REPO, "scripts")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-import numpy as np
 import pytest
 
-IMAGES = [f"seedfinder_test_{i}.png" for i in range(4)]
-
-
-def smooth_image(seed: int, size: int = 64) -> np.ndarray:
-    """A smooth random RGB image (low-frequency bumps), like a photo more than like noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    image = np.zeros((size, size, 3))
-    for _ in range(6):
-        cx, cy, width = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.1, 0.4)
-        image += rng.uniform(-1, 1, 3) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / width ** 2)[..., None]
-    image = (image - image.min()) / (image.max() - image.min() + 1e-9)
-    return (image * 255).astype("uint8")
-
+from tinymodels import DEMO_IMAGES as IMAGES  # noqa: E402  (the demo images: workflows and tests share them)
 
 BAD_LATENTS = {"nan": "seedfinder_nan.latent", "three_channels": "seedfinder_3ch.latent",
                "video": "seedfinder_video_5d.latent"}
@@ -61,17 +47,20 @@ def comfy_inprocess():
     return tinymodels
 
 
+def start_host(work: str, tinymodels, extra_args=()):
+    """A real ComfyUI server with the tiny models, the demo images and the test latents installed."""
+    from comfy_host import ComfyHost
+    server = ComfyHost(work, extra_args)
+    tinymodels.write_models(os.path.join(server.base, "models"))
+    tinymodels.write_images(os.path.join(server.base, "input"))
+    write_latents(os.path.join(server.base, "input"))
+    return server.start()
+
+
 @pytest.fixture(scope="session")
 def host(tmp_path_factory, comfy_inprocess):
-    """One real ComfyUI server for the session, with the tiny models and test images installed."""
-    from PIL import Image
-    from comfy_host import ComfyHost
-    server = ComfyHost(str(tmp_path_factory.mktemp("comfy")))
-    comfy_inprocess.write_models(os.path.join(server.base, "models"))
-    for index, name in enumerate(IMAGES):
-        Image.fromarray(smooth_image(index)).save(os.path.join(server.base, "input", name))
-    write_latents(os.path.join(server.base, "input"))
-    server.start()
+    """One real ComfyUI server for the session."""
+    server = start_host(str(tmp_path_factory.mktemp("comfy")), comfy_inprocess)
     yield server
     server.stop()
 

@@ -1,7 +1,7 @@
 """API-format graphs for the host tests: load the tiny models, invert, regenerate through both routes."""
 import safetensors.torch
 
-from tinymodels import CLIP_FILE, UNET_FILE
+from tinymodels import CLIP_FILE, UNET_FILE, VAE_FILE
 
 INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert", "rnri": "SeedfinderRNRIInvert",
           "edict": "SeedfinderEDICTInvert", "bdia": "SeedfinderBDIAInvert"}
@@ -16,7 +16,7 @@ def base_graph(image: str, positive: str = "a photo of a cat", negative: str = "
     return {
         "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_FILE, "weight_dtype": "default"}},
         "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": CLIP_FILE, "type": "stable_diffusion"}},
-        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": "taesd"}},
+        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_FILE}},
         "image": {"class_type": "LoadImage", "inputs": {"image": image}},
         "encode": {"class_type": "VAEEncode", "inputs": {"pixels": ["image", 0], "vae": ["vae", 0]}},
         "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": positive, "clip": ["clip", 0]}},

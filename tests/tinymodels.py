@@ -18,8 +18,11 @@ SD15_MIN_UNET = dict(
     use_linear_in_transformer=False, context_dim=768, use_temporal_resblock=False, use_temporal_attention=False,
     num_heads=8, num_head_channels=-1,
 )
-UNET_FILE = "seedfinder_tiny_sd15_unet.safetensors"
-CLIP_FILE = "seedfinder_random_clip_l.safetensors"
+# The same files are the demo model that scripts/serve.py installs: named so nobody mistakes them for a real model.
+UNET_FILE = "SMOKE-TEST_seedfinder_sd15_unet_makes-noise-not-pictures.safetensors"
+CLIP_FILE = "SMOKE-TEST_seedfinder_clip_l_makes-noise-not-pictures.safetensors"
+VAE_FILE = "SMOKE-TEST_seedfinder_taesd_vae_makes-noise-not-pictures.safetensors"
+DEMO_IMAGES = [f"seedfinder_demo_{i}.png" for i in range(4)]
 # At this scale the random UNet neither outputs ~0 nor explodes, and fixed-point inversion converges
 # (probes: 0.35 converged for every seed tried; 0.5-1 for some; >= 2 for none).
 WEIGHT_SCALE = 0.35
@@ -71,9 +74,33 @@ def save(state_dict: dict, path: str) -> None:
 
 
 def write_models(models_dir: str, seed: int = 0) -> None:
-    """UNETLoader's tiny SD15 UNet, VAELoader's 'taesd' and CLIPLoader's CLIP-L, all random."""
+    """UNETLoader's tiny SD15 UNet, VAELoader's TAESD-architecture VAE (one file, SD1.5 scale) and CLIPLoader's
+    CLIP-L, all random."""
     save(unet_state_dict(seed=seed), os.path.join(models_dir, "diffusion_models", UNET_FILE))
     encoder, decoder = taesd_state_dicts(seed + 10)
-    save(encoder, os.path.join(models_dir, "vae_approx", "taesd_encoder.safetensors"))
-    save(decoder, os.path.join(models_dir, "vae_approx", "taesd_decoder.safetensors"))
+    vae = {**{f"taesd_encoder.{k}": v for k, v in encoder.items()},
+           **{f"taesd_decoder.{k}": v for k, v in decoder.items()},
+           "vae_scale": torch.tensor(0.18215), "vae_shift": torch.tensor(0.0)}
+    save(vae, os.path.join(models_dir, "vae", VAE_FILE))
     save(clip_l_state_dict(seed + 20), os.path.join(models_dir, "text_encoders", CLIP_FILE))
+
+
+def smooth_image(seed: int, size: int = 64):
+    """A smooth random RGB image (low-frequency bumps), like a photo more than like noise."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    image = np.zeros((size, size, 3))
+    for _ in range(6):
+        cx, cy, width = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.1, 0.4)
+        image += rng.uniform(-1, 1, 3) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / width ** 2)[..., None]
+    image = (image - image.min()) / (image.max() - image.min() + 1e-9)
+    return (image * 255).astype("uint8")
+
+
+def write_images(input_dir: str, names=DEMO_IMAGES) -> None:
+    """The smooth test images as PNGs for LoadImage."""
+    from PIL import Image
+    os.makedirs(input_dir, exist_ok=True)
+    for index, name in enumerate(names):
+        Image.fromarray(smooth_image(index)).save(os.path.join(input_dir, name))

@@ -1,0 +1,87 @@
+"""The example workflows' API twins and the headless pipeline script, on a real ComfyUI server."""
+import glob
+import json
+import os
+import subprocess
+
+import pytest
+import safetensors.torch
+from PIL import Image
+
+from comfy_host import PYTHON, REPO
+from conftest import IMAGES
+
+pytestmark = pytest.mark.host
+
+UI_FILES = sorted(glob.glob(os.path.join(REPO, "example_workflows", "*.json")))
+NAMES = [os.path.splitext(os.path.basename(path))[0] for path in UI_FILES]
+REQUIRED = {"reconstruct_fixed_point", "edit_rnri", "prompt_aware_reconstruct", "interpolate_seeds",
+            "exact_round_trip_edict"}
+
+
+def load(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def api_twin(name: str) -> dict:
+    return load(os.path.join(REPO, "example_workflows", "api", f"{name}.json"))
+
+
+def test_every_example_has_a_thumbnail_notes_and_only_core_or_seedfinder_nodes(host):
+    assert REQUIRED <= set(NAMES)
+    core = {node_id for node_id, node in host.get("/object_info").items()
+            if node["python_module"] == "nodes" or node["python_module"].startswith("comfy_extras")}
+    for path, name in zip(UI_FILES, NAMES):
+        assert os.path.getsize(os.path.join(REPO, "example_workflows", f"{name}.jpg")) > 1000, name
+        types = {node["type"] for node in load(path)["nodes"]}
+        assert "MarkdownNote" in types or "Note" in types, name
+        assert all(t in core or t.startswith("Seedfinder") for t in types - {"MarkdownNote", "Note"}), (name, types)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_twin_is_generated_from_the_ui_file(host, name):
+    """example_workflows/api/ is what scripts/export_api.py makes of the UI files (regenerate after editing one)."""
+    from export_api import to_api
+    assert to_api(load(os.path.join(REPO, "example_workflows", f"{name}.json")), host.get("/object_info")) == \
+        api_twin(name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_twin_runs_and_saves_its_outputs(host, name):
+    prompt = api_twin(name)
+    history = host.run({key: {"class_type": node["class_type"], "inputs": node["inputs"]}
+                        for key, node in prompt.items()})
+    savers = [key for key, node in prompt.items() if node["class_type"] in ("SaveImage", "SaveLatent")]
+    assert savers
+    for key in savers:
+        records = history["outputs"][key].get("images") or history["outputs"][key].get("latents")
+        assert records and all(os.path.exists(host.output_file(record)) for record in records), (name, key)
+    inverters = [key for key, node in prompt.items() if node["class_type"].endswith("Invert")]
+    for key in inverters:
+        report = history["outputs"][key]["seedfinder"][0]
+        assert report["evaluations"] >= report["steps"] and report["round_trip_estimate"] is not None
+    if name == "interpolate_seeds":  # five frames from one batch
+        assert len(history["outputs"][savers[0]]["images"]) == 5
+
+
+def test_headless_script_saves_each_seed_beside_its_reconstruction(host, tmp_path):
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    for name in IMAGES[:2]:
+        Image.open(os.path.join(host.base, "input", name)).save(images / name.replace("seedfinder_", "photo_"))
+    result = subprocess.run([PYTHON, os.path.join(REPO, "scripts", "headless.py"), str(images), str(out),
+                             "--server", host.url], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "2/2" in result.stderr  # the progress bar reached the end
+    for stem in ("photo_demo_0", "photo_demo_1"):
+        seed = safetensors.torch.load_file(out / f"{stem}.seed.latent")
+        assert seed["latent_tensor"].shape == (1, 4, 8, 8) and "latent_format_version_0" in seed
+        assert Image.open(out / f"{stem}.reconstruction.png").size == (64, 64)
+
+
+def test_headless_script_names_a_failing_input(host, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = subprocess.run([PYTHON, os.path.join(REPO, "scripts", "headless.py"), str(tmp_path / "empty"),
+                             str(tmp_path / "out"), "--server", host.url], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "images: expected image files" in result.stderr
