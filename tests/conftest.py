@@ -10,7 +10,7 @@ for path in (REPO, TESTS, os.path.join(REPO, "scripts")):
 
 import pytest
 
-from tinymodels import DEMO_IMAGES as IMAGES  # noqa: E402  (the demo images: workflows and tests share them)
+from tinymodels import DEMO_IMAGES as IMAGES  # noqa: E402, F401  (workflows and tests share the demo images)
 
 BAD_LATENTS = {"nan": "seedfinder_nan.latent", "three_channels": "seedfinder_3ch.latent",
                "video": "seedfinder_video_5d.latent"}

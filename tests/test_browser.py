@@ -151,7 +151,7 @@ def test_the_chart_follows_reruns_with_other_settings(page):
     set_strength = """([strength]) => app.graph._nodes.find((n) => n.type === "SeedfinderFixedPointInvert")
         .widgets.find((w) => w.name === "strength").value = strength"""
     reports = []
-    for strength, steps in ((0.5, 10), (0.25, 5)):
+    for strength, steps in ((0.5, 5), (0.3, 3)):
         if not reports:
             page.evaluate("async (workflow) => { await app.loadGraphData(workflow); }", workflow)
         page.evaluate(set_strength, [strength])

@@ -90,8 +90,49 @@ def family_graph(family: str, method: str, image: str, strength: float = 1.0) ->
     return patch_model(graph, patch) if patch else graph
 
 
-def measure(host, family, method, image, strength=1.0):
-    history = host.run(family_graph(family, method, image, strength))
+def add_interpolation(graph: dict) -> dict:
+    """A second image inverted like the first, Seed Interpolate (NAO, 3 frames) between the two seeds, the frames
+    sampled through its sampler output (per-frame fixed noises for lcm and euler_ancestral) and sigmas, and the
+    second seed regenerated alone."""
+    if graph["invert"]["inputs"]["latent"] == ["load16", 0]:
+        graph["latent_b"] = {"class_type": "LoadLatent", "inputs": {"latent": SD3_LATENTS[1]}}
+    else:
+        graph["image_b"] = {"class_type": "LoadImage", "inputs": {"image": IMAGES[1]}}
+        graph["latent_b"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["image_b", 0], "vae": ["vae", 0]}}
+    graph["invert_b"] = copy.deepcopy(graph["invert"])
+    graph["invert_b"]["inputs"]["latent"] = ["latent_b", 0]
+    if "noise_seed" in graph["invert_b"]["inputs"]:  # other fixed noises: the frames' noises must follow the seeds
+        graph["invert_b"]["inputs"]["noise_seed"] = 8
+    graph["interpolate"] = {"class_type": "SeedfinderSeedInterpolate", "inputs": {
+        "seed_a": ["invert", 1], "seed_b": ["invert_b", 1], "frames": 3, "method": "nao"}}
+    graph["custom_b"] = copy.deepcopy(graph["custom"])
+    rewire({"custom_b": graph["custom_b"]}, ["invert", 1], ["invert_b", 1])
+    rewire({"custom_b": graph["custom_b"]}, ["invert", 3], ["invert_b", 3])  # b's own fixed noises
+    graph["empty_frames"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 3}}
+    graph["frames"] = copy.deepcopy(graph["custom"])
+    graph["frames"]["inputs"].update(noise=["interpolate", 1], sigmas=["interpolate", 2], sampler=["interpolate", 3],
+                                     latent_image=["empty_frames", 0])
+    for name in ("custom_b", "frames"):
+        graph[f"save_{name}"] = {"class_type": "SaveLatent", "inputs": {"samples": [name, 0],
+                                                                         "filename_prefix": f"latents/{name}"}}
+    return graph
+
+
+def check_interpolation(host, history: dict, family: str) -> None:
+    """The batch's end frames regenerate what each seed does alone; the middle frame is neither."""
+    frames = saved_latent(host, history, "save_frames")
+    alone = {0: saved_latent(host, history, "save_noise_route"), 2: saved_latent(host, history, "save_custom_b")}
+    assert frames.shape[0] == 3
+    for index, single in alone.items():
+        assert relative_error(frames[index:index + 1], single) < 1e-3, (family, index)
+        assert relative_error(frames[1:2], single) > 0.05, (family, index)
+
+
+def measure(host, family, method, image, strength=1.0, interpolate=False):
+    graph = family_graph(family, method, image, strength)
+    history = host.run(add_interpolation(graph) if interpolate else graph)
+    if interpolate:
+        check_interpolation(host, history, family)
     encoded = saved_latent(host, history, "save_encoded")
     routes = FAMILIES[family][4] if strength == 1.0 else ("latent", "noise")
     info = history["outputs"]["invert"]["seedfinder"][0]
@@ -101,7 +142,9 @@ def measure(host, family, method, image, strength=1.0):
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_family_round_trips(host, family):
-    rows = {method: measure(host, family, method, IMAGES[0]) for method in METHODS}
+    """Every inverter round-trips through the family's sampler; and Seed Interpolate's batch (in the DDIM graph)
+    hands off like an invert node on this family."""
+    rows = {method: measure(host, family, method, IMAGES[0], interpolate=method == "ddim") for method in METHODS}
     for method, (errors, info) in rows.items():
         print(f"\n{family:13s} {method:12s} {info['evaluations']:4d} evaluations  " +
               "  ".join(f"{route} {error:.3g}" for route, error in errors.items()))
@@ -173,38 +216,3 @@ def test_prompt_aware_encode_on_every_family(host, family):
                                         saved_latent(host, history, "save_adjusted"))
     print(f"\n{family} prompt-aware: ddim {errors['ddim']:.3g}, fixed point {errors['fixed_point']:.3g}")
     assert errors["fixed_point"] * 10 <= errors["ddim"]
-
-
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_seed_interpolate_on_every_family(host, family):
-    """Seed Interpolate's batch hands off like an invert node on every family: through its sampler output (per-frame
-    fixed noises for lcm and euler_ancestral) and sigmas, its end frames regenerate what each seed does alone."""
-    graph = family_graph(family, "ddim", IMAGES[0])
-    if graph["invert"]["inputs"]["latent"] == ["load16", 0]:
-        graph["latent_b"] = {"class_type": "LoadLatent", "inputs": {"latent": SD3_LATENTS[1]}}
-    else:
-        graph["image_b"] = {"class_type": "LoadImage", "inputs": {"image": IMAGES[1]}}
-        graph["latent_b"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["image_b", 0], "vae": ["vae", 0]}}
-    graph["invert_b"] = copy.deepcopy(graph["invert"])
-    graph["invert_b"]["inputs"]["latent"] = ["latent_b", 0]
-    if "noise_seed" in graph["invert_b"]["inputs"]:  # other fixed noises: the frames' noises must follow the seeds
-        graph["invert_b"]["inputs"]["noise_seed"] = 8
-    graph["interpolate"] = {"class_type": "SeedfinderSeedInterpolate", "inputs": {
-        "seed_a": ["invert", 1], "seed_b": ["invert_b", 1], "frames": 3, "method": "nao"}}
-    graph["custom_b"] = copy.deepcopy(graph["custom"])
-    rewire({"custom_b": graph["custom_b"]}, ["invert", 1], ["invert_b", 1])
-    rewire({"custom_b": graph["custom_b"]}, ["invert", 3], ["invert_b", 3])  # b's own fixed noises
-    graph["empty_frames"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 3}}
-    graph["frames"] = copy.deepcopy(graph["custom"])
-    graph["frames"]["inputs"].update(noise=["interpolate", 1], sigmas=["interpolate", 2], sampler=["interpolate", 3],
-                                     latent_image=["empty_frames", 0])
-    for name in ("custom_b", "frames"):
-        graph[f"save_{name}"] = {"class_type": "SaveLatent", "inputs": {"samples": [name, 0],
-                                                                         "filename_prefix": f"latents/{name}"}}
-    history = host.run(graph)
-    frames = saved_latent(host, history, "save_frames")
-    alone = {0: saved_latent(host, history, "save_noise_route"), 2: saved_latent(host, history, "save_custom_b")}
-    assert frames.shape[0] == 3
-    for index, single in alone.items():
-        assert relative_error(frames[index:index + 1], single) < 1e-3, (family, index)
-        assert relative_error(frames[1:2], single) > 0.05, (family, index)

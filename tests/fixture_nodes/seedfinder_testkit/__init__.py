@@ -64,16 +64,21 @@ def sdxl_conditioning(seed: int) -> list:
                                target_height=64)
 
 
+def tiny_schema(family: str, description: str) -> io.Schema:
+    """The schema every tiny-model node shares: a seed in; the model and two random prompts out."""
+    return io.Schema(
+        node_id=f"SeedfinderTestTiny{family}", display_name=f"Tiny {family} (test)", category="seedfinder_test",
+        description=f"Test-only: {description}",
+        inputs=[io.Int.Input("seed", default=0, min=0, max=2 ** 31, tooltip="Weight and prompt seed.")],
+        outputs=[io.Model.Output(), io.Conditioning.Output(display_name="positive"),
+                 io.Conditioning.Output(display_name="negative")],
+    )
+
+
 class TinySDXL(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="SeedfinderTestTinySDXL", display_name="Tiny SDXL (test)", category="seedfinder_test",
-            description="Test-only: a tiny random SDXL-class model with random prompt embeddings.",
-            inputs=[io.Int.Input("seed", default=0, min=0, max=2 ** 31, tooltip="Weight and prompt seed.")],
-            outputs=[io.Model.Output(), io.Conditioning.Output(display_name="positive"),
-                     io.Conditioning.Output(display_name="negative")],
-        )
+        return tiny_schema("SDXL", "a tiny random SDXL-class model with random prompt embeddings.")
 
     @classmethod
     def execute(cls, seed) -> io.NodeOutput:
@@ -85,13 +90,7 @@ class TinySDXL(io.ComfyNode):
 class TinySD3(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="SeedfinderTestTinySD3", display_name="Tiny SD3 (test)", category="seedfinder_test",
-            description="Test-only: a tiny random SD3-class model (MMDiT, flow) with random prompt embeddings.",
-            inputs=[io.Int.Input("seed", default=0, min=0, max=2 ** 31, tooltip="Weight and prompt seed.")],
-            outputs=[io.Model.Output(), io.Conditioning.Output(display_name="positive"),
-                     io.Conditioning.Output(display_name="negative")],
-        )
+        return tiny_schema("SD3", "a tiny random SD3-class model (MMDiT, flow) with random prompt embeddings.")
 
     @classmethod
     def execute(cls, seed) -> io.NodeOutput:
@@ -104,14 +103,8 @@ class TinySD3(io.ComfyNode):
 class TinyFlux(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="SeedfinderTestTinyFlux", display_name="Tiny Flux (test)", category="seedfinder_test",
-            description="Test-only: a tiny random Flux-dev-class model (guidance-distilled flow transformer) with "
-                        "random T5 + CLIP-L prompt embeddings; set guidance with the core FluxGuidance node.",
-            inputs=[io.Int.Input("seed", default=0, min=0, max=2 ** 31, tooltip="Weight and prompt seed.")],
-            outputs=[io.Model.Output(), io.Conditioning.Output(display_name="positive"),
-                     io.Conditioning.Output(display_name="negative")],
-        )
+        return tiny_schema("Flux", "a tiny random Flux-dev-class model (guidance-distilled flow transformer) with "
+                           "random T5 + CLIP-L prompt embeddings; set guidance with the core FluxGuidance node.")
 
     @classmethod
     def execute(cls, seed) -> io.NodeOutput:
