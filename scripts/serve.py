@@ -65,7 +65,7 @@ def own_tree(work: str) -> tuple:
 def comfy_python(root: str, given: str) -> str:
     if given:
         return given
-    for candidate in ("venv/bin/python", ".venv/bin/python", "python_embeded/python.exe"):
+    for candidate in ("venv/bin/python", ".venv/bin/python"):
         if os.path.exists(os.path.join(root, candidate)):
             return os.path.join(root, candidate)
     return "python3"

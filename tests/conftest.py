@@ -47,20 +47,15 @@ def comfy_inprocess():
     return tinymodels
 
 
-def start_host(work: str, tinymodels, extra_args=()):
-    """A real ComfyUI server with the tiny models, the demo images and the test latents installed."""
-    from comfy_host import ComfyHost
-    server = ComfyHost(work, extra_args)
-    tinymodels.write_models(os.path.join(server.base, "models"))
-    tinymodels.write_images(os.path.join(server.base, "input"))
-    write_latents(os.path.join(server.base, "input"))
-    return server.start()
-
-
 @pytest.fixture(scope="session")
 def host(tmp_path_factory, comfy_inprocess):
-    """One real ComfyUI server for the session."""
-    server = start_host(str(tmp_path_factory.mktemp("comfy")), comfy_inprocess)
+    """One real ComfyUI server for the session, with the tiny models, the demo images and the test latents."""
+    from comfy_host import ComfyHost
+    server = ComfyHost(str(tmp_path_factory.mktemp("comfy")))
+    comfy_inprocess.write_models(os.path.join(server.base, "models"))
+    comfy_inprocess.write_images(os.path.join(server.base, "input"))
+    write_latents(os.path.join(server.base, "input"))
+    server.start()
     yield server
     server.stop()
 
