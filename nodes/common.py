@@ -27,7 +27,7 @@ def invert_inputs() -> list:
         io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                        tooltip="Classifier-free guidance during inversion. The sampler must use the same cfg for a "
                        "faithful reconstruction; 1.0 is the fastest (one model pass per evaluation)."),
-        io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,
+        io.Float.Input("strength", default=1.0, min=0.01, max=1.0, step=0.01,
                        tooltip="How far to invert: 1.0 goes all the way to noise; less inverts only the last "
                        "round(steps·strength) steps (partial inversion for editing; in KSamplerAdvanced set "
                        "start_at_step = steps − those)."),
@@ -65,27 +65,31 @@ def sampler_output() -> io.Sampler.Output:
                              "euler, or euler_ancestral/lcm carrying the fixed noises of this inversion.")
 
 
-def invert(method_name: str, method, model, positive, latent, steps, scheduler, cfg, strength, negative=None,
-           sigmas=None, needs_gradient: bool = False, sampler: str = "euler", step_noises=None):
-    """Build the schedule and invert through the host adapter: (Inversion, ui summary)."""
-    schedule = host.build_schedule(model, steps, scheduler, strength, sigmas)
-    inversion = host.run_inversion(method, model, positive, negative, cfg, latent, schedule, needs_gradient,
-                                   method_name, sampler, step_noises)
-    start_at_step = None if sigmas is not None else steps - (len(schedule) - 1)
-    return inversion, {"seedfinder": [host.summary(inversion, method_name, start_at_step)]}
+def schedule_of(inputs: dict) -> "host.Schedule":
+    """The schedule an invert node's widgets (or its sigmas input) ask for."""
+    return host.build_schedule(inputs["model"], inputs["steps"], inputs["scheduler"], inputs["strength"],
+                               inputs.get("sigmas"))
+
+
+def invert(method_name: str, method, schedule: "host.Schedule", inputs: dict, needs_gradient: bool = False,
+           sampler: str = "euler", step_noises=None, exact: bool = False):
+    """Invert through the host adapter over `schedule`: (Inversion, ui summary)."""
+    inversion = host.run_inversion(method, inputs["model"], inputs["positive"], inputs.get("negative"), inputs["cfg"],
+                                   inputs["latent"], schedule.sigmas, needs_gradient, method_name, sampler,
+                                   step_noises)
+    return inversion, {"seedfinder": [host.summary(inversion, method_name, schedule.start_at_step, sampler, exact)]}
 
 
 def run_sampler_invert_node(method_name: str, method, sampler: str, noise_seed: int, needs_gradient: bool = False,
                             **inputs) -> io.NodeOutput:
     """Invert the steps of `sampler` (its per-step noises fixed by noise_seed); outputs the hand-off and the sampler."""
     model, samples = inputs["model"], inputs["latent"]["samples"]
-    schedule = host.build_schedule(model, inputs["steps"], inputs["scheduler"], inputs["strength"],
-                                   inputs.get("sigmas"))
-    noises = host.fixed_noises(tuple(samples.shape), len(schedule) - 1, noise_seed) if sampler != "euler" else None
+    schedule = schedule_of(inputs)
+    steps = len(schedule.sigmas) - 1
+    noises = host.fixed_noises(tuple(samples.shape), steps, noise_seed) if sampler != "euler" else None
     method = partial(method, rule=host.step_rule(model, sampler), noises=noises)
-    inversion, ui = invert(method_name, method, needs_gradient=needs_gradient, sampler=sampler, step_noises=noises,
-                           **inputs)
-    ui["seedfinder"][0]["sampler"] = sampler
+    inversion, ui = invert(method_name, method, schedule, inputs, needs_gradient=needs_gradient, sampler=sampler,
+                           step_noises=noises)
     return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
                          inversion.noise.regenerating_sampler(), ui=ui)
 

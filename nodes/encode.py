@@ -57,7 +57,7 @@ class PromptAwareEncode(io.ComfyNode):
             if vae is None:
                 raise ValueError("vae: required to encode `image`, got nothing connected")
             latent = {"samples": vae.encode(image[:, :, :, :3])}
-        schedule = cycle_schedule(host.build_schedule(model, steps, scheduler, 1.0, sigmas), depth)
+        schedule = cycle_schedule(host.build_schedule(model, steps, scheduler, 1.0, sigmas).sigmas, depth)
         shape = latent["samples"].shape
         generator = torch.Generator().manual_seed(seed)
         noises = [torch.randn(shape, generator=generator) for _ in range(cycles)] if mode == "seeded" else None

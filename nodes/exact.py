@@ -8,7 +8,7 @@ from comfy_api.latest import io
 import comfy.samplers
 
 from ..solvers.exact import PRECISIONS, bdia_generate, bdia_invert, edict_generate, edict_invert
-from .common import CATEGORY, invert, invert_inputs, invert_outputs
+from .common import CATEGORY, invert, invert_inputs, invert_outputs, schedule_of
 
 log = logging.getLogger("seedfinder")
 
@@ -74,7 +74,7 @@ def exact_outputs() -> list:
 
 
 def run_exact(name: str, method, generate, **inputs) -> io.NodeOutput:
-    inversion, ui = invert(name, method, **inputs)
+    inversion, ui = invert(name, method, schedule_of(inputs), inputs, exact=True)
     return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
                          CoupledSampler(inversion.noise, generate), ui=ui)
 
@@ -89,7 +89,7 @@ class EDICTInvert(io.ComfyNode):
             description="EDICT (Wallace et al. 2023): two coupled latents make the sampler exactly invertible, at 2 "
                         "model evaluations per step. Regenerate with its sampler output: the round trip is exact to "
                         "floating point.",
-            inputs=exact_inputs(io.Float.Input("mix", default=0.93, min=0.0, max=1.0, step=0.01,
+            inputs=exact_inputs(io.Float.Input("mix", default=0.93, min=0.01, max=1.0, step=0.01,
                                                tooltip="Mixing weight p of the two latents, in (0, 1]; the authors "
                                                "use 0.93. Lower keeps the pair closer but amplifies round-off.")),
             outputs=exact_outputs(),
@@ -111,7 +111,7 @@ class BDIAInvert(io.ComfyNode):
             description="BDIA (Zhang, Lewis, Kleijn 2024): a bi-directional sampler whose inverse is explicit, at 1 "
                         "model evaluation per step. Regenerate with its sampler output: the round trip is exact to "
                         "floating point.",
-            inputs=exact_inputs(io.Float.Input("gamma", default=0.96, min=0.0, max=1.0, step=0.01,
+            inputs=exact_inputs(io.Float.Input("gamma", default=0.96, min=0.01, max=1.0, step=0.01,
                                                tooltip="Weight γ of the backward correction, > 0; the authors "
                                                "recommend 0.92-1.0 for round-trip editing.")),
             outputs=exact_outputs(),

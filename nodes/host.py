@@ -18,7 +18,7 @@ import comfy.model_sampling
 import comfy.samplers
 import comfy.utils
 
-from ..solvers import InversionResult, StepRule, rms, validate_schedule
+from ..solvers import InversionResult, StepRule, describe_sigmas, rms, validate_schedule
 from ..solvers.rnri import flow_transition_prior, ve_transition_prior
 from ..solvers.samplers import sampler_rule
 
@@ -122,30 +122,52 @@ def differentiable(model):
     return patched
 
 
-def build_schedule(model, steps: int, scheduler: str, strength: float, sigmas: Optional[torch.Tensor]) -> torch.Tensor:
-    """The σ schedule to invert: the user's SIGMAS, or the last round(steps·strength) steps of `scheduler`."""
+@dataclass
+class Schedule:
+    """The σ's to invert, and where KSamplerAdvanced starts on them (None for a user's SIGMAS)."""
+    sigmas: torch.Tensor
+    start_at_step: Optional[int]
+
+
+def build_schedule(model, steps: int, scheduler: str, strength: float, sigmas: Optional[torch.Tensor]) -> Schedule:
+    """The user's SIGMAS, or what KSamplerAdvanced samples with the same widgets: `scheduler`'s real schedule at
+    `steps` (some schedulers return more or fewer steps, e.g. ddim_uniform at 6 gives 7) from
+    start_at_step = steps − round(steps·strength) on."""
     if sigmas is not None:
         sigmas = sigmas.detach().float().cpu()
         validate_schedule(sigmas)
-        return sigmas
+        return Schedule(sigmas, None)
     if not 0.0 < strength <= 1.0:
         raise ValueError(f"strength: expected a value in (0, 1] (1 = invert all the way to noise), got {strength}")
     if steps < 1:
         raise ValueError(f"steps: expected at least 1, got {steps}")
+    if scheduler not in comfy.samplers.SCHEDULER_NAMES:
+        raise ValueError(f"scheduler: expected one of {', '.join(comfy.samplers.SCHEDULER_NAMES)}, got {scheduler!r}")
     full = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).float().cpu()
-    inverted = max(1, round(steps * strength))
-    schedule = full[-(inverted + 1):]
+    if not torch.isfinite(full).all():
+        raise ValueError(f"scheduler: {scheduler} at {steps} steps gives non-finite σ's {describe_sigmas(full)}; "
+                         f"use more steps or another scheduler")
+    start_at_step = steps - max(1, round(steps * strength))
+    if start_at_step >= len(full) - 1:
+        raise ValueError(f"strength: {scheduler} at {steps} steps gives a schedule of {len(full) - 1} steps, and "
+                         f"start_at_step = steps − round(steps·strength) = {start_at_step} leaves none of it to invert "
+                         f"(KSamplerAdvanced would return the latent unchanged); raise strength")
+    schedule = full[start_at_step:]
     validate_schedule(schedule)
-    return schedule
+    return Schedule(schedule, start_at_step)
 
 
 def validate_inputs(model, positive, negative, cfg: float, latent: dict) -> None:
     """Refuse inputs that cannot be inverted, naming the input, what was expected and what came."""
     family = model_family(model)
+    if not math.isfinite(cfg):
+        raise ValueError(f"cfg: expected a finite number, got {cfg}")
     samples = latent["samples"]
     if samples.is_nested or samples.ndim != 4:
         raise ValueError(f"latent: expected an image latent of shape (batch, channels, height, width), got shape "
                          f"{tuple(samples.shape)}; video (5-D), audio (3-D) and nested latents are not supported")
+    if samples.numel() == 0:
+        raise ValueError(f"latent: expected at least one latent of non-zero size, got shape {tuple(samples.shape)}")
     channels = model.get_model_object("latent_format").latent_channels
     if samples.shape[1] != channels:
         raise ValueError(f"latent: this model ({family}) expects {channels} latent channels, got "
@@ -182,11 +204,17 @@ class Seed:
         self.seed = 0
 
     def generate_noise(self, input_latent: dict) -> torch.Tensor:
-        shape = tuple(input_latent["samples"].shape)
-        if shape != tuple(self.noise.shape):
+        """The NOISE that makes the sampler start at x_N from `latent_image`: an empty latent, or the source latent
+        itself (with a noise_mask: a masked edit), since the sampler starts at noise_factor·n + latent_factor·latent."""
+        samples = input_latent["samples"]
+        if tuple(samples.shape) != tuple(self.noise.shape):
             raise ValueError(f"noise: this seed has shape {tuple(self.noise.shape)} but latent_image has shape "
-                             f"{shape}; connect an empty latent of the inverted image's size and batch")
-        return self.noise.clone()
+                             f"{tuple(samples.shape)}; connect an empty latent of the inverted image's size and batch, "
+                             f"or the inverted image's own latent")
+        if not torch.count_nonzero(samples):  # ComfyUI does not shift an empty latent either
+            return self.noise.clone()
+        start = self.latent_format.process_in(samples.float().cpu())
+        return (self.model_latent() - self.latent_factor * start) / self.noise_factor
 
     def model_latent(self) -> torch.Tensor:
         """x_N in the model's latent space."""
@@ -227,6 +255,8 @@ class SolverSampler(comfy.samplers.Sampler):
 
     def __init__(self, method: InversionMethod, on_event: Callable[[dict], None]):
         self.method, self.on_event = method, on_event
+        self.nonfinite_at: Optional[float] = None
+        """The first σ at which the guided model returned NaN/inf, if it did."""
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
@@ -234,7 +264,10 @@ class SolverSampler(comfy.samplers.Sampler):
         ones = latent_image.new_ones(latent_image.shape[0])
 
         def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
-            return model_wrap(x, sigma * ones, **extra_args)
+            denoised = model_wrap(x, sigma * ones, **extra_args)
+            if self.nonfinite_at is None and not torch.isfinite(denoised).all():
+                self.nonfinite_at = sigma
+            return denoised
 
         def input_scale(sigma: float) -> float:
             return float(sampling.calculate_input(torch.tensor(sigma), torch.ones(())))
@@ -289,42 +322,80 @@ def run_guided(method: InversionMethod, model, positive, negative, cfg: float, l
     zeros = torch.zeros(samples.shape, dtype=samples.dtype, device="cpu")
     sampler.output = guider.sample(zeros, samples, sampler, sigmas, disable_pbar=True, seed=0)
     comfy.utils.ProgressBar(steps).update_absolute(steps, steps)
+    finals = [min(trace) for trace in sampler.result.residuals if trace]
+    if not (torch.isfinite(sampler.result.latent).all() and torch.isfinite(sampler.output).all()
+            and all(math.isfinite(r) for r in finals)):
+        raise ValueError(nonfinite_cause(model, samples, cfg, sampler.nonfinite_at))
     return sampler
+
+
+LATENT_RANGE = 1e3
+"""No VAE encodes an image to model-space values beyond this (SD-class latents stay within about ±10)."""
+
+
+def nonfinite_cause(model, samples: torch.Tensor, cfg: float, nonfinite_at: Optional[float]) -> str:
+    """Why a run produced NaN/inf, naming the input most likely at fault (never let it pass as a result)."""
+    peak = float(model.get_model_object("latent_format").process_in(samples.float()).abs().max())
+    if peak > LATENT_RANGE:
+        return (f"latent: values up to {peak:.3g} (in the model's latent space) made the result NaN/inf; an image "
+                f"latent from a VAE stays within about ±{LATENT_RANGE:g}. Check what feeds the latent")
+    if nonfinite_at is not None:
+        return (f"model: returned NaN/inf at σ={nonfinite_at:.4g} (cfg={cfg:g}); a half-precision overflow is the "
+                f"usual cause: load the model with weight_dtype default, or lower cfg")
+    return (f"cfg: the solver diverged to NaN/inf at cfg={cfg:g} though every model output was finite; lower cfg "
+            f"or use more steps")
 
 
 def run_inversion(method: InversionMethod, model, positive, negative, cfg: float, latent: dict,
                   sigmas: torch.Tensor, needs_gradient: bool = False, method_name: str = "",
                   sampler_name: str = "euler", step_noises: Optional[list] = None) -> Inversion:
     """Invert `latent` with `method` through CFGGuider(model, positive, negative, cfg) over `sigmas`."""
+    if latent.get("noise_mask") is not None:
+        raise ValueError("latent: carries a noise_mask (Set Latent Noise Mask, VAE Encode for Inpainting), which a seed "
+                         "cannot carry: a masked sampler would keep the seed, not the image, outside the mask. Invert "
+                         "the unmasked latent; for a masked edit give SamplerCustomAdvanced this node's noise output "
+                         "and the masked source latent as latent_image")
     sampler = run_guided(method, model, positive, negative, cfg, latent, sigmas, needs_gradient)
     result = sampler.result
     seed = Seed((result.latent / sampler.noise_factor).float().cpu(), sigmas, sampler.noise_factor,
                 sampler.latent_factor, model_family(model), model.get_model_object("latent_format"), method_name,
                 {key: value.cpu() if torch.is_tensor(value) else value for key, value in result.extras.items()},
                 sampler_name, step_noises)
-    out = {key: value for key, value in latent.items() if key != "noise_mask"}
+    out = dict(latent)
     out["samples"] = seed.as_latent().to(comfy.model_management.intermediate_device())
     latent_rms = float(rms(seed.latent_format.process_in(latent["samples"].float())).max())
     return Inversion(latent=out, noise=seed, sigmas=sigmas, result=result, family=seed.family, latent_rms=latent_rms)
 
 
-def summary(inversion: Inversion, method: str, started_at_step: int) -> dict:
-    """The node's `ui` data: residual trace, evaluations and how to wire the hand-off (JSON-safe numbers)."""
-    def finite(value: float):
-        return value if math.isfinite(value) else None
+POOR_ROUND_TRIP = 0.05
+"""A round-trip estimate above this (5 % of the latent's RMS) is said on the node: the seed will not give the image
+back faithfully (FixedPoint at its defaults estimates 0.005-0.03 on the test models; DDIM 0.5-5)."""
 
+
+def summary(inversion: Inversion, method: str, started_at_step: Optional[int], sampler: str = "euler",
+            exact: bool = False) -> dict:
+    """The node's `ui` data: residual trace, evaluations, how to wire the hand-off and a warning when the seed will
+    not give the image back (JSON-safe numbers). Exact methods' residuals are their pair's gaps, not step errors."""
     result = inversion.result
-    final = [min(trace) if trace else float("nan") for trace in result.residuals]
-    return {
+    final = [min(trace) if trace else 0.0 for trace in result.residuals]
+    # first order: each step's leftover residual shifts the regenerated latent by about that much; how the
+    # sampler's later steps amplify it is not counted
+    estimate = 0.0 if exact else sum(final) / max(inversion.latent_rms, 1e-12)
+    report = {
         "method": method,
         "family": inversion.family,
+        "sampler": sampler,
         "steps": len(inversion.sigmas) - 1,
         "start_at_step": started_at_step,
         "evaluations": result.evaluations,
-        "residuals": [[finite(r) for r in trace] for trace in result.residuals],
-        "final_residual": [finite(r) for r in final],
-        # first order: each step's leftover residual shifts the regenerated latent by about that much; how the
-        # sampler's later steps amplify it is not counted
-        "round_trip_estimate": finite(sum(final) / max(inversion.latent_rms, 1e-12)),
+        # an iterate can overshoot to inf before the step converges; JSON has no inf
+        "residuals": [[r if math.isfinite(r) else None for r in trace] for trace in result.residuals],
+        "final_residual": final,
+        "round_trip_estimate": estimate,
         "sigmas": [float(s) for s in inversion.sigmas],
     }
+    if estimate > POOR_ROUND_TRIP:
+        report["warning"] = (f"round trip ≈ {estimate:.2g} of the latent: this seed will not give the image back "
+                             f"faithfully. Use FixedPoint Invert with more max_iterations, more steps, or a lower cfg")
+        log.warning("seedfinder: %s inversion: %s", method, report["warning"])
+    return report

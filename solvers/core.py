@@ -85,16 +85,38 @@ def keep_best(best: Optional[torch.Tensor], best_score: Optional[torch.Tensor], 
             torch.where(improved, score, best_score))
 
 
+def describe_sigmas(sigmas: torch.Tensor, around: Optional[int] = None, width: int = 3) -> str:
+    """A schedule for an error message: all of a short one; of a long one its ends and the values `around` an index."""
+    values = [f"{v:.4g}" for v in sigmas.flatten().tolist()]
+    if len(values) <= 2 * width + 2:
+        return "[" + ", ".join(values) + "]"
+    keep = set(range(width)) | set(range(len(values) - width, len(values)))
+    if around is not None:
+        keep |= set(range(max(0, around - 1), min(len(values), around + 2)))
+    parts, previous = [], -1
+    for index in sorted(keep):
+        if index > previous + 1:
+            parts.append("…")
+        parts.append(f"[{index}]={values[index]}" if around is not None and abs(index - around) <= 1 else values[index])
+        previous = index
+    return "[" + ", ".join(parts) + f"] ({len(values)} values)"
+
+
 def validate_schedule(sigmas: torch.Tensor) -> None:
     """A schedule is finite, strictly decreasing, non-negative and ends at 0; say what is wrong otherwise."""
     if sigmas.ndim != 1 or sigmas.numel() < 2:
         raise ValueError(f"sigmas: expected at least 2 values (σ_max … 0), got shape {tuple(sigmas.shape)}")
-    if not torch.isfinite(sigmas).all():
-        raise ValueError(f"sigmas: expected finite values, got {sigmas.tolist()}")
-    if not (sigmas[:-1] > sigmas[1:]).all():
-        raise ValueError(f"sigmas: expected a strictly decreasing schedule, got {sigmas.tolist()}")
+    finite = torch.isfinite(sigmas)
+    if not finite.all():
+        first = int((~finite).nonzero()[0])
+        raise ValueError(f"sigmas: expected finite values, got {describe_sigmas(sigmas, first)}")
+    rising = ~(sigmas[:-1] > sigmas[1:])
+    if rising.any():
+        first = int(rising.nonzero()[0])
+        raise ValueError(f"sigmas: expected a strictly decreasing schedule (σ_max … 0), got "
+                         f"{describe_sigmas(sigmas, first + 1)}")
     if float(sigmas[-1]) != 0.0 or float(sigmas.min()) < 0:
-        raise ValueError(f"sigmas: expected non-negative values ending at 0, got {sigmas.tolist()}")
+        raise ValueError(f"sigmas: expected non-negative values ending at 0, got {describe_sigmas(sigmas)}")
 
 
 def ascending_steps(sigmas: torch.Tensor) -> Iterator[tuple[int, float, float]]:

@@ -52,6 +52,13 @@ def bdia_inverse_step(denoiser, below, current, sigma_above, sigma, sigma_below,
     return current + (sigma_above - sigma) * d + (below - (current + (sigma_below - sigma) * d)) / (gamma * scale)
 
 
+def state_dtype(precision: str) -> torch.dtype:
+    """The solver state's dtype for a `precision` name."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
+
+
 def check_weight(name: str, value: float, upper: Optional[float]) -> None:
     """mix ∈ (0, 1], gamma > 0 (both are divided by in the inverse)."""
     if value <= 0 or (upper is not None and value > upper):
@@ -81,7 +88,7 @@ def edict_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, mix
     validate_schedule(sigmas)
     check_weight("mix", mix, 1.0)
     values, steps = sigmas.tolist(), len(sigmas) - 1
-    x = y = x0.to(PRECISIONS[precision])
+    x = y = x0.to(state_dtype(precision))
     residuals = []
     for count, i in enumerate(reversed(range(steps))):
         rescale = level_scale(input_scale, values[i + 1], values[i])
@@ -123,7 +130,7 @@ def bdia_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, gamm
     ascending = sigmas.flip(0).tolist()
     scales = bdia_scales(ascending, input_scale)
     steps = len(ascending) - 1
-    below = x0.to(PRECISIONS[precision])
+    below = x0.to(state_dtype(precision))
     current = below + ascending[1] * direction(denoiser, below, ascending[1], x0.dtype)
     residuals = [[float(rms(current - below).max())]]
     notify(callback, step=0, steps=steps, iteration=0, residual=residuals[-1][0])

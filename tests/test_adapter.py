@@ -26,7 +26,7 @@ def test_progress_bar_reports_every_step(pack, model):
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: events.append((value, total)))
     try:
         with torch.inference_mode():
-            sigmas = host.build_schedule(model, 6, "simple", 1.0, None)
+            sigmas = host.build_schedule(model, 6, "simple", 1.0, None).sigmas
             latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
             host.run_inversion(lambda *a, **k: fixed_point_invert(*a, max_iterations=3, tolerance=0.0, **k), model,
                                random_conditioning(0), None, 1.0, latent, sigmas)
@@ -40,11 +40,75 @@ def test_schedule_is_the_tail_of_the_full_schedule(pack, model):
     import comfy.samplers
     from seedfinder.nodes import host
     full = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", 10)
-    tail = host.build_schedule(model, 10, "karras", 0.3, None)
+    tail = host.build_schedule(model, 10, "karras", 0.3, None).sigmas
     assert torch.equal(tail, full[-4:].float())
-    assert host.build_schedule(model, 10, "karras", 0.01, None).numel() == 2  # at least one step
+    assert host.build_schedule(model, 10, "karras", 0.01, None).sigmas.numel() == 2  # at least one step
     given = torch.tensor([3.0, 1.0, 0.0])
-    assert torch.equal(host.build_schedule(model, 10, "karras", 0.5, given), given)
+    assert torch.equal(host.build_schedule(model, 10, "karras", 0.5, given).sigmas, given)
+
+
+SWEEP_STEPS = [*range(1, 41), 50, 100, 500, 1000]
+SWEEP_STRENGTHS = (1.0, 0.75, 0.5, 0.1, 0.02)
+
+
+def ksampler_advanced_sigmas(model, steps: int, scheduler: str, start_at_step: int):
+    """The σ's KSamplerAdvanced (add_noise off, euler) walks for these widgets: its own KSampler.sample, with the
+    function that would run the sampler replaced by one that records them (None: it returns the latent unchanged)."""
+    import comfy.samplers
+    seen = []
+    original = comfy.samplers.sample
+    comfy.samplers.sample = lambda model, noise, positive, negative, cfg, device, sampler, sigmas, *a, **k: (
+        seen.append(sigmas.float().cpu()))
+    try:
+        latent = torch.zeros(1, 4, 8, 8)
+        sampler = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler="euler", scheduler=scheduler,
+                                          denoise=1.0, model_options=model.model_options)
+        sampler.sample(latent, [], [], 1.0, latent_image=latent, start_step=start_at_step, last_step=10000,
+                       force_full_denoise=False)
+    finally:
+        comfy.samplers.sample = original
+    return seen[0] if seen else None
+
+
+def test_the_latent_route_inverts_exactly_what_ksampler_advanced_samples(pack, model):
+    """Every scheduler × steps 1-40, 50, 100, 500, 1000 × five strengths: the inverted schedule is the one
+    KSamplerAdvanced walks from the reported start_at_step, also where the scheduler returns more (ddim_uniform) or
+    fewer (beta at 500+) steps than asked; where it leaves nothing to invert, the node says so."""
+    import comfy.samplers
+    from seedfinder.nodes import host
+    cases = refused = 0
+    for scheduler in comfy.samplers.SCHEDULER_NAMES:
+        for steps in SWEEP_STEPS:
+            for strength in SWEEP_STRENGTHS:
+                start_at_step = steps - max(1, round(steps * strength))
+                expected = ksampler_advanced_sigmas(model, steps, scheduler, start_at_step)
+                if expected is not None and not torch.isfinite(expected).all():  # kl_optimal at 1 step
+                    with pytest.raises(ValueError, match=r"scheduler: .* gives non-finite σ's"):
+                        host.build_schedule(model, steps, scheduler, strength, None)
+                    refused += 1
+                    continue
+                if expected is None:
+                    with pytest.raises(ValueError, match=r"strength: .* leaves none of it to invert"):
+                        host.build_schedule(model, steps, scheduler, strength, None)
+                    refused += 1
+                    continue
+                schedule = host.build_schedule(model, steps, scheduler, strength, None)
+                assert schedule.start_at_step == start_at_step
+                assert torch.equal(schedule.sigmas, expected), (scheduler, steps, strength)
+                cases += 1
+    assert cases > 1900 and refused > 0
+
+
+def test_schedule_errors_are_short_and_name_the_place(pack, model):
+    from seedfinder.nodes import host
+    rising = torch.linspace(14.6, 0.0, 1001)
+    rising[500] = 20.0
+    with pytest.raises(ValueError) as caught:
+        host.build_schedule(model, 10, "simple", 1.0, rising)
+    message = str(caught.value)
+    assert "[500]=20" in message and "(1001 values)" in message and len(message) < 300, message
+    with pytest.raises(ValueError, match=r"scheduler: expected one of simple, .* got 'bogus'"):
+        host.build_schedule(model, 10, "bogus", 1.0, None)
 
 
 def test_family_and_conditioning_batch(pack, model):
@@ -90,7 +154,7 @@ def test_noise_route_scaling_matches_noise_scaling(pack, model):
     from seedfinder.solvers import ddim_invert
     sampling = model.get_model_object("model_sampling")
     for scheduler in ("simple", "ddim_uniform"):
-        sigmas = host.build_schedule(model, 4, scheduler, 1.0, None)
+        sigmas = host.build_schedule(model, 4, scheduler, 1.0, None).sigmas
         with torch.inference_mode():
             latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
             inversion = host.run_inversion(ddim_invert, model, random_conditioning(1), None, 1.0, latent, sigmas)
