@@ -27,7 +27,7 @@ def invert_inputs() -> list:
         io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                        tooltip="Classifier-free guidance during inversion. The sampler must use the same cfg for a "
                        "faithful reconstruction; 1.0 is the fastest (one model pass per evaluation)."),
-        io.Float.Input("strength", default=1.0, min=0.01, max=1.0, step=0.01,
+        io.Float.Input("strength", default=1.0, min=0.001, max=1.0, step=0.01, round=0.001,
                        tooltip="How far to invert: 1.0 goes all the way to noise; less inverts only the last "
                        "round(steps·strength) steps (partial inversion for editing; in KSamplerAdvanced set "
                        "start_at_step = steps − those)."),

@@ -70,7 +70,7 @@ class PromptAwareEncode(io.ComfyNode):
             "sigmas": [float(s) for s in schedule], "l2_distance": distance.tolist(),
             "relative_distance": (distance / raw.flatten(1).norm(dim=1)).tolist(),
         }]}
-        out = {key: value for key, value in latent.items() if key != "noise_mask"}
+        out = dict(latent)  # a noise_mask stays: the adjusted latent is still the image, for a masked sampler too
         out["samples"] = adjusted
         return io.NodeOutput(out, ui=ui)
 

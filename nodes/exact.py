@@ -1,5 +1,4 @@
 """EDICT Invert and BDIA Invert: exact inversion, with the coupled samplers that undo it."""
-import logging
 from functools import partial
 
 import torch
@@ -7,10 +6,9 @@ from comfy_api.latest import io
 
 import comfy.samplers
 
+from ..solvers import describe_sigmas
 from ..solvers.exact import PRECISIONS, bdia_generate, bdia_invert, edict_generate, edict_invert
 from .common import CATEGORY, invert, invert_inputs, invert_outputs, schedule_of
-
-log = logging.getLogger("seedfinder")
 
 
 class CoupledSampler(comfy.samplers.Sampler):
@@ -26,17 +24,21 @@ class CoupledSampler(comfy.samplers.Sampler):
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         sampling = model_wrap.inner_model.model_sampling
+        inverted = self.seed.sigmas
+        if sigmas.shape != inverted.shape or not torch.allclose(sigmas.float().cpu(), inverted, rtol=1e-5, atol=1e-7):
+            raise ValueError(f"sigmas: this {self.seed.method} sampler regenerates its seed over the schedule it was "
+                             f"inverted on ({len(inverted) - 1} steps, {describe_sigmas(inverted)}), got "
+                             f"{len(sigmas) - 1} steps, {describe_sigmas(sigmas.float().cpu())}; connect the invert "
+                             f"node's sigmas output to the sampler's sigmas")
         start = sampling.noise_scaling(sigmas[0], noise, latent_image, self.max_denoise(model_wrap, sigmas))
         state, partner = self.seed.extras["state"], self.seed.extras["partner"]
         if tuple(start.shape) != tuple(state.shape):
             raise ValueError(f"sampler: this {self.seed.method} sampler regenerates a seed of shape "
                              f"{tuple(state.shape)}, got a start of shape {tuple(start.shape)}")
         if not torch.allclose(start.float().cpu(), state.float(), rtol=1e-4, atol=1e-4 * float(state.abs().max())):
-            raise ValueError(f"sampler: this {self.seed.method} sampler only regenerates the seed its invert node "
-                             f"made (with that node's latent or noise output); it got another start latent")
-        if sigmas.shape != self.seed.sigmas.shape or not torch.allclose(sigmas.cpu(), self.seed.sigmas):
-            log.warning("seedfinder: the %s sampler runs another schedule than the inversion; the result is not "
-                        "exact. Use the invert node's sigmas output.", self.seed.method)
+            raise ValueError(f"noise: this {self.seed.method} sampler only regenerates the seed its invert node "
+                             f"made, from that node's latent output (add_noise off) or its noise output with an "
+                             f"empty latent; it got another start latent")
         ones = latent_image.new_ones(latent_image.shape[0])
 
         def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -52,6 +54,10 @@ class CoupledSampler(comfy.samplers.Sampler):
         device = latent_image.device
         x = self.generate(denoise, state.to(device), partner.to(device), sigmas, input_scale=input_scale,
                           callback=progress, model_dtype=latent_image.dtype)
+        if not torch.isfinite(x).all():
+            raise ValueError(f"sampler: the {self.seed.method} regeneration diverged to NaN/inf. With other prompts or "
+                             f"cfg than the inversion's, a small mix/gamma amplifies the difference at every step: "
+                             f"raise it, or lower cfg")
         return sampling.inverse_noise_scaling(sigmas[-1], x.to(latent_image.dtype))
 
 

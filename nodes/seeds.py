@@ -42,6 +42,8 @@ STEP_NOISE_CENTROID = {"mean": "mean", "normalized_mean": "normalized_mean", "na
 
 def outputs(seed: "host.Seed") -> io.NodeOutput:
     """The same hand-offs as an invert node: LATENT, NOISE, SIGMAS and the SAMPLER (with its per-step noises)."""
+    if not torch.isfinite(seed.noise).all():
+        raise ValueError(f"method: {seed.method} produced NaN/inf from finite seeds; use slerp")
     return io.NodeOutput({"samples": seed.as_latent()}, seed, seed.sigmas, seed.regenerating_sampler())
 
 

@@ -86,20 +86,23 @@ def keep_best(best: Optional[torch.Tensor], best_score: Optional[torch.Tensor], 
 
 
 def describe_sigmas(sigmas: torch.Tensor, around: Optional[int] = None, width: int = 3) -> str:
-    """A schedule for an error message: all of a short one; of a long one its ends and the values `around` an index."""
-    values = [f"{v:.4g}" for v in sigmas.flatten().tolist()]
-    if len(values) <= 2 * width + 2:
-        return "[" + ", ".join(values) + "]"
-    keep = set(range(width)) | set(range(len(values) - width, len(values)))
-    if around is not None:
-        keep |= set(range(max(0, around - 1), min(len(values), around + 2)))
+    """A schedule for an error message: a short one whole, a long one by its ends; the values `around` an index
+    marked [i]=σ."""
+    values = sigmas.flatten().tolist()
+    keep = set(range(len(values)))
+    if len(values) > 2 * width + 2:
+        keep = set(range(width)) | set(range(len(values) - width, len(values)))
+        if around is not None:
+            keep |= set(range(max(0, around - 1), min(len(values), around + 2)))
     parts, previous = [], -1
     for index in sorted(keep):
         if index > previous + 1:
             parts.append("…")
-        parts.append(f"[{index}]={values[index]}" if around is not None and abs(index - around) <= 1 else values[index])
+        marked = around is not None and abs(index - around) <= 1
+        parts.append(f"[{index}]={values[index]:.4g}" if marked else f"{values[index]:.4g}")
         previous = index
-    return "[" + ", ".join(parts) + f"] ({len(values)} values)"
+    count = f" ({len(values)} values)" if len(keep) < len(values) else ""
+    return "[" + ", ".join(parts) + "]" + count
 
 
 def validate_schedule(sigmas: torch.Tensor) -> None:

@@ -13,14 +13,16 @@ import pytest
 from tinymodels import DEMO_IMAGES as IMAGES  # noqa: E402, F401  (workflows and tests share the demo images)
 
 BAD_LATENTS = {"nan": "seedfinder_nan.latent", "three_channels": "seedfinder_3ch.latent",
-               "video": "seedfinder_video_5d.latent"}
+               "video": "seedfinder_video_5d.latent", "empty_batch": "seedfinder_empty_batch.latent",
+               "huge": "seedfinder_huge.latent"}
 SD3_LATENTS = ("seedfinder_sd3_16ch.latent", "seedfinder_sd3_16ch_b.latent")
 SD3_LATENT = SD3_LATENTS[0]
 
 
 def write_latents(folder: str) -> None:
     """Latent files for LoadLatent: ones no inverter should accept (NaN values; 3 channels for a 4-channel model; a
-    5-D video latent), and two 16-channel latents for the SD3/Flux-class models (the test VAE encodes to 4)."""
+    5-D video latent; a batch of 0; finite values ×1e30), and two 16-channel latents for the SD3/Flux-class models
+    (the test VAE encodes to 4)."""
     import safetensors.torch
     import torch
     generator = torch.Generator().manual_seed(16)
@@ -28,6 +30,8 @@ def write_latents(folder: str) -> None:
     nan[0, 1, 2, 3] = float("nan")
     files = {BAD_LATENTS["nan"]: nan, BAD_LATENTS["three_channels"]: torch.randn(1, 3, 8, 8, generator=generator),
              BAD_LATENTS["video"]: torch.randn(1, 4, 3, 8, 8, generator=generator),
+             BAD_LATENTS["empty_batch"]: torch.zeros(0, 4, 8, 8),
+             BAD_LATENTS["huge"]: torch.randn(1, 4, 8, 8, generator=generator) * 1e30,
              **{name: torch.randn(1, 16, 8, 8, generator=generator) for name in SD3_LATENTS}}
     for name, tensor in files.items():
         safetensors.torch.save_file({"latent_tensor": tensor, "latent_format_version_0": torch.tensor([])},

@@ -38,9 +38,6 @@ def test_exact_round_trip_with_cfg_and_editing(host, method):
 
 
 def test_exact_bad_inputs(host):
-    expect_failure(host, round_trip_graph("edict", IMAGES[0], options={"mix": 0.0}), "mix:", "(0, 1]", "got 0.0")
-    expect_failure(host, round_trip_graph("edict", IMAGES[0], options={"mix": 1.5}), "mix")
-    expect_failure(host, round_trip_graph("bdia", IMAGES[0], options={"gamma": 0.0}), "gamma:", "> 0", "got 0.0")
     foreign = round_trip_graph("edict", IMAGES[0])
     foreign["other"] = {"class_type": "SeedfinderFixedPointInvert", "inputs": {
         **foreign["invert"]["inputs"], "sampler": "euler", "noise_seed": 0, "max_iterations": 2, "tolerance": 0.0,
@@ -48,6 +45,6 @@ def test_exact_bad_inputs(host):
     for key in ("mix", "precision"):
         del foreign["other"]["inputs"][key]
     foreign["custom"]["inputs"]["noise"] = ["other", 1]
-    expect_failure(host, foreign, "sampler:", "only regenerates the seed its invert node made")
+    expect_failure(host, foreign, "noise:", "only regenerates the seed its invert node made")
     errors, _ = round_trip(host, "bdia", IMAGES[2])
     assert errors["noise"] <= 1e-5
