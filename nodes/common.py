@@ -19,7 +19,8 @@ def invert_inputs() -> list:
                               "edit by sampling the seed with another prompt."),
         io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt; needed when cfg ≠ 1. Use the "
                               "same one in the sampler that regenerates the image."),
-        io.Latent.Input("latent", tooltip="The image latent to invert (e.g. from VAE Encode)."),
+        io.Latent.Input("latent", tooltip="The image latent to invert (e.g. from VAE Encode), without a noise mask: "
+                        "for a masked edit put the mask on the latent given to the sampler."),
         io.Int.Input("steps", default=20, min=1, max=1000, tooltip="Steps of the schedule. The sampler that "
                      "regenerates the image must use the same steps and scheduler (or the sigmas output)."),
         io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
@@ -42,8 +43,9 @@ def invert_outputs() -> list:
         io.Latent.Output(display_name="latent", tooltip="The seed as a latent, for KSamplerAdvanced with add_noise "
                          "disabled, sampler euler or ddim, the same steps/scheduler/cfg (EPS and v-prediction models)."),
         io.Noise.Output(display_name="noise", tooltip="The seed as NOISE, for SamplerCustomAdvanced with an empty "
-                        "latent of the same size, a CFGGuider with the same cfg and prompts, euler, and the sigmas "
-                        "output. Works for every model family."),
+                        "latent of the same size (or the source latent; with a noise mask on it, a masked edit), a "
+                        "CFGGuider with the same cfg and prompts, euler, and the sigmas output. Works for every model "
+                        "family."),
         io.Sigmas.Output(display_name="sigmas", tooltip="Exactly the schedule that was inverted; sample with it."),
     ]
 

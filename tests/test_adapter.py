@@ -237,3 +237,28 @@ def test_autograd_keeps_no_copy_of_the_weights_after_the_node(pack, model):
     assert after - warm < 0.25 * weight_bytes
     # the model's own parameters are untouched: the same tensors, still inference tensors
     assert all(p is weights[name] for name, p in model.model.named_parameters())
+
+
+def test_no_non_finite_output_passes_as_a_result(pack, model):
+    """NaN/inf anywhere in a run is an error naming the likely input: the latent (values far outside any VAE's
+    range), the model (it returned NaN/inf), or cfg (the solver diverged though the model stayed finite)."""
+    from seedfinder.nodes import host
+    from seedfinder.solvers import InversionResult, ddim_invert
+    sigmas = torch.tensor([1.0, 0.0])
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4))}
+
+    def diverging(denoiser, x0, sigmas, **kwargs):
+        denoiser(x0, 1.0)
+        return InversionResult(latent=x0 * float("inf"), residuals=[[1.0]], evaluations=1)
+
+    broken = model.clone()
+    broken.set_model_unet_function_wrapper(lambda apply, args: apply(args["input"], args["timestep"], **args["c"]) *
+                                           float("nan"))
+    cases = [(diverging, model, latent, r"cfg: the solver diverged to NaN/inf at cfg=1"),
+             (ddim_invert, broken, latent, r"model: returned NaN/inf at σ=1 \(cfg=1\)"),
+             (ddim_invert, model, {"samples": latent["samples"] * 1e30}, r"latent: values up to \d\.\d+e\+29")]
+    for method, patcher, given, message in cases:
+        with torch.inference_mode(), pytest.raises(ValueError, match=message):
+            host.run_inversion(method, patcher, random_conditioning(4), None, 1.0, given, sigmas)
+    with pytest.raises(ValueError, match=r"cfg: expected a finite number, got nan"):
+        host.validate_inputs(model, random_conditioning(4), None, float("nan"), latent)

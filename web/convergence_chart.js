@@ -1,5 +1,6 @@
 // Seedfinder's convergence chart: after an invert node runs, draw its residual per step (and per iteration where a
-// method iterates) on the node, from the `seedfinder` ui data the node returns, with the round-trip estimate.
+// method iterates) on the node, from the `seedfinder` ui data the node returns, with the round-trip estimate, and
+// the node's warning in red when that estimate says the seed will not give the image back.
 // Drawn from the stored report on every frame, so it follows resizing; each run replaces the report.
 import { app } from "../../scripts/app.js";
 
@@ -7,6 +8,7 @@ const INVERT_NODE = /^Seedfinder.*Invert$/;
 const CHART_HEIGHT = 150;
 const MARGIN = 10;
 const FLOOR = 1e-12; // exact methods report 0: plot them at the floor of the log scale
+const WARNING_COLOR = "#ff6b6b";
 
 function finiteResiduals(report) {
   return report.residuals.flat().filter((r) => r !== null && Number.isFinite(r)).map((r) => Math.max(r, FLOOR));
@@ -41,10 +43,14 @@ function drawChart(ctx, node, report) {
   ctx.lineWidth = 1;
   ctx.strokeRect(plot.x, plot.y, plot.width, plot.height);
   ctx.font = "10px sans-serif";
-  ctx.fillStyle = "#ccc";
+  ctx.fillStyle = report.warning ? WARNING_COLOR : "#ccc";
   ctx.textAlign = "left";
-  ctx.fillText(`${report.method} · ${report.evaluations} evaluations · round trip ≈ ${formatNumber(report.round_trip_estimate)}`,
-    box.x + 4, box.y + 12);
+  ctx.fillText(`${report.method} · ${report.evaluations} evaluations · round trip ≈ ${formatNumber(report.round_trip_estimate)}` +
+    (report.warning ? " ⚠ poor" : ""), box.x + 4, box.y + 12);
+  if (report.warning) {
+    ctx.fillText("this seed will not give the image back: more iterations or steps, or lower cfg", plot.x + 4, plot.y + 12);
+  }
+  ctx.fillStyle = "#ccc";
   ctx.textAlign = "right";
   ctx.fillText(`1e${Math.round(high)}`, plot.x - 3, plot.y + 8);
   ctx.fillText(`1e${Math.round(low)}`, plot.x - 3, plot.y + plot.height);
@@ -78,7 +84,7 @@ function drawChart(ctx, node, report) {
     if (r !== null) ctx.fillRect(plot.x + column * (step + 0.9) - 1.5, toY(r) - 1.5, 3, 3);
   });
   ctx.restore();
-  node.seedfinderChart = { drawnAt: performance.now(), box, steps, points: values.length };
+  node.seedfinderChart = { drawnAt: performance.now(), box, steps, points: values.length, warning: !!report.warning };
 }
 
 function ensureRoom(node) {
