@@ -178,7 +178,8 @@ def main():
                for seed in range(args.latents)]
     device = comfy.model_management.get_torch_device()
     device_name = torch.cuda.get_device_name(device) if args.gpu else "CPU"
-    name = "cpu" if args.model == "tiny" and not args.gpu else f"{args.model}-{args.dtype}-{'gpu' if args.gpu else 'cpu'}"
+    device = "gpu" if args.gpu else "cpu"
+    name = "cpu" if args.model == "tiny" and not args.gpu else f"{args.model}-{args.dtype}-{device}"
     title = (f"{args.model} model ({device_name}, {args.dtype}), {args.size}×{args.size} latents, {args.steps} "
              f"{args.scheduler} steps, sampler {args.sampler}, cfg 1, mean over {args.latents} latents")
     lines = [title, "", "| method | evaluations / step | wall (s) | peak memory (MiB) | max final residual | "

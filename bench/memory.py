@@ -28,8 +28,9 @@ def one_run(kind: str, size: int) -> None:
     from inprocess import import_pack, random_conditioning, tiny_model
     import_pack()
     import comfy.model_management
-    import nodes as comfy_nodes
     from seedfinder.nodes.invert import DDIMInvert
+
+    import nodes as comfy_nodes
 
     process, trim = psutil.Process(), ctypes.CDLL("libc.so.6").malloc_trim
     with torch.inference_mode():

@@ -66,7 +66,8 @@ def main():
                                  scheduler="ddim_uniform", cfg=cfg, strength=1.0, **options)
                     results.append((time.perf_counter() - start, clock.seconds, clock.count))
                 wall, inside, count = sorted(results, key=lambda r: r[0] / r[1])[len(results) // 2]  # median
-                print(f"| {name} | {cfg:g} | {count} | {wall:.3f} | {inside:.3f} | {100 * (wall / inside - 1):+.1f} % |")
+                overhead = 100 * (wall / inside - 1)
+                print(f"| {name} | {cfg:g} | {count} | {wall:.3f} | {inside:.3f} | {overhead:+.1f} % |")
 
 
 if __name__ == "__main__":

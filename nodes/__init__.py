@@ -1,11 +1,10 @@
 """Seedfinder's ComfyUI V3 nodes. The only package of the pack that imports comfy."""
+from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from comfy_api.latest import ComfyExtension, io
+from . import encode, exact, fidelity, invert, schedules, seeds
 
-from . import encode, exact, invert, schedules, seeds
-
-NODES = [*invert.NODES, *exact.NODES, *encode.NODES, *schedules.NODES, *seeds.NODES]
+NODES = [*invert.NODES, *exact.NODES, *encode.NODES, *schedules.NODES, *seeds.NODES, *fidelity.NODES]
 
 
 class SeedfinderExtension(ComfyExtension):

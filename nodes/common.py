@@ -41,7 +41,8 @@ def invert_outputs() -> list:
     """latent (LATENT route), noise (NOISE route), sigmas."""
     return [
         io.Latent.Output(display_name="latent", tooltip="The seed as a latent, for KSamplerAdvanced with add_noise "
-                         "disabled, sampler euler or ddim, the same steps/scheduler/cfg (EPS and v-prediction models)."),
+                         "disabled, sampler euler or ddim, the same steps/scheduler/cfg (EPS and v-prediction "
+                         "models)."),
         io.Noise.Output(display_name="noise", tooltip="The seed as NOISE, for SamplerCustomAdvanced with an empty "
                         "latent of the same size (or the source latent; with a noise mask on it, a masked edit), a "
                         "CFGGuider with the same cfg and prompts, euler, and the sigmas output. Works for every model "
@@ -63,8 +64,9 @@ def sampler_inputs() -> list:
 
 
 def sampler_output() -> io.Sampler.Output:
-    return io.Sampler.Output(display_name="sampler", tooltip="The sampler to regenerate with in SamplerCustom(Advanced): "
-                             "euler, or euler_ancestral/lcm carrying the fixed noises of this inversion.")
+    return io.Sampler.Output(display_name="sampler", tooltip="The sampler to regenerate with in "
+                             "SamplerCustom(Advanced): euler, or euler_ancestral/lcm carrying the fixed noises of "
+                             "this inversion.")
 
 
 def schedule_of(inputs: dict) -> "host.Schedule":

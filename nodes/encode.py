@@ -1,8 +1,7 @@
 """Prompt-Aware Encode: the FPI paper's prompt-aware adjustment of a real image's latent (§3.3)."""
+import comfy.samplers
 import torch
 from comfy_api.latest import io
-
-import comfy.samplers
 
 from ..solvers.prompt_aware import MODES, cycle_schedule, prompt_aware_adjust
 from . import host

@@ -1,10 +1,9 @@
 """EDICT Invert and BDIA Invert: exact inversion, with the coupled samplers that undo it."""
 from functools import partial
 
+import comfy.samplers
 import torch
 from comfy_api.latest import io
-
-import comfy.samplers
 
 from ..solvers import describe_sigmas
 from ..solvers.exact import PRECISIONS, bdia_generate, bdia_invert, edict_generate, edict_invert

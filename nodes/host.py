@@ -11,12 +11,11 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import torch
-
 import comfy.model_management
 import comfy.model_sampling
 import comfy.samplers
 import comfy.utils
+import torch
 
 from ..solvers import InversionResult, StepRule, describe_sigmas, rms, validate_schedule
 from ..solvers.rnri import flow_transition_prior, ve_transition_prior
@@ -351,10 +350,10 @@ def run_inversion(method: InversionMethod, model, positive, negative, cfg: float
                   sampler_name: str = "euler", step_noises: Optional[list] = None) -> Inversion:
     """Invert `latent` with `method` through CFGGuider(model, positive, negative, cfg) over `sigmas`."""
     if latent.get("noise_mask") is not None:
-        raise ValueError("latent: carries a noise_mask (Set Latent Noise Mask, VAE Encode for Inpainting), which a seed "
-                         "cannot carry: a masked sampler would keep the seed, not the image, outside the mask. Invert "
-                         "the unmasked latent; for a masked edit give SamplerCustomAdvanced this node's noise output "
-                         "and the masked source latent as latent_image")
+        raise ValueError("latent: carries a noise_mask (Set Latent Noise Mask, VAE Encode for Inpainting), which a "
+                         "seed cannot carry: a masked sampler would keep the seed, not the image, outside the mask. "
+                         "Invert the unmasked latent; for a masked edit give SamplerCustomAdvanced this node's noise "
+                         "output and the masked source latent as latent_image")
     sampler = run_guided(method, model, positive, negative, cfg, latent, sigmas, needs_gradient)
     result = sampler.result
     seed = Seed((result.latent / sampler.noise_factor).float().cpu(), sigmas, sampler.noise_factor,

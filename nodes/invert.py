@@ -3,9 +3,17 @@ from comfy_api.latest import io
 
 from ..solvers import ddim_invert, fixed_point_invert
 from ..solvers.fixed_point import ACCELERATIONS
-from ..solvers.rnri import GRADIENTS as RNRI_GRADIENTS, rnri_invert
-from .common import (CATEGORY, bind, invert_inputs, invert_outputs, run_sampler_invert_node, sampler_inputs,
-                     sampler_output)
+from ..solvers.rnri import GRADIENTS as RNRI_GRADIENTS
+from ..solvers.rnri import rnri_invert
+from .common import (
+    CATEGORY,
+    bind,
+    invert_inputs,
+    invert_outputs,
+    run_sampler_invert_node,
+    sampler_inputs,
+    sampler_output,
+)
 from .host import noising_prior
 
 
@@ -17,7 +25,8 @@ class DDIMInvert(io.ComfyNode):
             display_name="DDIM Invert",
             category=CATEGORY,
             description="Classic DDIM inversion: one model evaluation per step, the model seeing each latent at the "
-                        "next noise level. Fast but approximate; the baseline the other inverters are measured against.",
+                        "next noise level. Fast but approximate; the baseline the other inverters are measured "
+                        "against.",
             inputs=invert_inputs() + sampler_inputs(),
             outputs=invert_outputs() + [sampler_output()],
         )

@@ -6,8 +6,18 @@ from typing import Optional
 
 import torch
 
-from .core import (Callback, Denoiser, InputScale, InversionResult, level_scale, notify, rms, to_d, validate_schedule,
-                   vp_input_scale)
+from .core import (
+    Callback,
+    Denoiser,
+    InputScale,
+    InversionResult,
+    level_scale,
+    notify,
+    rms,
+    to_d,
+    validate_schedule,
+    vp_input_scale,
+)
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 

@@ -1,12 +1,23 @@
-"""Fixed-point inversion (FPI, Meiri, Samuel et al., arXiv 2312.12540 §3.2) and DDIM inversion, its one-iteration case."""
+"""Fixed-point inversion (FPI, Meiri, Samuel et al., arXiv 2312.12540 §3.2) and DDIM inversion, its one-iteration
+case."""
 from functools import partial
 from typing import Callable, Optional
 
 import torch
 
-from .core import (Callback, Denoiser, InputScale, InversionResult, StepProblem, StepRule, euler_rule,
-                   invert_by_steps, keep_best, rms, vp_input_scale)
-
+from .core import (
+    Callback,
+    Denoiser,
+    InputScale,
+    InversionResult,
+    StepProblem,
+    StepRule,
+    euler_rule,
+    invert_by_steps,
+    keep_best,
+    rms,
+    vp_input_scale,
+)
 
 ACCELERATIONS = ("anderson", "none")
 
@@ -22,7 +33,8 @@ def anderson_step(iterates: list, images: list, regularization: float = 1e-10) -
     gram = delta_f.transpose(1, 2) @ delta_f
     scale = gram.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-300).view(-1, 1, 1)
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
-    gamma = torch.linalg.solve(gram + regularization * scale * eye, delta_f.transpose(1, 2) @ residuals[-1].unsqueeze(2))
+    rhs = delta_f.transpose(1, 2) @ residuals[-1].unsqueeze(2)
+    gamma = torch.linalg.solve(gram + regularization * scale * eye, rhs)
     return (flat_images[-1] - (delta_g @ gamma).squeeze(2)).to(images[-1].dtype).view_as(images[-1])
 
 

@@ -8,8 +8,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .core import (Callback, CountingDenoiser, Denoiser, InputScale, InversionResult, notify, rms, sample,
-                   vp_input_scale)
+from .core import Callback, CountingDenoiser, Denoiser, InputScale, InversionResult, notify, rms, sample, vp_input_scale
 from .fixed_point import ddim_invert
 
 MODES = ("seeded", "inverted")

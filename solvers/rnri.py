@@ -9,8 +9,19 @@ from typing import Callable, Optional
 
 import torch
 
-from .core import (Callback, Denoiser, InputScale, InversionResult, StepProblem, StepRule, euler_rule,
-                   invert_by_steps, keep_best, rms, vp_input_scale)
+from .core import (
+    Callback,
+    Denoiser,
+    InputScale,
+    InversionResult,
+    StepProblem,
+    StepRule,
+    euler_rule,
+    invert_by_steps,
+    keep_best,
+    rms,
+    vp_input_scale,
+)
 
 GRADIENTS = ("autograd", "jacobian-free")
 

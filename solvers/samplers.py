@@ -33,7 +33,8 @@ def flow_ancestral_rule(eta: float = 1.0, s_noise: float = 1.0) -> StepRule:
 
 
 def lcm_rule(flow: bool) -> StepRule:
-    """LCM (ComfyUI's sample_lcm): x_lo = noise_scaling(σ_lo, n_i, D) — D + σ_lo·n (EPS/V), (1−σ_lo)·D + σ_lo·n (flow)."""
+    """LCM (ComfyUI's sample_lcm): x_lo = noise_scaling(σ_lo, n_i, D), i.e. D + σ_lo·n (EPS/V) or
+    (1−σ_lo)·D + σ_lo·n (flow)."""
     def rule(sigma_hi: float, sigma_lo: float) -> tuple:
         return (1.0 - sigma_lo if flow else 1.0), sigma_lo, 0.0
     return rule

@@ -8,8 +8,7 @@ for path in (REPO, TESTS, os.path.join(REPO, "scripts")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-import pytest
-
+import pytest  # noqa: E402  (after the sys.path setup above)
 from tinymodels import DEMO_IMAGES as IMAGES  # noqa: E402, F401  (workflows and tests share the demo images)
 
 BAD_LATENTS = {"nan": "seedfinder_nan.latent", "three_channels": "seedfinder_3ch.latent",

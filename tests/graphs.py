@@ -1,6 +1,5 @@
 """API-format graphs for the host tests: load the tiny models, invert, regenerate through both routes."""
 import safetensors.torch
-
 from tinymodels import CLIP_FILE, UNET_FILE, VAE_FILE
 
 INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert", "rnri": "SeedfinderRNRIInvert",

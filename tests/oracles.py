@@ -15,7 +15,8 @@ class GaussianDataDenoiser:
 
     def flow(self, x, sigma_from, sigma_to):
         """Exact PF-ODE map: x − mean scales with √(std² + σ²)."""
-        return self.mean + (x - self.mean) * math.sqrt((self.std ** 2 + sigma_to ** 2) / (self.std ** 2 + sigma_from ** 2))
+        ratio = (self.std ** 2 + sigma_to ** 2) / (self.std ** 2 + sigma_from ** 2)
+        return self.mean + (x - self.mean) * math.sqrt(ratio)
 
     def exact_step_inverse(self, x_lo, sigma_lo, sigma_hi):
         """Solution of x_hi = x_lo + (σ_hi − σ_lo)·d(x_hi, σ_hi): (x_hi − mean)(1 − a) = x_lo − mean."""
@@ -64,7 +65,8 @@ def karras_sigmas(steps: int, sigma_min=0.03, sigma_max=14.6, rho=7.0, dtype=tor
 
 
 class GaussianMixtureDenoiser:
-    """Exact denoiser of data x0 ~ Σ_k π_k N(μ_k, std²·I): the posterior-weighted mean of per-mode Gaussian denoisers."""
+    """Exact denoiser of data x0 ~ Σ_k π_k N(μ_k, std²·I): the posterior-weighted mean of per-mode Gaussian
+    denoisers."""
 
     def __init__(self, means: torch.Tensor, std: float, weights=None):
         self.means, self.std = means, std  # means: (modes, *shape)

@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-
 from inprocess import import_pack, random_conditioning, tiny_model
 
 
@@ -215,6 +214,7 @@ def test_inference_weights_need_the_differentiable_clone(pack, model):
 
 def test_autograd_keeps_no_copy_of_the_weights_after_the_node(pack, model):
     import gc
+
     import psutil
     from seedfinder.nodes.invert import RNRIInvert
     weights = {name: p for name, p in model.model.named_parameters()}

@@ -11,7 +11,6 @@ import shutil
 import urllib.request
 
 import pytest
-
 from comfy_host import REPO
 
 pytestmark = pytest.mark.host
@@ -80,14 +79,16 @@ def queue_and_wait(page, ending: str) -> None:
 def run_workflow(page, workflow: dict) -> None:
     """Load a UI workflow as a user does, queue it and wait for the server to finish it."""
     page.evaluate("async (workflow) => { window.seedfinderEvents = []; await app.loadGraphData(workflow); }", workflow)
-    missing = page.evaluate("() => app.graph._nodes.map((n) => n.type).filter((t) => !LiteGraph.registered_node_types[t])")
+    missing = page.evaluate("() => app.graph._nodes.map((n) => n.type)"
+                            ".filter((t) => !LiteGraph.registered_node_types[t])")
     assert not missing, f"missing nodes: {missing}"
     queue_and_wait(page, "/success|error|interrupted/")
     events = page.evaluate("window.seedfinderEvents")
     errors = [detail for kind, detail in events if kind in ("execution_error", "execution_interrupted")]
     assert not errors, errors
     cached = [detail["nodes"] for kind, detail in events if kind == "execution_cached"]
-    invert_nodes = page.evaluate("() => app.graph._nodes.filter((n) => /Invert$/.test(n.type)).map((n) => String(n.id))")
+    invert_nodes = page.evaluate("() => app.graph._nodes.filter((n) => /Invert$/.test(n.type))"
+                                 ".map((n) => String(n.id))")
     assert not set(invert_nodes) & set(sum(cached, [])), "an invert node was cached: it would not report again"
 
 

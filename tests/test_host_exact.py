@@ -1,6 +1,5 @@
 """EDICT Invert and BDIA Invert on a real ComfyUI server: exact round trips through their samplers."""
 import pytest
-
 from conftest import IMAGES
 from graphs import relative_error, round_trip_graph, saved_latent
 from test_host_invert import expect_failure, round_trip
@@ -32,8 +31,10 @@ def test_exact_round_trip_with_cfg_and_editing(host, method):
     edit["target"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a painting of a dog", "clip": ["clip", 0]}}
     edit["guider"]["inputs"]["positive"] = ["target", 0]
     history = host.run(edit)
-    edited = relative_error(saved_latent(host, history, "save_noise_route"), saved_latent(host, history, "save_encoded"))
-    print(f"\n{method}: reconstruction {errors['noise']:.2e}, edit with another prompt moves the latent by {edited:.3f}")
+    edited = relative_error(saved_latent(host, history, "save_noise_route"),
+                            saved_latent(host, history, "save_encoded"))
+    print(f"\n{method}: reconstruction {errors['noise']:.2e}, edit with another prompt moves the latent by "
+          f"{edited:.3f}")
     assert edited > 0.05
 
 

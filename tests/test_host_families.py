@@ -7,7 +7,6 @@ SDXL-Turbo setting (euler_ancestral on the 4-step trailing schedule).
 import copy
 
 import pytest
-
 from conftest import IMAGES, SD3_LATENT, SD3_LATENTS
 from graphs import patch_model, relative_error, rewire, round_trip_graph, saved_latent
 

@@ -2,7 +2,6 @@
 import time
 
 import pytest
-
 from comfy_host import PromptFailed, PromptRejected
 from conftest import IMAGES
 from graphs import relative_error, round_trip_graph, saved_latent

@@ -1,10 +1,9 @@
 """Prompt-Aware Encode on a real ComfyUI server: what the adjustment does to each inverter's round trip."""
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import IMAGES
 from graphs import relative_error, round_trip_graph, saved_latent
+from PIL import Image
 from test_host_invert import expect_failure
 
 pytestmark = pytest.mark.host

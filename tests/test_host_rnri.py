@@ -1,9 +1,8 @@
 """RNRI Invert on a real ComfyUI server with the tiny SD1.5-architecture model."""
 import pytest
-
 from conftest import IMAGES
-from test_host_invert import expect_failure, round_trip
 from graphs import round_trip_graph
+from test_host_invert import expect_failure, round_trip
 
 pytestmark = pytest.mark.host
 

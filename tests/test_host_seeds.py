@@ -1,6 +1,5 @@
 """Seed Interpolate and Seed Centroid on a real ComfyUI server."""
 import pytest
-
 from conftest import IMAGES
 from graphs import base_graph, relative_error, saved_latent
 from test_host_invert import expect_failure
@@ -61,7 +60,8 @@ def test_interpolated_batch_endpoints_match_each_single_round_trip(host):
         for name, index in (("a", 0), ("b", -1)):
             single = saved_latent(host, history, f"save_single_{name}_{route}")
             own, batched = relative_error(single, encoded[name]), relative_error(frames[index:][:1], encoded[name])
-            print(f"\n{route} route, image {name}: single round trip {own:.4g}, frame {index} of the batch {batched:.4g}")
+            print(f"\n{route} route, image {name}: single round trip {own:.4g}, frame {index} of the batch "
+                  f"{batched:.4g}")
             assert batched == pytest.approx(own, rel=0.05, abs=1e-4)
             assert relative_error(frames[index:][:1], single) < 1e-2
         middle = frames[2:3]

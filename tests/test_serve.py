@@ -8,7 +8,6 @@ import time
 import urllib.request
 
 import pytest
-
 from comfy_host import COMFY_TREE, REPO, free_port
 from tinymodels import UNET_FILE
 

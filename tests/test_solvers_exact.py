@@ -1,8 +1,8 @@
 """EDICT and BDIA on oracles (no host): generation ∘ inversion is the identity to floating point."""
 import pytest
 import torch
-
 from oracles import FlowGaussianDataDenoiser, GaussianDataDenoiser, flow_sigmas, karras_sigmas
+
 from solvers import level_scale, to_d, vp_input_scale
 from solvers.exact import bdia_generate, bdia_invert, edict_generate, edict_invert
 
@@ -20,7 +20,8 @@ def case(dtype, seed=0):
 
 
 SCHEDULES = {"karras 10": karras_sigmas(10), "karras 25": karras_sigmas(25),
-             "uniform 8": torch.cat([torch.linspace(8, 0.5, 8, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])}
+             "uniform 8": torch.cat([torch.linspace(8, 0.5, 8, dtype=torch.float64),
+                                     torch.zeros(1, dtype=torch.float64)])}
 
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))

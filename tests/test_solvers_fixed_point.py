@@ -1,10 +1,18 @@
 """Fixed-point and DDIM inversion on analytic oracles (no ComfyUI)."""
 import pytest
 import torch
-
 from oracles import GaussianDataDenoiser, karras_sigmas, random_linear_denoiser
-from solvers import (ddim_invert, sample, fixed_point_invert, fixed_point_solve, invert_by_steps,
-                     StepProblem, inverse_step_map, validate_schedule)
+
+from solvers import (
+    StepProblem,
+    ddim_invert,
+    fixed_point_invert,
+    fixed_point_solve,
+    inverse_step_map,
+    invert_by_steps,
+    sample,
+    validate_schedule,
+)
 
 F64 = torch.float64
 

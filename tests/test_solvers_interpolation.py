@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from solvers.interpolation import (centroid, chi_log_density, interpolate, lerp, path_nll, resample, slerp)
+from solvers.interpolation import centroid, chi_log_density, interpolate, lerp, path_nll, resample, slerp
 
 SHAPE = (1, 4, 16, 16)
 
@@ -60,7 +60,8 @@ def test_centroids():
     assert abs(float(normalized.norm()) - float(batch.flatten(1).norm(dim=1).mean())) < 1e-3
     assert abs(float(nao.norm()) - math.sqrt(d)) < 3
     # NAO's centroid is at least as likely under the χ_d prior as the rescaled mean it started from
-    assert float(chi_log_density(nao.norm().double(), d)) >= float(chi_log_density(normalized.norm().double(), d)) - 1e-3
+    nao_density = float(chi_log_density(nao.norm().double(), d))
+    assert nao_density >= float(chi_log_density(normalized.norm().double(), d)) - 1e-3
 
 
 def test_resample_keeps_endpoints_and_spacing():

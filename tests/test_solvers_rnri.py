@@ -12,11 +12,18 @@ What the theory says, and what these tests check:
 """
 import pytest
 import torch
-
 from oracles import GaussianDataDenoiser, karras_sigmas, random_linear_denoiser
-from solvers import StepProblem, sample, inverse_step_map, rms
-from solvers.rnri import (flow_transition_prior, newton_step, objective_and_gradient, rnri_invert, rnri_objective,
-                          rnri_solve, ve_transition_prior)
+
+from solvers import StepProblem, inverse_step_map, rms, sample
+from solvers.rnri import (
+    flow_transition_prior,
+    newton_step,
+    objective_and_gradient,
+    rnri_invert,
+    rnri_objective,
+    rnri_solve,
+    ve_transition_prior,
+)
 
 F64 = torch.float64
 

@@ -6,10 +6,9 @@ import subprocess
 
 import pytest
 import safetensors.torch
-from PIL import Image
-
 from comfy_host import PYTHON, REPO
 from conftest import IMAGES
+from PIL import Image
 
 pytestmark = pytest.mark.host
 

@@ -37,7 +37,8 @@ def random_state_dict(shapes: dict, seed: int, scale: float = 1.0, dtype=torch.f
         if len(shape) <= 1:
             tensor = torch.ones(shape) if key.endswith("weight") else torch.zeros(shape)
         else:
-            tensor = torch.randn(shape, generator=generator, dtype=torch.float32) * (scale / math.sqrt(math.prod(shape[1:])))
+            fan_in = math.prod(shape[1:])
+            tensor = torch.randn(shape, generator=generator, dtype=torch.float32) * (scale / math.sqrt(fan_in))
         out[key] = tensor.to(dtype).contiguous()
     return out
 

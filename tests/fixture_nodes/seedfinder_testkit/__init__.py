@@ -6,9 +6,8 @@ import os
 import sys
 
 import torch
-from typing_extensions import override
-
 from comfy_api.latest import ComfyExtension, io
+from typing_extensions import override
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))))
 import tinymodels  # noqa: E402  (tests/ on sys.path above)

@@ -1,0 +1,69 @@
+"""Fidelity: how close a reconstruction is to its source, in PSNR and SSIM, against what the VAE alone allows."""
+from comfy_api.latest import io
+
+from ..solvers.metrics import PSNR_CAP, psnr, ssim
+from .common import CATEGORY
+
+
+def checked_images(source, reconstruction):
+    """The pair as comparable RGB batches: same size; a single source broadcasts over a batch of reconstructions."""
+    if source.ndim != 4 or reconstruction.ndim != 4:
+        raise ValueError(f"reconstruction: expected images of shape (batch, height, width, channels), got "
+                         f"{tuple(source.shape)} and {tuple(reconstruction.shape)}")
+    if source.shape[1:3] != reconstruction.shape[1:3]:
+        raise ValueError(f"reconstruction: expected the source's size {source.shape[2]}×{source.shape[1]}, got "
+                         f"{reconstruction.shape[2]}×{reconstruction.shape[1]}; decode the seed's regeneration of "
+                         f"this image")
+    if source.shape[0] not in (1, reconstruction.shape[0]):
+        raise ValueError(f"reconstruction: expected a batch of {source.shape[0]} like the source (or a source of 1), "
+                         f"got {reconstruction.shape[0]}")
+    return source[..., :3].float().cpu(), reconstruction[..., :3].float().cpu()
+
+
+class Fidelity(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderFidelity",
+            display_name="Fidelity (PSNR / SSIM)",
+            category=CATEGORY,
+            description="How faithful a reconstruction is: PSNR and SSIM against the source image and, with the VAE, "
+                        "the VAE bound (decode(encode(source)): no seed can do better through this VAE) and the gap "
+                        "to it in dB. Shown on the node and returned as numbers (batch means).",
+            inputs=[
+                io.Image.Input("source", tooltip="The original image."),
+                io.Image.Input("reconstruction", tooltip="The decoded regeneration of the seed (same size; a batch "
+                               "is compared to one source image each or to a single source)."),
+                io.Vae.Input("vae", optional=True, tooltip="The VAE the image was encoded with: gives the VAE bound "
+                             "and the gap to it."),
+            ],
+            outputs=[
+                io.Float.Output(display_name="psnr", tooltip=f"PSNR of the reconstruction in dB (identical images: "
+                                f"{PSNR_CAP:g})."),
+                io.Float.Output(display_name="ssim", tooltip="SSIM of the reconstruction (1 = identical)."),
+                io.Float.Output(display_name="vae_bound_psnr", tooltip="PSNR of decode(encode(source)) in dB; 0 when "
+                                "no vae is connected."),
+                io.Float.Output(display_name="gap_db", tooltip="vae_bound_psnr − psnr: what inversion loses beyond "
+                                "the VAE; 0 when no vae is connected."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, source, reconstruction, vae=None) -> io.NodeOutput:
+        source, reconstruction = checked_images(source, reconstruction)
+        paired = source.expand(reconstruction.shape[0], *source.shape[1:])
+        report = {"psnr": psnr(paired, reconstruction).tolist(), "ssim": ssim(paired, reconstruction).tolist()}
+        mean_psnr, mean_ssim = sum(report["psnr"]) / len(report["psnr"]), sum(report["ssim"]) / len(report["ssim"])
+        bound = gap = 0.0
+        lines = [f"PSNR {mean_psnr:.2f} dB · SSIM {mean_ssim:.4f}"]
+        if vae is not None:
+            through_vae = vae.decode(vae.encode(source))[..., :3].float().cpu()
+            bound = float(psnr(source, through_vae).mean())
+            gap = bound - mean_psnr
+            report.update(vae_bound_psnr=bound, gap_db=gap)
+            lines.append(f"VAE bound {bound:.2f} dB · gap {gap:.2f} dB")
+        report["text"] = lines
+        return io.NodeOutput(mean_psnr, mean_ssim, bound, gap, ui={"seedfinder_fidelity": [report]})
+
+
+NODES = [Fidelity]
