@@ -1,4 +1,4 @@
-"""Inputs and outputs shared by every invert node (DESIGN.md §3: the hand-off)."""
+"""Inputs and outputs shared by every invert node (docs/architecture.md §5: the hand-off)."""
 from functools import partial
 
 import comfy.samplers

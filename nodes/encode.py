@@ -1,6 +1,5 @@
-"""Prompt-Aware Encode: the FPI paper's prompt-aware adjustment of a real image's latent (§3.3)."""
+"""Prompt-Aware Encode: the FPI paper's prompt-aware adjustment of a real image's latent (docs/methods.md §8)."""
 import comfy.samplers
-import torch
 from comfy_api.latest import io
 
 from ..solvers.prompt_aware import MODES, cycle_schedule, prompt_aware_adjust
@@ -58,8 +57,7 @@ class PromptAwareEncode(io.ComfyNode):
             latent = {"samples": vae.encode(image[:, :, :, :3])}
         schedule = cycle_schedule(host.build_schedule(model, steps, scheduler, 1.0, sigmas).sigmas, depth)
         shape = latent["samples"].shape
-        generator = torch.Generator().manual_seed(seed)
-        noises = [torch.randn(shape, generator=generator) for _ in range(cycles)] if mode == "seeded" else None
+        noises = host.fixed_noises(tuple(shape), cycles, seed) if mode == "seeded" else None
         method = bind(prompt_aware_adjust, mode=mode, noises=noises, cycles=cycles, add_noise=host.noising(model))
         run = host.run_guided(method, model, positive, negative, cfg, latent, schedule)
         raw, adjusted = latent["samples"].float().cpu(), run.output.float().cpu()

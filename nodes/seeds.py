@@ -11,7 +11,7 @@ def checked_seed(name: str, seed) -> "host.Seed":
     """An invert node's seed, refused with a clear message if it is any other NOISE or an exact method's pair."""
     if not isinstance(seed, host.Seed):
         raise ValueError(f"{name}: expected the noise output of a Seedfinder invert node, got {type(seed).__name__}")
-    if seed.extras:
+    if seed.pair is not None:
         raise ValueError(f"{name}: a {seed.method} seed is a pair tied to its own sampler and cannot be "
                          f"interpolated; use a seed from DDIM, FixedPoint or RNRI Invert")
     return seed

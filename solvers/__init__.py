@@ -1,6 +1,14 @@
-"""Pure-torch inversion solvers. No ComfyUI import: every method is a function of a Denoiser D(x, σ)."""
+"""Pure-torch inversion solvers. No ComfyUI import: every method is a function of a Denoiser D(x, σ).
+
+Every inverter has the form method(denoiser, x0, sigmas, *, input_scale, callback, **options) -> InversionResult
+(`InversionMethod`); the host adapter binds a node's options and calls it with ComfyUI's guided denoiser.
+"""
 from .core import (
+                   Callback,
+                   CountingDenoiser,
                    Denoiser,
+                   InputScale,
+                   InversionMethod,
                    InversionResult,
                    StepProblem,
                    StepRule,
@@ -16,10 +24,23 @@ from .core import (
                    validate_schedule,
                    vp_input_scale,
 )
-from .fixed_point import ddim_invert, fixed_point_invert, fixed_point_solve
+from .exact import PRECISIONS, bdia_generate, bdia_invert, edict_generate, edict_invert
+from .fixed_point import ACCELERATIONS, ddim_invert, fixed_point_invert, fixed_point_solve
+from .interpolation import CENTROIDS, PATHS, centroid, interpolate
+from .metrics import PSNR_CAP, psnr, ssim
+from .prompt_aware import MODES, cycle_schedule, prompt_aware_adjust
+from .rnri import GRADIENTS, flow_transition_prior, rnri_invert, ve_transition_prior
+from .samplers import SAMPLERS, sampler_rule
 
 __all__ = [
-    "Denoiser", "InversionResult", "StepProblem", "StepRule", "describe_sigmas", "euler_rule", "euler_step",
-    "inverse_step_map", "invert_by_steps", "level_scale", "rms", "sample", "to_d", "validate_schedule",
-    "vp_input_scale", "ddim_invert", "fixed_point_invert", "fixed_point_solve",
+    "Callback", "CountingDenoiser", "Denoiser", "InputScale", "InversionMethod", "InversionResult", "StepProblem",
+    "StepRule", "describe_sigmas", "euler_rule", "euler_step", "inverse_step_map", "invert_by_steps", "level_scale",
+    "rms", "sample", "to_d", "validate_schedule", "vp_input_scale",
+    "PRECISIONS", "bdia_generate", "bdia_invert", "edict_generate", "edict_invert",
+    "ACCELERATIONS", "ddim_invert", "fixed_point_invert", "fixed_point_solve",
+    "CENTROIDS", "PATHS", "centroid", "interpolate",
+    "PSNR_CAP", "psnr", "ssim",
+    "MODES", "cycle_schedule", "prompt_aware_adjust",
+    "GRADIENTS", "flow_transition_prior", "rnri_invert", "ve_transition_prior",
+    "SAMPLERS", "sampler_rule",
 ]

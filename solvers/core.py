@@ -1,5 +1,5 @@
 """The one equation behind every method: the Euler (= DDIM) step in ComfyUI's sigma space and the
-implicit equation that inverts it (DESIGN.md §2, reference/algorithms.md §3.2-3.3).
+implicit equation that inverts it (docs/architecture.md §3, docs/methods.md §1).
 
 A denoiser is any callable D(x, sigma) -> x0-estimate for a batched latent x and a scalar sigma,
 with classifier-free guidance already applied. Nothing here imports ComfyUI.
@@ -21,23 +21,32 @@ Callback = Callable[[dict], None]
 """Called after every model evaluation with {'step', 'steps', 'iteration', 'residual'}; may raise to stop."""
 
 
+class InversionMethod(Protocol):
+    """The one form of every inverter once its options are bound: the host calls it with ComfyUI's guided
+    denoiser, the image latent (model space) and the σ schedule (descending, ending at 0)."""
+
+    def __call__(self, denoiser: "Denoiser", x0: torch.Tensor, sigmas: torch.Tensor, *, input_scale: InputScale,
+                 callback: Optional[Callback]) -> "InversionResult": ...
+
+
 def vp_input_scale(sigma: float) -> float:
     """c_in(σ) = 1/√(σ² + 1): what EPS and V-prediction models see (Karras et al. 2022, Table 1)."""
     return (sigma * sigma + 1.0) ** -0.5
 
 
-def to_d(x: torch.Tensor, denoised: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Probability-flow ODE direction d = (x − D(x, σ))/σ (Karras et al. 2022, eq. 3)."""
+def to_d(x: torch.Tensor, sigma: float, denoised: torch.Tensor) -> torch.Tensor:
+    """Probability-flow ODE direction d = (x − D(x, σ))/σ (Karras et al. 2022, eq. 3; k-diffusion's argument order)."""
     return (x - denoised) / sigma
 
 
 def euler_step(x: torch.Tensor, d: torch.Tensor, sigma_from: float, sigma_to: float) -> torch.Tensor:
-    """One Euler step x + (σ_to − σ_from)·d; the deterministic DDIM step in σ space (algorithms §3.2)."""
+    """One Euler step x + (σ_to − σ_from)·d; the deterministic DDIM step in σ space (docs/methods.md §1)."""
     return x + (sigma_to - sigma_from) * d
 
 
 StepRule = Callable[[float, float], tuple]
-"""rule(σ_hi, σ_lo) -> (a, b, s): the sampler steps as x_lo = a·(x_hi + (s − σ_hi)·d(x_hi, σ_hi)) + b·n_i (§3.4)."""
+"""rule(σ_hi, σ_lo) -> (a, b, s): the sampler steps as x_lo = a·(x_hi + (s − σ_hi)·d(x_hi, σ_hi)) + b·n_i
+(docs/methods.md §5)."""
 
 
 def euler_rule(sigma_hi: float, sigma_lo: float) -> tuple:
@@ -51,7 +60,7 @@ def sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, rule: Step
     steps = len(sigmas) - 1
     for index, (sigma_hi, sigma_lo) in enumerate(zip(sigmas[:-1].tolist(), sigmas[1:].tolist())):
         a, b, s = rule(sigma_hi, sigma_lo)
-        x = a * euler_step(x, to_d(x, denoiser(x, sigma_hi), sigma_hi), sigma_hi, s)
+        x = a * euler_step(x, to_d(x, sigma_hi, denoiser(x, sigma_hi)), sigma_hi, s)
         if b:
             x = x + b * noises[index].to(x)
         notify(callback, step=index, steps=steps, iteration=0, residual=0.0)
@@ -59,14 +68,15 @@ def sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, rule: Step
 
 
 def inverse_step_map(denoiser: Denoiser, x_lo: torch.Tensor, sigma_lo: float, sigma_hi: float):
-    """T(y) = x_lo + (σ_hi − σ_lo)·d(y, σ_hi); its fixed point is the exact inverse of one Euler step (§3.3)."""
+    """T(y) = x_lo + (σ_hi − σ_lo)·d(y, σ_hi); its fixed point is the exact inverse of one Euler step
+    (docs/methods.md §1)."""
     def T(y: torch.Tensor) -> torch.Tensor:
-        return x_lo + (sigma_hi - sigma_lo) * to_d(y, denoiser(y, sigma_hi), sigma_hi)
+        return x_lo + (sigma_hi - sigma_lo) * to_d(y, sigma_hi, denoiser(y, sigma_hi))
     return T
 
 
 def level_scale(input_scale: InputScale, sigma_from: float, sigma_to: float) -> float:
-    """c_in(σ_from)/c_in(σ_to): lets the model see x at σ_to as it saw it at σ_from (classic DDIM inversion, §3.3 b)."""
+    """c_in(σ_from)/c_in(σ_to): lets the model see x at σ_to as it saw it at σ_from (docs/methods.md §2)."""
     return input_scale(sigma_from) / input_scale(sigma_to)
 
 
@@ -139,7 +149,7 @@ class InversionResult:
     evaluations: int = 0
     """Number of (guided) denoiser evaluations used."""
     extras: dict = field(default_factory=dict)
-    """Method-specific state that travels with the seed (e.g. the partner latent of EDICT/BDIA)."""
+    """Method-specific state that travels with the seed: EDICT/BDIA's `partner` latent."""
 
 
 class CountingDenoiser:
@@ -179,7 +189,8 @@ def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor
                     input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None,
                     rule: StepRule = euler_rule, noises: Optional[list] = None,
                     warm_start: bool = False) -> InversionResult:
-    """Invert a sampler step by step from σ = 0 up to sigmas[0], solving x_hi = T(x_hi) at each step (§3.4).
+    """Invert a sampler step by step from σ = 0 up to sigmas[0], solving x_hi = T(x_hi) at each step
+    (docs/methods.md §1, §5).
 
     With a stochastic rule the step's fixed noise n_i is removed first: its deterministic part
     (x_lo − b·n_i)/a is then an Euler step to s, inverted like any other. The initial guess is classic DDIM's

@@ -1,5 +1,5 @@
 """Exact inversion by invertible samplers: EDICT (Wallace, Gokul, Naik 2023) and BDIA (Zhang, Lewis, Kleijn, ECCV
-2024), in ComfyUI's σ space (reference/algorithms.md §2.4, §2.5, §3.4). Each is one pair of functions, a denoising
+2024), in ComfyUI's σ space (docs/methods.md §6, §7). Each is one pair of functions, a denoising
 step and its exact inverse, evaluating the model on the same inputs in both directions.
 """
 from typing import Optional
@@ -25,7 +25,7 @@ PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 def direction(denoiser: Denoiser, w: torch.Tensor, sigma: float, model_dtype: torch.dtype) -> torch.Tensor:
     """d(w, σ) = (w − D(w, σ))/σ, the model run in its own dtype and the result kept in the state's precision."""
     seen = w.to(model_dtype)
-    return to_d(seen, denoiser(seen, sigma), sigma).to(w.dtype)
+    return to_d(seen, sigma, denoiser(seen, sigma)).to(w.dtype)
 
 
 def edict_step(denoiser, x, y, sigma_hi, sigma_lo, mix, leapfrog, rescale, model_dtype):
@@ -106,7 +106,7 @@ def edict_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, mix
         residuals.append([float(rms(x - y).max())])
         notify(callback, step=count, steps=steps, iteration=0, residual=residuals[-1][0])
     return InversionResult(latent=x, residuals=residuals, evaluations=2 * steps,
-                           extras={"state": x, "partner": y, "mix": mix, "precision": precision})
+                           extras={"partner": y})
 
 
 def bdia_scales(sigmas: list, input_scale: InputScale) -> list:
@@ -150,5 +150,4 @@ def bdia_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, gamm
         residuals.append([float(rms(current - below).max())])
         notify(callback, step=i, steps=steps, iteration=0, residual=residuals[-1][0])
     return InversionResult(latent=current, residuals=residuals, evaluations=steps,
-                           extras={"state": current, "partner": below, "gamma": gamma,
-                                   "precision": precision})
+                           extras={"partner": below})

@@ -68,7 +68,8 @@ def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tenso
                        callback: Optional[Callback] = None, rule: StepRule = euler_rule,
                        noises: Optional[list] = None, acceleration: str = "none",
                        warm_start: bool = False) -> InversionResult:
-    """Invert every sampler step by fixed-point iteration, at most `max_iterations` evaluations per step (FPI §3.2)."""
+    """Invert every sampler step by fixed-point iteration, at most `max_iterations` evaluations per step
+    (docs/methods.md §3)."""
     if acceleration not in ACCELERATIONS:
         raise ValueError(f"acceleration: expected one of {ACCELERATIONS}, got {acceleration!r}")
     solve = partial(fixed_point_solve, max_iterations=max_iterations, tolerance=tolerance, acceleration=acceleration)
@@ -78,7 +79,8 @@ def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tenso
 def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, input_scale: InputScale = vp_input_scale,
                 callback: Optional[Callback] = None, rule: StepRule = euler_rule,
                 noises: Optional[list] = None) -> InversionResult:
-    """Classic DDIM inversion: x_hi = T(x̂_lo), the model seeing the previous latent at the next timestep (§2.1, §3.3 b).
+    """Classic DDIM inversion: x_hi = T(x̂_lo), the model seeing the previous latent at the next timestep
+    (docs/methods.md §2).
 
     The residual it reports is that of its starting point, ‖T(x̂_lo) − x̂_lo‖/√numel (no extra evaluation).
     """

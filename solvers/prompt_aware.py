@@ -18,7 +18,7 @@ AddNoise = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
 def ve_add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
-    """x_σ = x0 + σ·n: one stochastic jump of the forward process in σ space (algorithms §3.4)."""
+    """x_σ = x0 + σ·n: one stochastic jump of the forward process in σ space (docs/methods.md §8)."""
     return x0 + sigma * noise
 
 

@@ -2,7 +2,7 @@
 
 Each inversion step minimises the scalar objective F(y) = ‖y − T(y)‖₁ + λ·G(y), G the Gaussian negative
 log-likelihood of the noising step, by the per-coordinate Newton-Raphson update
-y_i ← y_i − F(y) / (numel · (∂F/∂y_i + η·sgn ∂F/∂y_i))   (reference/algorithms.md §2.3, §3.4).
+y_i ← y_i − F(y) / (numel · (∂F/∂y_i + η·sgn ∂F/∂y_i))   (docs/methods.md §4).
 """
 from functools import partial
 from typing import Callable, Optional
@@ -30,12 +30,13 @@ Prior = Callable[[torch.Tensor, float, float], tuple]
 
 
 def ve_transition_prior(x_lo: torch.Tensor, sigma_lo: float, sigma_hi: float) -> tuple:
-    """q(x_hi | x_lo) = N(x_lo, (σ_hi² − σ_lo²)·I) in σ space: the paper's one-step transition (§3.4)."""
+    """q(x_hi | x_lo) = N(x_lo, (σ_hi² − σ_lo²)·I) in σ space: the paper's one-step transition (docs/methods.md §4)."""
     return x_lo, sigma_hi ** 2 - sigma_lo ** 2
 
 
 def flow_transition_prior(x_lo: torch.Tensor, sigma_lo: float, sigma_hi: float) -> tuple:
-    """Rectified flow: mean ((1−σ_hi)/(1−σ_lo))·x_lo, variance σ_hi² − ((1−σ_hi)/(1−σ_lo))²·σ_lo² (§3.4)."""
+    """Rectified flow: mean ((1−σ_hi)/(1−σ_lo))·x_lo, variance σ_hi² − ((1−σ_hi)/(1−σ_lo))²·σ_lo²
+    (docs/methods.md §4)."""
     shrink = (1.0 - sigma_hi) / (1.0 - sigma_lo)
     return shrink * x_lo, sigma_hi ** 2 - (shrink * sigma_lo) ** 2
 

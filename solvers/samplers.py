@@ -1,4 +1,4 @@
-"""ComfyUI's stochastic samplers as step rules x_lo = a·Euler(x_hi; σ_hi → s) + b·n_i (reference/algorithms.md §3.4).
+"""ComfyUI's stochastic samplers as step rules x_lo = a·Euler(x_hi; σ_hi → s) + b·n_i (docs/methods.md §5).
 
 With the per-step noises n_i fixed, each step's deterministic part is an Euler step to s, so every inverter
 inverts them unchanged; the sampler that regenerates the image must reuse the same n_i.

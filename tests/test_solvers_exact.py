@@ -71,10 +71,10 @@ def test_edict_with_mix_one_is_two_uncoupled_euler_samplers_on_the_same_start():
     oracle, x0 = case(torch.float64, seed=3)
     sigmas = karras_sigmas(1)
     x, y = edict_generate(oracle, x0, x0.clone(), sigmas, mix=1.0)
-    euler = x0 + (0 - float(sigmas[0])) * to_d(x0, oracle(x0, float(sigmas[0])), float(sigmas[0]))
+    euler = x0 + (0 - float(sigmas[0])) * to_d(x0, float(sigmas[0]), oracle(x0, float(sigmas[0])))
     assert torch.allclose(x, euler)
     rescaled = euler * level_scale(vp_input_scale, 0.0, float(sigmas[0]))
-    expected_y = x0 + (0 - float(sigmas[0])) * to_d(rescaled, oracle(rescaled, float(sigmas[0])), float(sigmas[0]))
+    expected_y = x0 + (0 - float(sigmas[0])) * to_d(rescaled, float(sigmas[0]), oracle(rescaled, float(sigmas[0])))
     assert torch.allclose(y, expected_y)
 
 
@@ -85,9 +85,9 @@ def test_bdia_with_gamma_one_is_the_published_update():
     sigmas = torch.tensor([3.0, 2.0, 1.0, 0.0], dtype=torch.float64)
     above, current = x0 * 3, x0 * 2
     out = bdia_generate(oracle, above, current, sigmas, gamma=1.0, input_scale=lambda s: 1.0)
-    d2 = to_d(current, oracle(current, 2.0), 2.0)
+    d2 = to_d(current, 2.0, oracle(current, 2.0))
     x1 = above + (1.0 - 3.0) * d2
-    d1 = to_d(x1, oracle(x1, 1.0), 1.0)
+    d1 = to_d(x1, 1.0, oracle(x1, 1.0))
     assert torch.allclose(out, current + (0.0 - 2.0) * d1)
 
 

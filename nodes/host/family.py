@@ -1,0 +1,51 @@
+"""The model family: which of ComfyUI's prediction types a MODEL samples with, and what follows from it (the noising
+step's prior, the stochastic samplers' step rules, the forward noising)."""
+import comfy.model_sampling
+import torch
+
+from ...solvers import StepRule, flow_transition_prior, sampler_rule, ve_transition_prior
+
+FAMILIES = (  # most specific first: EDM subclasses V_PREDICTION, which (like X0) subclasses EPS
+    (comfy.model_sampling.EDM, "EDM"),
+    (comfy.model_sampling.V_PREDICTION, "V_PREDICTION"),
+    (comfy.model_sampling.X0, "X0"),
+    (comfy.model_sampling.EPS, "EPS"),
+    (comfy.model_sampling.CONST, "CONST"),
+    (comfy.model_sampling.COSMOS_RFLOW, "COSMOS_RFLOW"),
+)
+
+
+def model_family(model) -> str:
+    """The prediction type of ComfyUI's model sampling (EPS, V_PREDICTION, EDM, X0, CONST = flow, COSMOS_RFLOW).
+
+    Every inverter needs only D(x, σ) and the family's noise_scaling, but a sampling class outside these (another
+    pack's) may noise differently; it is refused rather than inverted with a guessed prior.
+    """
+    sampling = model.get_model_object("model_sampling")
+    for cls, name in FAMILIES:
+        if isinstance(sampling, cls):
+            return name
+    known = ", ".join(name for _, name in FAMILIES)
+    raise ValueError(f"model: expected a model whose sampling is one of ComfyUI's prediction types ({known}), got "
+                     f"{[base.__name__ for base in type(sampling).__mro__[1:-1]]}; Seedfinder cannot tell how it "
+                     f"adds noise")
+
+
+def noising_prior(model):
+    """The Gaussian prior of one noising step in this model family's σ space (RNRI's regulariser)."""
+    return flow_transition_prior if model_family(model) == "CONST" else ve_transition_prior
+
+
+def step_rule(model, sampler: str) -> StepRule:
+    """How ComfyUI's sampler `sampler` steps for this model's family (flow models have their own ancestral step)."""
+    return sampler_rule(sampler, model_family(model) == "CONST")
+
+
+def noising(model):
+    """add_noise(x0, n, σ): the model family's forward noising, as its samplers add noise (noise_scaling)."""
+    sampling = model.get_model_object("model_sampling")
+
+    def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
+        return sampling.noise_scaling(torch.tensor(sigma), noise, x0, False)
+
+    return add_noise

@@ -1,0 +1,184 @@
+"""The hand-off: how an inverted seed reaches ComfyUI's own samplers (docs/architecture.md §5).
+
+A `Seed` is the NOISE for SamplerCustomAdvanced and knows its LATENT form for KSamplerAdvanced; the SAMPLER that
+regenerates it is ComfyUI's own (with a stochastic sampler's fixed per-step noises), or for EDICT/BDIA the coupled
+sampler that undoes the inversion exactly.
+"""
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import comfy.model_management
+import comfy.samplers
+import torch
+
+from ...solvers import InversionMethod, InversionResult, describe_sigmas, rms
+from .family import model_family
+from .guided import guided_denoiser, run_guided
+
+log = logging.getLogger("seedfinder")
+
+
+def fixed_noises(shape: tuple, count: int, seed: int) -> list:
+    """`count` Gaussian noises from a CPU generator seeded with `seed` (same seed, same noises)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=generator) for _ in range(count)]
+
+
+class FixedNoiseSampler:
+    """k-diffusion noise_sampler(σ, σ_next) that returns the noise fixed for that step of the inverted schedule."""
+
+    def __init__(self, noises: list, sigmas: torch.Tensor):
+        self.noises, self.sigmas = noises, sigmas
+        self.device = comfy.model_management.get_torch_device()
+
+    def __call__(self, sigma, sigma_next) -> torch.Tensor:
+        sigma = float(sigma)
+        for index, known in enumerate(self.sigmas[:-1].tolist()):
+            if math.isclose(known, sigma, rel_tol=1e-5, abs_tol=1e-7):
+                return self.noises[index].to(self.device)
+        raise ValueError(f"sampler: this sampler carries the noises of the inverted schedule "
+                         f"{describe_sigmas(self.sigmas)}, but it was asked for σ={sigma:.6g}; sample with the invert "
+                         f"node's sigmas output")
+
+
+@dataclasses.dataclass(kw_only=True)
+class Seed:
+    """An inverted seed as a NOISE for SamplerCustomAdvanced, carrying what downstream nodes need.
+
+    `noise` is x_N divided by what ComfyUI's noise_scaling multiplies a NOISE by at sigmas[0] (√(1+σ²) or σ for
+    EPS/V, σ for flow), so it is a unit-variance seed; the rest says how to hand it back to a sampler.
+    """
+    noise: torch.Tensor
+    sigmas: torch.Tensor
+    noise_factor: float
+    """What a stock sampler multiplies a NOISE by at sigmas[0]."""
+    latent_factor: float
+    """What a stock sampler multiplies its latent_image by at sigmas[0]."""
+    family: str
+    latent_format: object
+    method: str
+    sampler: str = "euler"
+    step_noises: Optional[list] = None
+    """A stochastic sampler's fixed per-step noises."""
+    pair: Optional[tuple] = None
+    """EDICT/BDIA: the full-precision state x_N and its partner, which only their coupled sampler regenerates."""
+    seed: int = 0
+    """ComfyUI's NOISE interface: SamplerCustomAdvanced passes it on to the sampler."""
+
+    def generate_noise(self, input_latent: dict) -> torch.Tensor:
+        """The NOISE that makes the sampler start at x_N from `latent_image`: an empty latent, or the source latent
+        itself (with a noise_mask: a masked edit), since the sampler starts at noise_factor·n + latent_factor·latent."""
+        samples = input_latent["samples"]
+        if tuple(samples.shape) != tuple(self.noise.shape):
+            raise ValueError(f"noise: this seed has shape {tuple(self.noise.shape)} but latent_image has shape "
+                             f"{tuple(samples.shape)}; connect an empty latent of the inverted image's size and batch, "
+                             f"or the inverted image's own latent")
+        if not torch.count_nonzero(samples):  # ComfyUI does not shift an empty latent either
+            return self.noise.clone()
+        start = self.latent_format.process_in(samples.float().cpu())
+        return (self.model_latent() - self.latent_factor * start) / self.noise_factor
+
+    def model_latent(self) -> torch.Tensor:
+        """x_N in the model's latent space."""
+        return self.noise * self.noise_factor
+
+    def as_latent(self) -> torch.Tensor:
+        """The LATENT-route tensor: what KSamplerAdvanced (add_noise disabled) turns back into x_N."""
+        if abs(self.latent_factor) < 1e-4:
+            log.warning("seedfinder: a flow model keeps nothing of a LATENT at σ=%.3g; use the noise output "
+                        "with SamplerCustomAdvanced and an empty latent", float(self.sigmas[0]))
+            return self.latent_format.process_out(self.model_latent())
+        return self.latent_format.process_out(self.model_latent() / self.latent_factor)
+
+    def with_noise(self, noise: torch.Tensor, method: str, step_noises: Optional[list] = None) -> "Seed":
+        """The same hand-off for another seed tensor (e.g. an interpolated batch) and its per-step noises."""
+        return dataclasses.replace(self, noise=noise, method=method, step_noises=step_noises, pair=None)
+
+    def regenerating_sampler(self):
+        """The SAMPLER that turns this seed back into its image(s): ComfyUI's own, with the fixed noises if any."""
+        if self.step_noises is None:
+            return comfy.samplers.sampler_object(self.sampler)
+        return comfy.samplers.ksampler(self.sampler,
+                                       extra_options={"noise_sampler": FixedNoiseSampler(self.step_noises,
+                                                                                         self.sigmas)})
+
+
+class CoupledSampler(comfy.samplers.Sampler):
+    """Regenerates an EDICT or BDIA seed with the matching coupled rule (SamplerCustom / SamplerCustomAdvanced).
+
+    The partner latent and the full-precision state travel in the seed; the start the sampler receives (from the
+    LATENT or the NOISE route) must be this seed. Other prompts or cfg edit; the same ones reconstruct exactly.
+    `generate(denoiser, state, partner, sigmas, input_scale=, callback=, model_dtype=)` is the method's sampler.
+    """
+
+    def __init__(self, seed: Seed, generate: Callable[..., torch.Tensor]):
+        self.seed, self.generate = seed, generate
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        sampling = model_wrap.inner_model.model_sampling
+        inverted, method = self.seed.sigmas, self.seed.method
+        if sigmas.shape != inverted.shape or not torch.allclose(sigmas.float().cpu(), inverted, rtol=1e-5, atol=1e-7):
+            raise ValueError(f"sigmas: this {method} sampler regenerates its seed over the schedule it was "
+                             f"inverted on ({len(inverted) - 1} steps, {describe_sigmas(inverted)}), got "
+                             f"{len(sigmas) - 1} steps, {describe_sigmas(sigmas.float().cpu())}; connect the invert "
+                             f"node's sigmas output to the sampler's sigmas")
+        start = sampling.noise_scaling(sigmas[0], noise, latent_image, self.max_denoise(model_wrap, sigmas))
+        state, partner = self.seed.pair
+        if tuple(start.shape) != tuple(state.shape):
+            raise ValueError(f"sampler: this {method} sampler regenerates a seed of shape "
+                             f"{tuple(state.shape)}, got a start of shape {tuple(start.shape)}")
+        if not torch.allclose(start.float().cpu(), state.float(), rtol=1e-4, atol=1e-4 * float(state.abs().max())):
+            raise ValueError(f"noise: this {method} sampler only regenerates the seed its invert node "
+                             f"made, from that node's latent output (add_noise off) or its noise output with an "
+                             f"empty latent; it got another start latent")
+        denoise, input_scale = guided_denoiser(model_wrap, extra_args, latent_image)
+
+        def progress(event: dict) -> None:
+            if callback is not None:
+                callback(event["step"], start, start, event["steps"])
+
+        device = latent_image.device
+        x = self.generate(denoise, state.to(device), partner.to(device), sigmas, input_scale=input_scale,
+                          callback=progress, model_dtype=latent_image.dtype)
+        if not torch.isfinite(x).all():
+            raise ValueError(f"sampler: the {method} regeneration diverged to NaN/inf. With other prompts or "
+                             f"cfg than the inversion's, a small mix/gamma amplifies the difference at every step: "
+                             f"raise it, or lower cfg")
+        return sampling.inverse_noise_scaling(sigmas[-1], x.to(latent_image.dtype))
+
+
+@dataclass
+class Inversion:
+    """An inversion's hand-off to ComfyUI's samplers, with what it cost."""
+    latent: dict
+    noise: Seed
+    sigmas: torch.Tensor
+    result: InversionResult
+    latent_rms: float
+    """RMS of the image latent in the model's space (the scale the residuals are measured in)."""
+
+
+def run_inversion(method: InversionMethod, model, positive, negative, cfg: float, latent: dict,
+                  sigmas: torch.Tensor, needs_gradient: bool = False, method_name: str = "",
+                  sampler_name: str = "euler", step_noises: Optional[list] = None) -> Inversion:
+    """Invert `latent` with `method` through CFGGuider(model, positive, negative, cfg) over `sigmas`."""
+    if latent.get("noise_mask") is not None:
+        raise ValueError("latent: carries a noise_mask (Set Latent Noise Mask, VAE Encode for Inpainting), which a "
+                         "seed cannot carry: a masked sampler would keep the seed, not the image, outside the mask. "
+                         "Invert the unmasked latent; for a masked edit give SamplerCustomAdvanced this node's noise "
+                         "output and the masked source latent as latent_image")
+    run = run_guided(method, model, positive, negative, cfg, latent, sigmas, needs_gradient)
+    result = run.result
+    partner = result.extras.get("partner")
+    seed = Seed(noise=(result.latent / run.noise_factor).float().cpu(), sigmas=sigmas, noise_factor=run.noise_factor,
+                latent_factor=run.latent_factor, family=model_family(model),
+                latent_format=model.get_model_object("latent_format"), method=method_name, sampler=sampler_name,
+                step_noises=step_noises, pair=None if partner is None else (result.latent.cpu(), partner.cpu()))
+    out = dict(latent)
+    out["samples"] = seed.as_latent().to(comfy.model_management.intermediate_device())
+    latent_rms = float(rms(seed.latent_format.process_in(latent["samples"].float())).max())
+    return Inversion(latent=out, noise=seed, sigmas=sigmas, result=result, latent_rms=latent_rms)

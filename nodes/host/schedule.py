@@ -1,0 +1,44 @@
+"""The σ schedule an invert node inverts: the user's SIGMAS, or exactly what KSamplerAdvanced walks with the same
+widgets."""
+from dataclasses import dataclass
+from typing import Optional
+
+import comfy.samplers
+import torch
+
+from ...solvers import describe_sigmas, validate_schedule
+
+
+@dataclass
+class Schedule:
+    """The σ's to invert, and where KSamplerAdvanced starts on them (None for a user's SIGMAS)."""
+    sigmas: torch.Tensor
+    start_at_step: Optional[int]
+
+
+def build_schedule(model, steps: int, scheduler: str, strength: float, sigmas: Optional[torch.Tensor]) -> Schedule:
+    """The user's SIGMAS, or what KSamplerAdvanced samples with the same widgets: `scheduler`'s real schedule at
+    `steps` (some schedulers return more or fewer steps, e.g. ddim_uniform at 6 gives 7) from
+    start_at_step = steps − round(steps·strength) on."""
+    if sigmas is not None:
+        sigmas = sigmas.detach().float().cpu()
+        validate_schedule(sigmas)
+        return Schedule(sigmas, None)
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength: expected a value in (0, 1] (1 = invert all the way to noise), got {strength}")
+    if steps < 1:
+        raise ValueError(f"steps: expected at least 1, got {steps}")
+    if scheduler not in comfy.samplers.SCHEDULER_NAMES:
+        raise ValueError(f"scheduler: expected one of {', '.join(comfy.samplers.SCHEDULER_NAMES)}, got {scheduler!r}")
+    full = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).float().cpu()
+    if not torch.isfinite(full).all():
+        raise ValueError(f"scheduler: {scheduler} at {steps} steps gives non-finite σ's {describe_sigmas(full)}; "
+                         f"use more steps or another scheduler")
+    start_at_step = steps - max(1, round(steps * strength))
+    if start_at_step >= len(full) - 1:
+        raise ValueError(f"strength: {scheduler} at {steps} steps gives a schedule of {len(full) - 1} steps, and "
+                         f"start_at_step = steps − round(steps·strength) = {start_at_step} leaves none of it to invert "
+                         f"(KSamplerAdvanced would return the latent unchanged); raise strength")
+    schedule = full[start_at_step:]
+    validate_schedule(schedule)
+    return Schedule(schedule, start_at_step)
