@@ -153,15 +153,19 @@ class InversionResult:
 
 
 class CountingDenoiser:
-    """Wraps a denoiser and counts its evaluations (the cost unit of every method)."""
+    """Wraps a denoiser and counts its evaluations (the cost unit of every method); `on_evaluation()` runs after
+    each one (progress, interruption)."""
 
-    def __init__(self, denoiser: Denoiser):
-        self.denoiser = denoiser
+    def __init__(self, denoiser: Denoiser, on_evaluation: Optional[Callable[[], None]] = None):
+        self.denoiser, self.on_evaluation = denoiser, on_evaluation
         self.evaluations = 0
 
     def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         self.evaluations += 1
-        return self.denoiser(x, sigma)
+        denoised = self.denoiser(x, sigma)
+        if self.on_evaluation is not None:
+            self.on_evaluation()
+        return denoised
 
 
 def notify(callback: Optional[Callback], **event) -> None:

@@ -8,6 +8,7 @@ import torch
 
 from .core import (
     Callback,
+    CountingDenoiser,
     Denoiser,
     InputScale,
     InversionResult,
@@ -99,14 +100,15 @@ def edict_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, mix
     check_weight("mix", mix, 1.0)
     values, steps = sigmas.tolist(), len(sigmas) - 1
     x = y = x0.to(state_dtype(precision))
-    residuals = []
+    residuals, progress = [], {"step": 0, "steps": steps, "iteration": 0, "residual": 0.0}
+    counter = CountingDenoiser(denoiser, lambda: notify(callback, **progress))
     for count, i in enumerate(reversed(range(steps))):
+        progress["step"] = count
         rescale = level_scale(input_scale, values[i + 1], values[i])
-        x, y = edict_inverse_step(denoiser, x, y, values[i], values[i + 1], mix, i % 2 == 1, rescale, x0.dtype)
+        x, y = edict_inverse_step(counter, x, y, values[i], values[i + 1], mix, i % 2 == 1, rescale, x0.dtype)
         residuals.append([float(rms(x - y).max())])
-        notify(callback, step=count, steps=steps, iteration=0, residual=residuals[-1][0])
-    return InversionResult(latent=x, residuals=residuals, evaluations=2 * steps,
-                           extras={"partner": y})
+        progress["residual"] = residuals[-1][0]
+    return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations, extras={"partner": y})
 
 
 def bdia_scales(sigmas: list, input_scale: InputScale) -> list:
@@ -140,14 +142,15 @@ def bdia_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, gamm
     ascending = sigmas.flip(0).tolist()
     scales = bdia_scales(ascending, input_scale)
     steps = len(ascending) - 1
+    progress = {"step": 0, "steps": steps, "iteration": 0, "residual": 0.0}
+    counter = CountingDenoiser(denoiser, lambda: notify(callback, **progress))
     below = x0.to(state_dtype(precision))
-    current = below + ascending[1] * direction(denoiser, below, ascending[1], x0.dtype)
+    current = below + ascending[1] * direction(counter, below, ascending[1], x0.dtype)
     residuals = [[float(rms(current - below).max())]]
-    notify(callback, step=0, steps=steps, iteration=0, residual=residuals[-1][0])
     for i in range(1, steps):
-        below, current = current, bdia_inverse_step(denoiser, below, current, ascending[i + 1], ascending[i],
+        progress.update(step=i, residual=residuals[-1][0])
+        below, current = current, bdia_inverse_step(counter, below, current, ascending[i + 1], ascending[i],
                                                     ascending[i - 1], gamma, scales[i], x0.dtype)
         residuals.append([float(rms(current - below).max())])
-        notify(callback, step=i, steps=steps, iteration=0, residual=residuals[-1][0])
-    return InversionResult(latent=current, residuals=residuals, evaluations=steps,
+    return InversionResult(latent=current, residuals=residuals, evaluations=counter.evaluations,
                            extras={"partner": below})

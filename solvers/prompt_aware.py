@@ -8,7 +8,18 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .core import Callback, CountingDenoiser, Denoiser, InputScale, InversionResult, notify, rms, sample, vp_input_scale
+from .core import (
+    Callback,
+    CountingDenoiser,
+    Denoiser,
+    InputScale,
+    InversionResult,
+    notify,
+    rms,
+    sample,
+    validate_schedule,
+    vp_input_scale,
+)
 from .fixed_point import ddim_invert
 
 MODES = ("seeded", "inverted")
@@ -24,6 +35,7 @@ def ve_add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.T
 
 def cycle_schedule(sigmas: torch.Tensor, depth: int) -> torch.Tensor:
     """The `depth` smallest-σ steps of an inversion schedule: [σ_depth, …, σ_1, 0]."""
+    validate_schedule(sigmas)
     steps = len(sigmas) - 1
     if not 1 <= depth <= steps:
         raise ValueError(f"depth: expected 1 … {steps} (the steps of the inversion schedule), got {depth}")
@@ -39,6 +51,7 @@ def prompt_aware_adjust(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tens
     `sigmas` is the short cycle schedule (cycle_schedule); `noises` holds one Gaussian tensor per cycle for the
     seeded mode. Residuals: per cycle, the RMS distance the latent moved.
     """
+    validate_schedule(sigmas)
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
     if cycles < 1:

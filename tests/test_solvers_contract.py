@@ -1,0 +1,102 @@
+"""The contract every inverter keeps (in the spirit of diffusers' SchedulerCommonTest): a new method is one row in
+METHODS. Each runs on the exact Gaussian-data denoiser; what is checked does not depend on how well it inverts."""
+from functools import partial
+
+import pytest
+import torch
+from oracles import GaussianDataDenoiser, karras_sigmas
+
+from solvers import (
+    CountingDenoiser,
+    bdia_invert,
+    cycle_schedule,
+    ddim_invert,
+    edict_invert,
+    fixed_point_invert,
+    prompt_aware_adjust,
+    rnri_invert,
+)
+
+SHAPE = (2, 4, 4, 4)
+
+
+def seeded_prompt_aware(denoiser, x0, sigmas, **kwargs):
+    """Prompt-Aware Encode's cycle (seeded, depth 2) over the schedule's two smallest steps."""
+    noises = [torch.randn(x0.shape, generator=torch.Generator().manual_seed(3), dtype=x0.dtype)]
+    return prompt_aware_adjust(denoiser, x0, cycle_schedule(sigmas, 2), noises=noises, **kwargs)
+
+
+# name: (method, expected steps in the residual trace for a schedule of n steps, the latent's dtype for float32 in)
+METHODS = {
+    "ddim": (ddim_invert, lambda n: n, torch.float32),
+    "fixed_point_default": (partial(fixed_point_invert, acceleration="anderson", warm_start=True), lambda n: n,
+                            torch.float32),
+    "fixed_point_plain": (partial(fixed_point_invert, tolerance=0.0, max_iterations=3), lambda n: n, torch.float32),
+    "rnri_paper": (rnri_invert, lambda n: n, torch.float32),
+    "rnri_paper_autograd": (partial(rnri_invert, gradient="autograd"), lambda n: n, torch.float32),
+    "edict_float64": (edict_invert, lambda n: n, torch.float64),
+    "edict_float32": (partial(edict_invert, precision="float32"), lambda n: n, torch.float32),
+    "bdia_float64": (bdia_invert, lambda n: n, torch.float64),
+    "prompt_aware": (seeded_prompt_aware, lambda n: 1, torch.float32),
+}
+
+
+def problem(dtype=torch.float32):
+    generator = torch.Generator().manual_seed(0)
+    mean = torch.randn(SHAPE, generator=generator, dtype=dtype) * 0.3
+    x0 = mean + 0.5 * torch.randn(SHAPE, generator=generator, dtype=dtype)
+    return GaussianDataDenoiser(mean, 0.5), x0, karras_sigmas(6, dtype=dtype)
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_evaluations_are_counted_and_every_one_is_reported(name):
+    method, steps_of, dtype = METHODS[name]
+    oracle, x0, sigmas = problem()
+    counter, events = CountingDenoiser(oracle), []
+    result = method(counter, x0, sigmas, input_scale=lambda s: 1.0, callback=events.append)
+    assert result.evaluations == counter.evaluations > 0
+    assert len(events) == counter.evaluations
+    assert all({"step", "steps", "iteration", "residual"} <= set(event) for event in events)
+    assert [event["step"] for event in events] == sorted(event["step"] for event in events)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_the_callback_stops_the_run_at_once(name):
+    method, _, _ = METHODS[name]
+    oracle, x0, sigmas = problem()
+    counter = CountingDenoiser(oracle)
+
+    def stop_at_the_second(event):
+        if counter.evaluations >= 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        method(counter, x0, sigmas, input_scale=lambda s: 1.0, callback=stop_at_the_second)
+    assert counter.evaluations == 2
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_trace_shape_dtype_and_device(name):
+    method, steps_of, dtype = METHODS[name]
+    oracle, x0, sigmas = problem()
+    result = method(oracle, x0, sigmas, input_scale=lambda s: 1.0, callback=None)
+    assert result.latent.shape == x0.shape and result.latent.device == x0.device and result.latent.dtype == dtype
+    assert len(result.residuals) == steps_of(len(sigmas) - 1)
+    assert all(trace and all(isinstance(r, float) and r == r for r in trace) for trace in result.residuals)
+    assert torch.isfinite(result.latent).all()
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("schedule, message", [([1.0, 2.0, 0.0], "strictly decreasing"),
+                                               ([2.0, 1.0, 0.5], "ending at 0"),
+                                               ([2.0, float("nan"), 0.0], "finite"),
+                                               ([0.0], "at least 2 values")])
+def test_bad_schedules_are_refused(name, schedule, message):
+    method, _, _ = METHODS[name]
+    oracle, x0, _ = problem()
+    with pytest.raises(ValueError, match=f"sigmas: expected .*{message}"):
+        method(oracle, x0, torch.tensor(schedule), input_scale=lambda s: 1.0, callback=None)
