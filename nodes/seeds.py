@@ -2,7 +2,14 @@
 import torch
 from comfy_api.latest import io
 
-from ..solvers.interpolation import CENTROIDS, PATHS, centroid, interpolate
+from ..solvers.interpolation import (
+    CENTROIDS,
+    NAO_CENTROID_ITERATIONS,
+    NAO_PATH_ITERATIONS,
+    PATHS,
+    centroid,
+    interpolate,
+)
 from . import host
 from .common import CATEGORY
 
@@ -86,7 +93,8 @@ class SeedInterpolate(io.ComfyNode):
         for name, seed in (("seed_a", first), ("seed_b", second)):
             if seed.noise.shape[0] != 1:
                 raise ValueError(f"{name}: expected a single seed (batch 1), got a batch of {seed.noise.shape[0]}")
-        path = interpolate(first.noise, second.noise, frames, method, callback=host.iteration_reporter(500))
+        progress = host.iteration_reporter(NAO_PATH_ITERATIONS)
+        path = interpolate(first.noise, second.noise, frames, method, callback=progress)
         step_noises = None if first.step_noises is None else [
             interpolate(a, b, frames, STEP_NOISE_PATH[method]) for a, b in zip(first.step_noises,
                                                                                   second.step_noises)]
@@ -115,7 +123,7 @@ class SeedCentroid(io.ComfyNode):
     @classmethod
     def execute(cls, seeds, method) -> io.NodeOutput:
         batch = checked_seed("seeds", seeds)
-        center = centroid(batch.noise, method, callback=host.iteration_reporter(2000))
+        center = centroid(batch.noise, method, callback=host.iteration_reporter(NAO_CENTROID_ITERATIONS))
         step_noises = None if batch.step_noises is None else [
             centroid(noise, STEP_NOISE_CENTROID[method]) for noise in batch.step_noises]
         return outputs(batch.with_noise(center, f"centroid_{method}", step_noises))

@@ -11,6 +11,10 @@ import torch
 
 CENTROIDS = ("mean", "normalized_mean", "nao")
 PATHS = ("lerp", "slerp", "nao")
+NAO_PATH_ITERATIONS = 500
+"""The NAO path's optimisation cap (authors: 10,000), to stay interactive."""
+NAO_CENTROID_ITERATIONS = 2000
+"""The NAO centroid's optimisation cap."""
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -82,7 +86,8 @@ def resample(points: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 def nao_path(a: torch.Tensor, b: torch.Tensor, frames: int, resolution: int = 16, penalty: float = 1.0,
-             learning_rate: float = 0.01, tolerance: float = 1e-3, patience: int = 10, max_iterations: int = 500,
+             learning_rate: float = 0.01, tolerance: float = 1e-3, patience: int = 10,
+             max_iterations: int = NAO_PATH_ITERATIONS,
              callback: Optional[Callable[[int], None]] = None) -> torch.Tensor:
     """NAO interpolation: minimise path NLL + λ·segment penalty over max(resolution, frames) points from a to b with
     the authors' Adam and plateau stop, then return `frames` points at equal arc length. It starts from the slerp
@@ -107,7 +112,8 @@ def nao_path(a: torch.Tensor, b: torch.Tensor, frames: int, resolution: int = 16
 
 
 def centroid(seeds: torch.Tensor, method: str = "nao", resolution: int = 8, penalty: float = 1.0,
-             learning_rate: float = 0.01, tolerance: float = 1e-2, patience: int = 5, max_iterations: int = 2000,
+             learning_rate: float = 0.01, tolerance: float = 1e-2, patience: int = 5,
+             max_iterations: int = NAO_CENTROID_ITERATIONS,
              callback: Optional[Callable[[int], None]] = None) -> torch.Tensor:
     """The centroid of a batch of seeds: the mean; the mean rescaled to the seeds' mean norm (back into their shell);
     or NAO's centroid, jointly optimising it and one path to it from every seed (NAO centroid loss)."""

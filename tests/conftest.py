@@ -39,8 +39,10 @@ def write_latents(folder: str) -> None:
 
 @pytest.fixture(scope="session")
 def comfy_inprocess():
-    """`comfy` importable in the test process (CPU), for the tiny-model factory."""
+    """`comfy` importable in the test process (CPU), for the tiny-model factory; skipped without the test host."""
     from comfy_host import COMFY_TREE, STUBS
+    if not os.path.exists(os.path.join(COMFY_TREE, "comfy")):
+        pytest.skip(f"needs the test host's ComfyUI tree in {COMFY_TREE} (bash scripts/setup_host.sh)")
     for path in (STUBS, COMFY_TREE):
         if path not in sys.path:
             sys.path.insert(0, path)

@@ -198,7 +198,6 @@ def test_autograd_gradient_inside_comfyui_matches_finite_differences(pack, model
         latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))}
         host.run_guided(autograd_probe(box), model, random_conditioning(2), None, 1.0, latent,
                         torch.tensor([1.0, 0.0]), needs_gradient=True)
-    print(box)
     assert box["analytic"] == pytest.approx(box["numeric"], rel=1e-3)
 
 
