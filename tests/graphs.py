@@ -1,5 +1,7 @@
 """API-format graphs for the host tests: load the tiny models, invert, regenerate through both routes."""
+import pytest
 import safetensors.torch
+from comfy_host import PromptFailed, PromptRejected
 from tinymodels import CLIP_FILE, UNET_FILE, VAE_FILE
 
 INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert", "rnri": "SeedfinderRNRIInvert",
@@ -91,3 +93,29 @@ def saved_latent(host, history: dict, node: str):
 
 def relative_error(reconstructed, target) -> float:
     return float((reconstructed - target).norm() / target.norm())
+
+
+def round_trip(host, method, image, **kwargs) -> tuple:
+    """Run round_trip_graph: ({route: relative error to the encoded latent}, the invert node's ui report)."""
+    history = host.run(round_trip_graph(method, image, **kwargs))
+    encoded = saved_latent(host, history, "save_encoded")
+    errors = {route: relative_error(saved_latent(host, history, f"save_{route}_route"), encoded)
+              for route in ("latent", "noise")}
+    return errors, history["outputs"]["invert"]["seedfinder"][0]
+
+
+def expect_failure(host, graph, *fragments) -> str:
+    """Run `graph`, expect it refused or failed with a message holding every fragment; the message."""
+    with pytest.raises((PromptFailed, PromptRejected)) as caught:
+        host.run(graph)
+    text = caught.value.message if isinstance(caught.value, PromptFailed) else caught.value.body
+    for fragment in fragments:
+        assert fragment in text, text
+    return text
+
+
+def loaded_latent_graph(name: str, image: str, **kwargs) -> dict:
+    """A FixedPoint round trip of the latent file `name` (LoadLatent) instead of the encoded image."""
+    graph = round_trip_graph("fixed_point", image, latent_node=("load", 0), **kwargs)
+    graph["load"] = {"class_type": "LoadLatent", "inputs": {"latent": name}}
+    return graph

@@ -4,8 +4,7 @@ import math
 
 import pytest
 from conftest import BAD_LATENTS, IMAGES
-from graphs import relative_error, round_trip_graph, saved_latent
-from test_host_invert import expect_failure, loaded_latent_graph, round_trip
+from graphs import expect_failure, loaded_latent_graph, relative_error, round_trip, round_trip_graph, saved_latent
 
 pytestmark = pytest.mark.host
 
@@ -67,14 +66,15 @@ def bad_combo(node: str, name: str) -> dict:
 
 # (case, graph, fragments the error must contain) — the message names the input, what was expected, what came
 FAILURES = {
-    "three_channel_latent": (lambda: loaded_latent_graph(BAD_LATENTS["three_channels"]),
+    "three_channel_latent": (lambda: loaded_latent_graph(BAD_LATENTS["three_channels"], IMAGES[0]),
                              ("latent:", "expects 4", "got 3")),
-    "nan_latent": (lambda: loaded_latent_graph(BAD_LATENTS["nan"]), ("latent:", "finite", "1 NaN")),
-    "video_latent": (lambda: loaded_latent_graph(BAD_LATENTS["video"]),
+    "nan_latent": (lambda: loaded_latent_graph(BAD_LATENTS["nan"], IMAGES[0]), ("latent:", "finite", "1 NaN")),
+    "video_latent": (lambda: loaded_latent_graph(BAD_LATENTS["video"], IMAGES[0]),
                      ("latent:", "(batch, channels, height, width)", "(1, 4, 3, 8, 8)", "video (5-D)")),
-    "empty_batch_latent": (lambda: loaded_latent_graph(BAD_LATENTS["empty_batch"]),
+    "empty_batch_latent": (lambda: loaded_latent_graph(BAD_LATENTS["empty_batch"], IMAGES[0]),
                            ("latent:", "at least one latent", "(0, 4, 8, 8)")),
-    "huge_latent": (lambda: loaded_latent_graph(BAD_LATENTS["huge"]), ("latent:", "values up to", "NaN/inf")),
+    "huge_latent": (lambda: loaded_latent_graph(BAD_LATENTS["huge"], IMAGES[0]),
+                    ("latent:", "values up to", "NaN/inf")),
     "masked_latent": (masked_latent, ("latent:", "noise_mask", "masked source latent as latent_image")),
     "strength_zero": (lambda: with_input("ddim", strength=0.0), ("strength", "0.0")),
     "strength_above_one": (lambda: with_input("ddim", strength=1.5), ("strength", "1.5")),

@@ -1,8 +1,7 @@
 """EDICT Invert and BDIA Invert on a real ComfyUI server: exact round trips through their samplers."""
 import pytest
 from conftest import IMAGES
-from graphs import relative_error, round_trip_graph, saved_latent
-from test_host_invert import expect_failure, round_trip
+from graphs import expect_failure, relative_error, round_trip, round_trip_graph, saved_latent
 
 pytestmark = pytest.mark.host
 

@@ -2,19 +2,11 @@
 import time
 
 import pytest
-from comfy_host import PromptFailed, PromptRejected
+from comfy_host import PromptFailed
 from conftest import IMAGES
-from graphs import relative_error, round_trip_graph, saved_latent
+from graphs import round_trip, round_trip_graph
 
 pytestmark = pytest.mark.host
-
-
-def round_trip(host, method, image, **kwargs):
-    history = host.run(round_trip_graph(method, image, **kwargs))
-    encoded = saved_latent(host, history, "save_encoded")
-    errors = {route: relative_error(saved_latent(host, history, f"save_{route}_route"), encoded)
-              for route in ("latent", "noise")}
-    return errors, history["outputs"]["invert"]["seedfinder"][0]
 
 
 def test_nodes_are_registered_with_tooltips(host):
@@ -67,21 +59,6 @@ def test_partial_inversion_hands_off_the_tail_of_the_schedule(host):
     assert info["steps"] == 5 and info["start_at_step"] == 5 and len(info["sigmas"]) == 6
     for route in ("latent", "noise"):
         assert fixed[route] * 10 <= ddim[route]
-
-
-def expect_failure(host, graph, *fragments):
-    with pytest.raises((PromptFailed, PromptRejected)) as caught:
-        host.run(graph)
-    text = caught.value.message if isinstance(caught.value, PromptFailed) else caught.value.body
-    for fragment in fragments:
-        assert fragment in text, text
-    return text
-
-
-def loaded_latent_graph(name: str, **kwargs) -> dict:
-    graph = round_trip_graph("fixed_point", IMAGES[0], latent_node=("load", 0), **kwargs)
-    graph["load"] = {"class_type": "LoadLatent", "inputs": {"latent": name}}
-    return graph
 
 
 def test_interrupt_stops_a_long_inversion_promptly(host):

@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 from conftest import IMAGES
-from graphs import relative_error, round_trip_graph, saved_latent
+from graphs import expect_failure, relative_error, round_trip_graph, saved_latent
 from PIL import Image
-from test_host_invert import expect_failure
 
 pytestmark = pytest.mark.host
 

@@ -1,8 +1,7 @@
 """Seed Interpolate and Seed Centroid on a real ComfyUI server."""
 import pytest
 from conftest import IMAGES
-from graphs import base_graph, relative_error, saved_latent
-from test_host_invert import expect_failure
+from graphs import base_graph, expect_failure, relative_error, saved_latent
 
 pytestmark = pytest.mark.host
 

@@ -1,0 +1,196 @@
+"""Fidelity on the trained demo model, in the papers' own metric: reconstruction PSNR in pixel space against the VAE
+bound (decode(encode(x)): no seed does better through this VAE), the latent round trip, evaluations and wall time,
+for every inverter and Prompt-Aware Encode, at several step counts and cfg; then seed interpolation and centroids.
+
+Everything runs in this process through ComfyUI's own classes (the demo model as UNETLoader/VAELoader/CLIPLoader
+load it, each node's execute(), the stock euler sampler through a CFGGuider for the regeneration). Images: held-out
+procedural shapes (captioned) and real photographs from scikit-image's bundled samples (read from its wheel,
+center-cropped and resized to 64×64, inverted with the empty prompt).
+usage: .host/venv/bin/python bench/fidelity.py [--steps 4 10 50] [--cfg 1 3] [--images 4] [--out bench/results]
+"""
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path[:0] = [os.path.join(REPO, "tests"), REPO]
+from inprocess import import_pack  # noqa: E402
+
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
+SKIMAGE_WHEEL = "scikit-image==0.26.0"
+DEFAULT_FIXED_POINT = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
+METHODS = [  # (label, node, options, prompt-aware)
+    ("DDIM", "DDIMInvert", {}, False),
+    ("FixedPoint default", "FixedPointInvert", DEFAULT_FIXED_POINT, False),
+    ("FixedPoint cap 40", "FixedPointInvert", {**DEFAULT_FIXED_POINT, "max_iterations": 40}, False),
+    ("FixedPoint tol 1e-5", "FixedPointInvert", {**DEFAULT_FIXED_POINT, "tolerance": 1e-5}, False),
+    ("FixedPoint no warm start", "FixedPointInvert", {**DEFAULT_FIXED_POINT, "warm_start": False}, False),
+    ("RNRI default", "RNRIInvert", {}, False),
+    ("RNRI paper update", "RNRIInvert", {"update": "paper"}, False),
+    ("EDICT", "EDICTInvert", {"mix": 0.93, "precision": "float64"}, False),
+    ("BDIA", "BDIAInvert", {"gamma": 0.96, "precision": "float64"}, False),
+    ("FixedPoint default + Prompt-Aware Encode", "FixedPointInvert", DEFAULT_FIXED_POINT, True),
+]
+
+
+def photographs(folder: str) -> list:
+    """scikit-image's bundled sample photographs as 64×64 RGB uint8 (the wheel is downloaded once, not installed)."""
+    from PIL import Image
+    wheels = [name for name in os.listdir(folder) if name.startswith("scikit_image-")] if os.path.isdir(folder) else []
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", SKIMAGE_WHEEL, "-d", folder],
+                       check=True)
+        wheels = [name for name in os.listdir(folder) if name.startswith("scikit_image-")]
+    images = []
+    with zipfile.ZipFile(os.path.join(folder, wheels[0])) as wheel:
+        for name in PHOTOS:
+            image = Image.open(io.BytesIO(wheel.read(f"skimage/data/{name}"))).convert("RGB")
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            images.append(np.asarray(image.crop((left, top, left + side, top + side)).resize((64, 64),
+                                                                                          Image.LANCZOS)))
+    return images
+
+
+def load_demo(models: str):
+    """(model, clip, vae) of the installed demo model, through the functions core's loader nodes call."""
+    import comfy.sd
+    import comfy.utils
+    import demo_model.install as install
+    paths = install.write_demo_models(models)
+    model = comfy.sd.load_diffusion_model(paths["eps"])
+    clip = comfy.sd.load_clip([paths["clip"]], clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION)
+    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(paths["vae"]))
+    return model, clip, vae
+
+
+def conditioning(clip, text: str) -> list:
+    """What CLIPTextEncode returns for `text`."""
+    tokens = clip.tokenize(text)
+    return clip.encode_from_tokens_scheduled(tokens)
+
+
+def regenerate(model, positive, negative, cfg, latent, sigmas, sampler):
+    """The hand-off's sampler from the inverted latent with zero noise, as KSamplerAdvanced with add_noise off."""
+    import comfy.samplers
+    guider = comfy.samplers.CFGGuider(model)
+    guider.inner_set_conds({"positive": positive, "negative": negative})
+    guider.set_cfg(cfg)
+    samples = latent["samples"]
+    return guider.sample(torch.zeros_like(samples), samples, sampler, sigmas, disable_pbar=True, seed=0)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    from seedfinder.solvers import psnr as batch_psnr
+    return float(batch_psnr(a, b).mean())
+
+
+def run_method(nodes, model, vae, case, steps, cfg, label, node_name, options, prompt_aware) -> dict:
+    """Invert one image with one method and regenerate it: PSNR to the source and to the VAE bound, latent error."""
+    positive, negative, pixels, latent = case["positive"], case["negative"], case["pixels"], case["latent"]
+    common = dict(model=model, positive=positive, negative=negative, steps=steps, scheduler="simple", cfg=cfg,
+                  strength=1.0)
+    if node_name in ("DDIMInvert", "FixedPointInvert", "RNRIInvert"):
+        common.update(sampler="euler", noise_seed=0)
+    start = time.perf_counter()
+    start_latent, encode_evaluations = latent, 0
+    if prompt_aware:
+        adjusted = nodes.PromptAwareEncode.execute(model=model, positive=positive, negative=negative, steps=steps,
+                                                   scheduler="simple", cfg=cfg, depth=2, cycles=1, mode="seeded",
+                                                   seed=0, latent=latent)
+        start_latent = adjusted.args[0]
+        encode_evaluations = adjusted.ui["seedfinder"][0]["evaluations"]
+    out = getattr(nodes, node_name).execute(latent=start_latent, **common, **options)
+    wall = time.perf_counter() - start
+    info = out.ui["seedfinder"][0]
+    back = regenerate(model, positive, negative, cfg, out.args[0], out.args[2], out.args[3])
+    decoded = vae.decode(back)[..., :3].float().cpu().clamp(0, 1)
+    target = start_latent["samples"]
+    return {"psnr": psnr(pixels, decoded), "bound": case["bound"],
+            "latent_error": float((back.cpu() - target).norm() / target.norm()),
+            "evaluations": (info["evaluations"] + encode_evaluations) / info["steps"], "wall": wall,
+            "estimate": info["round_trip_estimate"], "final_residuals": info["final_residual"]}
+
+
+def cases(clip, vae, count: int, photo_folder: str) -> list:
+    """Held-out procedural images with their captions, then the photographs with the empty prompt."""
+    import demo_model.data as data
+    import demo_model.evaluate as evaluate
+    rng = np.random.default_rng(evaluate.HELD_OUT_SEED)
+    labels = data.all_labels(held_out=None)
+    chosen = [labels[i] for i in rng.choice(len(labels), count, replace=False)]
+    items = [(data.caption(label), data.render(label, rng), "procedural") for label in chosen]
+    items += [("", photo, "photo") for photo in photographs(photo_folder)]
+    out = []
+    empty = conditioning(clip, "")
+    for text, image, kind in items:
+        pixels = torch.from_numpy(image).float().div(255).unsqueeze(0)
+        latent = {"samples": vae.encode(pixels)}
+        bound = psnr(pixels, vae.decode(latent["samples"])[..., :3].float().cpu().clamp(0, 1))
+        out.append({"kind": kind, "caption": text, "pixels": pixels, "latent": latent, "bound": bound,
+                    "positive": conditioning(clip, text), "negative": empty})
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[4, 10, 50])
+    parser.add_argument("--cfg", type=float, nargs="+", default=[1.0, 3.0])
+    parser.add_argument("--images", type=int, default=4, help="held-out procedural images (plus the photographs)")
+    parser.add_argument("--only", default="", help="run only the methods whose label contains this text")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    import_pack()
+    import seedfinder.nodes as pack_nodes
+    nodes = type("Nodes", (), {cls.__name__: cls for cls in pack_nodes.NODES})
+    work = tempfile.mkdtemp(prefix="seedfinder-fidelity-")
+    with torch.inference_mode():
+        model, clip, vae = load_demo(os.path.join(work, "models"))
+        images = cases(clip, vae, args.images, os.path.join(REPO, "bench", "out"))
+    rows = []
+    header = ("| steps | cfg | images | method | PSNR (dB) | VAE bound (dB) | gap (dB) | latent round trip | "
+              "evaluations / step | wall (s) |")
+    lines = ["Demo model (procedural shapes, SD1.5-class ε), 64×64 images, simple schedule, euler; means over the "
+             "images of each kind", "", header, "|---|---|---|---|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    with torch.inference_mode():
+        for steps in args.steps:
+            for cfg in args.cfg:
+                for label, node_name, options, prompt_aware in METHODS:
+                    if args.only not in label:
+                        continue
+                    results = [dict(run_method(nodes, model, vae, case, steps, cfg, label, node_name, options,
+                                               prompt_aware), kind=case["kind"]) for case in images]
+                    for kind in ("procedural", "photo"):
+                        chosen = [r for r in results if r["kind"] == kind]
+                        row = {"steps": steps, "cfg": cfg, "images": kind, "method": label,
+                               **{key: statistics.mean(r[key] for r in chosen)
+                                  for key in ("psnr", "bound", "latent_error", "evaluations", "wall")},
+                               "per_image": chosen}
+                        rows.append(row)
+                        line = (f"| {steps} | {cfg:g} | {kind} | {label} | {row['psnr']:.2f} | {row['bound']:.2f} | "
+                                f"{row['bound'] - row['psnr']:.2f} | {row['latent_error']:.3g} | "
+                                f"{row['evaluations']:.1f} | {row['wall']:.2f} |")
+                        lines.append(line)
+                        print(line, flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "fidelity.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(args.out, "fidelity.json"), "w") as f:
+        json.dump(rows, f, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()
