@@ -3,8 +3,9 @@
 Without --comfyui: a copy of the test host's ComfyUI 0.3.75 tree under .serve/, with the official frontend
 (comfyui-frontend-package) and Seedfinder linked into its custom_nodes/. With --comfyui PATH: the user's own
 ComfyUI, Seedfinder linked into PATH/custom_nodes/, run with that ComfyUI's Python. Where no model of the user's is
-found, the smoke-test demo model (random weights: it makes noise, not pictures) and demo images are installed so
-every example workflow runs.
+found, the demo model (a small SD1.5-class text-to-image model the project trained on procedural shapes, widened
+from the shipped narrow weights in demo_model/) and its demo images are installed, so every example workflow runs
+and makes pictures.
 """
 import argparse
 import glob
@@ -19,25 +20,29 @@ MODEL_FOLDERS = ("checkpoints", "diffusion_models", "unet")
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".gguf", ".sft")
 
 
+OURS = ("SMOKE-TEST_seedfinder", "seedfinder_demo_")
+
+
 def has_user_models(models_dir: str) -> bool:
-    """Any diffusion model file that is not our smoke-test model."""
+    """Any diffusion model file that is not one of ours (the demo model, the tests' smoke-test model)."""
     for folder in MODEL_FOLDERS:
         for path in glob.glob(os.path.join(models_dir, folder, "**", "*"), recursive=True):
-            if path.endswith(MODEL_SUFFIXES) and "SMOKE-TEST_seedfinder" not in os.path.basename(path):
+            if path.endswith(MODEL_SUFFIXES) and not os.path.basename(path).startswith(OURS):
                 return True
     return False
 
 
 def install_demo(models_dir: str, input_dir: str) -> None:
-    """The smoke-test model files and the demo images the example workflows load (skipped when present)."""
-    sys.path[:0] = [os.path.join(REPO, "tests"), os.path.join(HOST_DIR, "stubs"), os.path.join(HOST_DIR, "comfyui")]
+    """The demo model's files and the demo images the example workflows load (the model skipped when present)."""
+    sys.path[:0] = [REPO, os.path.join(HOST_DIR, "stubs"), os.path.join(HOST_DIR, "comfyui")]
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
-    import tinymodels
-    if not os.path.exists(os.path.join(models_dir, "diffusion_models", tinymodels.UNET_FILE)):
-        print("seedfinder: installing the SMOKE-TEST demo model (random weights: it makes noise, not pictures)")
-        tinymodels.write_models(models_dir)
-    tinymodels.write_images(input_dir)
+    from demo_model import install
+    if not os.path.exists(os.path.join(models_dir, "diffusion_models", install.UNET_FILES["eps"])):
+        print("seedfinder: installing the demo model (trained on procedural shapes: try 'a red disc on a blue "
+              "background')")
+        install.write_demo_models(models_dir)
+    install.write_demo_images(input_dir)
 
 
 def link_pack(custom_nodes: str) -> None:
@@ -78,7 +83,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8188)
     parser.add_argument("--work", default=os.path.join(REPO, ".serve"), help="where the served copy lives")
     parser.add_argument("--demo-model", choices=("auto", "always", "never"), default="auto",
-                        help="install the smoke-test model: auto = only where no model of yours is found")
+                        help="install the demo model: auto = only where no model of yours is found")
     parser.add_argument("--prepare-only", action="store_true", help="set everything up, do not start the server")
     args, extra = parser.parse_known_args()
 

@@ -2,7 +2,7 @@
 
 Debian's chromium runs with the flags that keep it off the network (no component updates, sync, metrics or
 background requests); Playwright drives it through the DevTools protocol. Screenshots of each finished workflow go
-to tests/artifacts/ (the README's screenshot and the workflows' thumbnails are made from them).
+to tests/artifacts/ (the README's screenshot is one of them).
 """
 import glob
 import json
@@ -113,14 +113,11 @@ FIT_VIEW = """() => {
 
 
 def screenshot(page, name: str) -> None:
-    """The whole graph in view, saved as tests/artifacts/<name>.png and a 640-pixel thumbnail <name>.jpg."""
-    from PIL import Image
+    """The whole graph in view, saved as tests/artifacts/<name>.png (the workflows' thumbnails show their pictures
+    instead: tests/test_workflows.py)."""
     os.makedirs(ARTIFACTS, exist_ok=True)
     page.evaluate(FIT_VIEW)
-    path = os.path.join(ARTIFACTS, f"{name}.png")
-    page.screenshot(path=path)
-    with Image.open(path) as image:
-        image.convert("RGB").resize((640, 360), Image.LANCZOS).save(path[:-4] + ".jpg", quality=85)
+    page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"))
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[os.path.basename(p)[:-5] for p in WORKFLOWS])

@@ -9,7 +9,9 @@ import urllib.request
 
 import pytest
 from comfy_host import COMFY_TREE, REPO, free_port
-from tinymodels import UNET_FILE
+from demo_model.install import DEMO_LABELS, UNET_FILES, image_name
+
+UNET_FILE = UNET_FILES["eps"]
 
 pytestmark = pytest.mark.host
 
@@ -42,6 +44,8 @@ def test_serve_command_serves_the_ui_with_seedfinder_and_the_demo_model(tmp_path
         assert get(url + f"/api/workflow_templates/seedfinder/{templates[0]}.json")["nodes"]
         info = get(url + "/object_info/UNETLoader")["UNETLoader"]["input"]["required"]["unet_name"][0]
         assert UNET_FILE in info and "SeedfinderFixedPointInvert" in get(url + "/object_info")
+        images = get(url + "/object_info/LoadImage")["LoadImage"]["input"]["required"]["image"][0]
+        assert image_name(DEMO_LABELS[0]) in images
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(30)
@@ -57,7 +61,7 @@ def test_serve_command_links_into_your_own_comfyui_and_keeps_your_models(tmp_pat
            "--comfyui", str(own), "--prepare-only"]
     subprocess.run(run, check=True, capture_output=True, timeout=120)
     assert os.path.realpath(own / "custom_nodes" / "seedfinder") == REPO
-    assert not (own / "models" / "diffusion_models").exists()  # a model of yours: no smoke-test model
+    assert not (own / "models" / "diffusion_models").exists()  # a model of yours: no demo model
     os.remove(own / "models" / "checkpoints" / "mine.safetensors")
     subprocess.run(run, check=True, capture_output=True, timeout=300)
     assert (own / "models" / "diffusion_models" / UNET_FILE).exists() and (own / "input").exists()

@@ -4,16 +4,18 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pytest
 import safetensors.torch
 from comfy_host import PYTHON, REPO
 from conftest import IMAGES
-from PIL import Image
+from PIL import Image, ImageDraw
 
 pytestmark = pytest.mark.host
 
 UI_FILES = sorted(glob.glob(os.path.join(REPO, "example_workflows", "*.json")))
 NAMES = [os.path.splitext(os.path.basename(path))[0] for path in UI_FILES]
+ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
 REQUIRED = {"reconstruct_fixed_point", "edit_rnri", "prompt_aware_reconstruct", "interpolate_seeds",
             "exact_round_trip_edict"}
 
@@ -48,6 +50,8 @@ def test_api_twin_is_generated_from_the_ui_file(host, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_api_twin_runs_and_saves_its_outputs(host, name):
+    """Each API twin runs on the demo model and saves its outputs; its pictures (sources → results) become the
+    thumbnail tests/artifacts/<name>.jpg, and the committed example_workflows/<name>.jpg must show the same."""
     prompt = api_twin(name)
     history = host.run({key: {"class_type": node["class_type"], "inputs": node["inputs"]}
                         for key, node in prompt.items()})
@@ -59,9 +63,38 @@ def test_api_twin_runs_and_saves_its_outputs(host, name):
     inverters = [key for key, node in prompt.items() if node["class_type"].endswith("Invert")]
     for key in inverters:
         report = history["outputs"][key]["seedfinder"][0]
-        assert report["evaluations"] >= report["steps"] and report["round_trip_estimate"] is not None
+        assert report["evaluations"] >= report["steps"] and report["round_trip_estimate"] >= 0
     if name == "interpolate_seeds":  # five frames from one batch
         assert len(history["outputs"][savers[0]]["images"]) == 5
+    sources = [os.path.join(host.base, "input", node["inputs"]["image"]) for node in prompt.values()
+               if node["class_type"] == "LoadImage"]
+    results = [host.output_file(record) for key in savers if prompt[key]["class_type"] == "SaveImage"
+               for record in history["outputs"][key]["images"]]
+    thumbnail = compose_thumbnail(sources, results)
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    thumbnail.save(os.path.join(ARTIFACTS, f"{name}.jpg"), quality=90)
+    committed = np.asarray(Image.open(os.path.join(REPO, "example_workflows", f"{name}.jpg")), dtype=float)
+    fresh = np.asarray(Image.open(os.path.join(ARTIFACTS, f"{name}.jpg")), dtype=float)
+    assert committed.shape == fresh.shape and np.abs(committed - fresh).mean() < 3.0, \
+        f"{name}.jpg is not what the workflow makes now: copy tests/artifacts/{name}.jpg to example_workflows/"
+
+
+def compose_thumbnail(sources: list, results: list, size=(640, 360)) -> Image.Image:
+    """The example's pictures side by side on a dark canvas: its source image(s), an arrow, then what it made."""
+    canvas = Image.new("RGB", size, (24, 24, 28))
+    tiles = [Image.open(path).convert("RGB") for path in sources + results]
+    gap, arrow = 12, 28
+    tile = min((size[0] - gap * (len(tiles) + 1) - arrow) // len(tiles), size[1] - 2 * gap)
+    x, y = gap, (size[1] - tile) // 2
+    draw = ImageDraw.Draw(canvas)
+    for index, image in enumerate(tiles):
+        if index == len(sources):
+            middle = y + tile // 2
+            draw.polygon([(x + 4, middle - 9), (x + arrow - 8, middle), (x + 4, middle + 9)], fill=(200, 200, 200))
+            x += arrow
+        canvas.paste(image.resize((tile, tile), Image.NEAREST), (x, y))
+        x += tile + gap
+    return canvas
 
 
 def test_headless_script_saves_each_seed_beside_its_reconstruction(host, tmp_path):
