@@ -6,25 +6,24 @@ Each configuration runs its node's execute() (the full node path) on the same la
 regenerated with the sampler the node hands off (euler through a CFGGuider, as KSamplerAdvanced with add_noise
 disabled does; EDICT/BDIA with their own sampler) and compared with the latent the inversion started from.
 On the CPU tiny model only ratios mean anything: a random model does not denoise.
-usage: .host/venv/bin/python bench/compare.py [--steps 10] [--scheduler ddim_uniform] [--latents 3] [--out DIR]
+usage: .host/venv/bin/python -m bench.compare [--steps 10] [--scheduler ddim_uniform] [--latents 3] [--out DIR]
 On a GPU, full-size architectures with random weights (timing does not depend on the weights), e.g.
-  bench/compare.py --gpu --model sd15 --size 64 --steps 50 --dtype float16
-  bench/compare.py --gpu --model sd15-lcm --size 64 --steps 4 --scheduler sgm_uniform --sampler lcm
+  python -m bench.compare --gpu --model sd15 --size 64 --steps 50 --dtype float16
+  python -m bench.compare --gpu --model sd15-lcm --size 64 --steps 4 --scheduler sgm_uniform --sampler lcm
 """
 import argparse
 import json
 import os
 import statistics
-import sys
 import threading
 import time
 
 import torch
 
+from bench.plot import error_plot_svg
+from tests.support.inprocess import full_size_model, import_pack, random_conditioning, tiny_model
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(os.path.dirname(HERE), "tests"), HERE]
-from inprocess import full_size_model, import_pack, random_conditioning, tiny_model  # noqa: E402
-from plot import error_plot_svg  # noqa: E402
 
 FIXED_POINT = {"tolerance": 0.0, "warm_start": False}
 

@@ -6,7 +6,7 @@ Everything runs in this process through ComfyUI's own classes (the demo model as
 load it, each node's execute(), the stock euler sampler through a CFGGuider for the regeneration). Images: held-out
 procedural shapes (captioned) and real photographs from scikit-image's bundled samples (read from its wheel,
 center-cropped and resized to 64×64, inverted with the empty prompt).
-usage: .host/venv/bin/python bench/fidelity.py [--steps 4 10 50] [--cfg 1 3] [--images 4] [--out bench/results]
+usage: .host/venv/bin/python -m bench.fidelity [--steps 4 10 50] [--cfg 1 3] [--images 4] [--out bench/results]
 """
 import argparse
 import io
@@ -22,10 +22,10 @@ import zipfile
 import numpy as np
 import torch
 
+from tests.support.inprocess import import_pack
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path[:0] = [os.path.join(REPO, "tests"), REPO]
-from inprocess import import_pack  # noqa: E402
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
 SKIMAGE_WHEEL = "scikit-image==0.26.0"

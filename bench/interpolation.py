@@ -1,17 +1,14 @@
 """Paths between two seeds: discretised NLL under the χ_d prior, norm deviation and time, for lerp, slerp and NAO.
 
-usage: .host/venv/bin/python bench/interpolation.py [--frames 16] [--size 64]  (seeds of shape 4×size×size)
+usage: .host/venv/bin/python -m bench.interpolation [--frames 16] [--size 64]  (seeds of shape 4×size×size)
 """
 import argparse
 import math
-import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from inprocess import import_pack  # noqa: E402
+from tests.support.inprocess import import_pack
 
 
 def main():

@@ -4,19 +4,15 @@ Each run is its own process (peak RSS is per process): the model is loaded, then
 core's common_ksampler (1 euler step, the same latent, prompt and schedule) runs while a thread samples the RSS.
 After the run: the RSS held, then the RSS after glibc's malloc_trim (what is still held once the allocator returns
 its cached free blocks to the system), then after three more runs (does anything accumulate?).
-usage: .host/venv/bin/python bench/memory.py [--size 128]
+usage: .host/venv/bin/python -m bench.memory [--size 128]
 """
 import argparse
 import ctypes
 import gc
-import os
 import subprocess
 import sys
 import threading
 import time
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 MiB = 2 ** 20
 
@@ -25,7 +21,8 @@ def one_run(kind: str, size: int) -> None:
     """Measure `kind` (seedfinder or comfyui) in this process and print one markdown row."""
     import psutil
     import torch
-    from inprocess import import_pack, random_conditioning, tiny_model
+
+    from tests.support.inprocess import import_pack, random_conditioning, tiny_model
     import_pack()
     import comfy.model_management
     from seedfinder.nodes.invert import DDIMInvert
@@ -87,7 +84,7 @@ def main():
     print("| run | peak | held after | held after malloc_trim | after 3 more runs, trimmed |")
     print("|---|---|---|---|---|")
     for kind in ("seedfinder", "comfyui"):
-        subprocess.run([sys.executable, __file__, "--kind", kind, "--size", str(args.size)], check=True,
+        subprocess.run([sys.executable, "-m", "bench.memory", "--kind", kind, "--size", str(args.size)], check=True,
                        stderr=subprocess.DEVNULL)
 
 

@@ -3,17 +3,14 @@
 Every guided evaluation (the CFGGuider's predict_noise, CFG included) is timed through ComfyUI's own
 PREDICT_NOISE wrapper, so overhead = node wall time / time inside the model evaluations − 1, both from the same
 run: nothing is compared across runs of a noisy machine. Prints a markdown table.
-usage: .host/venv/bin/python bench/overhead.py [--steps 10] [--size 8] [--repeats 3]
+usage: .host/venv/bin/python -m bench.overhead [--steps 10] [--size 8] [--repeats 3]
 """
 import argparse
-import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from inprocess import import_pack, random_conditioning, tiny_model  # noqa: E402
+from tests.support.inprocess import import_pack, random_conditioning, tiny_model
 
 
 class EvaluationClock:

@@ -9,7 +9,7 @@ for path in (REPO, TESTS, os.path.join(REPO, "scripts")):
         sys.path.insert(0, path)
 
 import pytest  # noqa: E402  (after the sys.path setup above)
-from tinymodels import DEMO_IMAGES as IMAGES  # noqa: E402, F401  (workflows and tests share the demo images)
+from support.tinymodels import DEMO_IMAGES as IMAGES  # noqa: E402, F401  (workflows and tests share the demo images)
 
 BAD_LATENTS = {"nan": "seedfinder_nan.latent", "three_channels": "seedfinder_3ch.latent",
                "video": "seedfinder_video_5d.latent", "empty_batch": "seedfinder_empty_batch.latent",
@@ -40,7 +40,7 @@ def write_latents(folder: str) -> None:
 @pytest.fixture(scope="session")
 def comfy_inprocess():
     """`comfy` importable in the test process (CPU), for the tiny-model factory; skipped without the test host."""
-    from comfy_host import COMFY_TREE, STUBS
+    from support.comfy_host import COMFY_TREE, STUBS
     if not os.path.exists(os.path.join(COMFY_TREE, "comfy")):
         pytest.skip(f"needs the test host's ComfyUI tree in {COMFY_TREE} (bash scripts/setup_host.sh)")
     for path in (STUBS, COMFY_TREE):
@@ -48,14 +48,14 @@ def comfy_inprocess():
             sys.path.insert(0, path)
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
-    import tinymodels
+    from support import tinymodels
     return tinymodels
 
 
 @pytest.fixture(scope="session")
 def host(tmp_path_factory, comfy_inprocess):
     """One real ComfyUI server for the session, with the tiny models, the demo images and the test latents."""
-    from comfy_host import ComfyHost
+    from support.comfy_host import ComfyHost
     server = ComfyHost(str(tmp_path_factory.mktemp("comfy")))
     comfy_inprocess.write_models(os.path.join(server.base, "models"))
     comfy_inprocess.write_images(os.path.join(server.base, "input"))

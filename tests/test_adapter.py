@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from inprocess import import_pack, random_conditioning, tiny_model
+from support.inprocess import import_pack, random_conditioning, tiny_model
 
 
 @pytest.fixture(scope="module")

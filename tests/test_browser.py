@@ -11,7 +11,7 @@ import shutil
 import urllib.request
 
 import pytest
-from comfy_host import REPO
+from support.comfy_host import REPO
 
 pytestmark = pytest.mark.host
 

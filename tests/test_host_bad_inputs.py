@@ -4,7 +4,14 @@ import math
 
 import pytest
 from conftest import BAD_LATENTS, IMAGES
-from graphs import expect_failure, loaded_latent_graph, relative_error, round_trip, round_trip_graph, saved_latent
+from support.graphs import (
+    expect_failure,
+    loaded_latent_graph,
+    relative_error,
+    round_trip,
+    round_trip_graph,
+    saved_latent,
+)
 
 pytestmark = pytest.mark.host
 

@@ -1,7 +1,7 @@
 """EDICT Invert and BDIA Invert on a real ComfyUI server: exact round trips through their samplers."""
 import pytest
 from conftest import IMAGES
-from graphs import expect_failure, relative_error, round_trip, round_trip_graph, saved_latent
+from support.graphs import expect_failure, relative_error, round_trip, round_trip_graph, saved_latent
 
 pytestmark = pytest.mark.host
 

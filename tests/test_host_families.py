@@ -8,7 +8,7 @@ import copy
 
 import pytest
 from conftest import IMAGES, SD3_LATENT, SD3_LATENTS
-from graphs import patch_model, relative_error, rewire, round_trip_graph, saved_latent
+from support.graphs import patch_model, relative_error, rewire, round_trip_graph, saved_latent
 
 pytestmark = pytest.mark.host
 

@@ -2,9 +2,9 @@
 import time
 
 import pytest
-from comfy_host import PromptFailed
 from conftest import IMAGES
-from graphs import round_trip, round_trip_graph
+from support.comfy_host import PromptFailed
+from support.graphs import round_trip, round_trip_graph
 
 pytestmark = pytest.mark.host
 

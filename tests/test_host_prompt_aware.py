@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 from conftest import IMAGES
-from graphs import expect_failure, relative_error, round_trip_graph, saved_latent
 from PIL import Image
+from support.graphs import expect_failure, relative_error, round_trip_graph, saved_latent
 
 pytestmark = pytest.mark.host
 

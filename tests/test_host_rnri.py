@@ -1,7 +1,7 @@
 """RNRI Invert on a real ComfyUI server with the tiny SD1.5-architecture model."""
 import pytest
 from conftest import IMAGES
-from graphs import expect_failure, round_trip, round_trip_graph
+from support.graphs import expect_failure, round_trip, round_trip_graph
 
 pytestmark = pytest.mark.host
 

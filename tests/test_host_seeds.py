@@ -1,7 +1,7 @@
 """Seed Interpolate and Seed Centroid on a real ComfyUI server."""
 import pytest
 from conftest import IMAGES
-from graphs import base_graph, expect_failure, relative_error, saved_latent
+from support.graphs import base_graph, expect_failure, relative_error, saved_latent
 
 pytestmark = pytest.mark.host
 

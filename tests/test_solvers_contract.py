@@ -4,7 +4,7 @@ from functools import partial
 
 import pytest
 import torch
-from oracles import GaussianDataDenoiser, karras_sigmas
+from support.oracles import GaussianDataDenoiser, karras_sigmas
 
 from solvers import (
     CountingDenoiser,

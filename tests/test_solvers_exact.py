@@ -1,7 +1,7 @@
 """EDICT and BDIA on oracles (no host): generation ∘ inversion is the identity to floating point."""
 import pytest
 import torch
-from oracles import FlowGaussianDataDenoiser, GaussianDataDenoiser, flow_sigmas, karras_sigmas
+from support.oracles import FlowGaussianDataDenoiser, GaussianDataDenoiser, flow_sigmas, karras_sigmas
 
 from solvers import level_scale, to_d, vp_input_scale
 from solvers.exact import bdia_generate, bdia_invert, edict_generate, edict_invert

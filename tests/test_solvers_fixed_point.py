@@ -1,7 +1,7 @@
 """Fixed-point and DDIM inversion on analytic oracles (no ComfyUI)."""
 import pytest
 import torch
-from oracles import GaussianDataDenoiser, karras_sigmas, random_linear_denoiser
+from support.oracles import GaussianDataDenoiser, karras_sigmas, random_linear_denoiser
 
 from solvers import (
     StepProblem,

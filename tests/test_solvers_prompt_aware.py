@@ -8,7 +8,7 @@ vanishes, and latents already on the data are left where they are (inverted mode
 """
 import pytest
 import torch
-from oracles import GaussianMixtureDenoiser, karras_sigmas, random_subspace_denoiser
+from support.oracles import GaussianMixtureDenoiser, karras_sigmas, random_subspace_denoiser
 
 from solvers import ddim_invert, fixed_point_invert, sample
 from solvers.prompt_aware import cycle_schedule, prompt_aware_adjust

@@ -12,7 +12,7 @@ What the theory says, and what these tests check:
 """
 import pytest
 import torch
-from oracles import GaussianDataDenoiser, karras_sigmas, random_linear_denoiser
+from support.oracles import GaussianDataDenoiser, karras_sigmas, random_linear_denoiser
 
 from solvers import StepProblem, inverse_step_map, rms, sample
 from solvers.rnri import (

@@ -1,7 +1,7 @@
 """Stochastic samplers (euler_ancestral, lcm) with fixed per-step noises: inversion and ComfyUI parity (no host)."""
 import pytest
 import torch
-from oracles import FlowGaussianDataDenoiser, GaussianDataDenoiser, flow_sigmas, karras_sigmas
+from support.oracles import FlowGaussianDataDenoiser, GaussianDataDenoiser, flow_sigmas, karras_sigmas
 
 from solvers import euler_rule, fixed_point_invert, sample
 from solvers.rnri import rnri_invert

@@ -7,9 +7,9 @@ import subprocess
 import numpy as np
 import pytest
 import safetensors.torch
-from comfy_host import PYTHON, REPO
 from conftest import IMAGES
 from PIL import Image, ImageDraw
+from support.comfy_host import PYTHON, REPO
 
 pytestmark = pytest.mark.host
 

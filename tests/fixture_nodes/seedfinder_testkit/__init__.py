@@ -10,8 +10,8 @@ from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))))
-import tinymodels  # noqa: E402  (tests/ on sys.path above)
-from inprocess import random_conditioning  # noqa: E402
+from support import tinymodels  # noqa: E402  (tests/ on sys.path above)
+from support.inprocess import random_conditioning  # noqa: E402
 
 # SDXL's structure (linear transformers, 2048-d context, 2816-d ADM vector) at a few channels.
 TINY_SDXL_UNET = dict(

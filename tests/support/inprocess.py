@@ -5,12 +5,12 @@ import sys
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def import_comfy(cpu: bool = True) -> None:
     """Make the test host's ComfyUI importable, on the CPU unless `cpu` is False (a GPU run of the benchmark)."""
-    from comfy_host import COMFY_TREE, STUBS
+    from .comfy_host import COMFY_TREE, STUBS
     for path in (STUBS, COMFY_TREE):
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -35,7 +35,8 @@ def tiny_model(seed: int = 0):
     """The host tests' tiny SD15 UNet as a MODEL, built through ComfyUI's own state-dict loader."""
     import_comfy()
     import comfy.sd
-    import tinymodels
+
+    from . import tinymodels
     return comfy.sd.load_diffusion_model_state_dict(tinymodels.unet_state_dict(seed=seed))
 
 
@@ -73,7 +74,8 @@ def full_size_model(name: str, dtype: torch.dtype):
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models
-    import tinymodels
+
+    from . import tinymodels
     config_class, unet = {"sd15": (comfy.supported_models.SD15, SD15_FULL_UNET),
                           "sd15-lcm": (comfy.supported_models.SD15, SD15_FULL_UNET),
                           "sdxl": (comfy.supported_models.SDXL, SDXL_FULL_UNET)}[name]

@@ -1,8 +1,9 @@
 """API-format graphs for the host tests: load the tiny models, invert, regenerate through both routes."""
 import pytest
 import safetensors.torch
-from comfy_host import PromptFailed, PromptRejected
-from tinymodels import CLIP_FILE, UNET_FILE, VAE_FILE
+
+from .comfy_host import PromptFailed, PromptRejected
+from .tinymodels import CLIP_FILE, UNET_FILE, VAE_FILE
 
 INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert", "rnri": "SeedfinderRNRIInvert",
           "edict": "SeedfinderEDICTInvert", "bdia": "SeedfinderBDIAInvert"}

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOST_DIR = os.environ.get("SEEDFINDER_HOST", os.path.join(REPO, ".host"))
 PYTHON = os.path.join(HOST_DIR, "venv", "bin", "python")
 COMFY_TREE = os.path.join(HOST_DIR, "comfyui")
