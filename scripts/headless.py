@@ -27,6 +27,8 @@ SAVERS = {"SaveLatent": "latents", "SaveImage": "images"}
 
 
 class Server:
+    """A ComfyUI server's HTTP API (standard library only); the test host drives its servers through it too."""
+
     def __init__(self, url: str):
         self.url = url.rstrip("/")
 
@@ -35,9 +37,10 @@ class Server:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read()
 
-    def json(self, path: str, payload=None):
+    def json(self, path: str, payload=None, timeout: float = 60):
+        """GET `path` (or POST `payload` as JSON) and decode the answer."""
         data = None if payload is None else json.dumps(payload).encode()
-        body = self.request(path, data, {"Content-Type": "application/json"} if data else None)
+        body = self.request(path, data, {"Content-Type": "application/json"} if data else None, timeout)
         return json.loads(body) if body.strip() else None
 
     def upload(self, path: str) -> str:

@@ -1,4 +1,5 @@
-"""A real ComfyUI server for the host tests: start main.py on 127.0.0.1, post API-format graphs (stdlib only).
+"""A real ComfyUI server for the host tests: start main.py on 127.0.0.1, post API-format graphs through
+scripts/headless.py's client (stdlib only).
 
 Layout under one scratch folder: comfyui/ (a copy of the test host's tree), base/ (--base-directory with
 custom_nodes/ holding a link to this pack, models/, input/, output/). The official frontend package serves the UI.
@@ -11,8 +12,9 @@ import socket
 import subprocess
 import time
 import urllib.error
-import urllib.request
 import uuid
+
+from scripts.headless import Server  # the pack's own HTTP client: the tests drive the server as users' scripts do
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOST_DIR = os.environ.get("SEEDFINDER_HOST", os.path.join(REPO, ".host"))
@@ -58,6 +60,7 @@ class ComfyHost:
                    os.path.join(self.base, "custom_nodes", "seedfinder_testkit"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.client = Server(self.url)
         self.extra_args = list(extra_args)
         self.log_path = os.path.join(work, "server.log")
         self.proc = None
@@ -105,16 +108,11 @@ class ComfyHost:
             return f.read()
 
     def get(self, path: str, timeout: float = 30):
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
-            return json.loads(response.read())
+        return self.client.json(path, timeout=timeout)
 
     def post(self, path: str, payload: dict, timeout: float = 30):
-        request = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                body = response.read()
-                return json.loads(body) if body.strip() else None
+            return self.client.json(path, payload, timeout=timeout)
         except urllib.error.HTTPError as error:
             raise PromptRejected(error.code, error.read().decode()) from None
 
