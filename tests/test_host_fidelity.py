@@ -1,0 +1,38 @@
+"""Fidelity (PSNR / SSIM) on a real ComfyUI server: its numbers, the VAE bound, the gap, and its refusals."""
+import pytest
+from conftest import IMAGES
+from support.graphs import base_graph, expect_failure
+
+pytestmark = pytest.mark.host
+
+
+def fidelity_graph(reconstruction: list, vae: bool = True) -> dict:
+    graph = base_graph(IMAGES[0])
+    graph["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["encode", 0], "vae": ["vae", 0]}}
+    graph["other"] = {"class_type": "LoadImage", "inputs": {"image": IMAGES[1]}}
+    graph["small"] = {"class_type": "ImageScale", "inputs": {"image": ["image", 0], "upscale_method": "nearest-exact",
+                                                             "width": 32, "height": 32, "crop": "disabled"}}
+    graph["fidelity"] = {"class_type": "SeedfinderFidelity", "inputs": {
+        "source": ["image", 0], "reconstruction": reconstruction, **({"vae": ["vae", 0]} if vae else {})}}
+    graph["preview"] = {"class_type": "PreviewAny", "inputs": {"source": ["fidelity", 3]}}
+    return graph
+
+
+def report(host, graph) -> dict:
+    return host.run(graph)["outputs"]["fidelity"]["seedfinder_fidelity"][0]
+
+
+def test_fidelity_reads_psnr_ssim_and_the_vae_bound(host):
+    identical = report(host, fidelity_graph(["image", 0]))
+    assert identical["psnr"] == [100.0] and identical["ssim"][0] == pytest.approx(1.0)
+    assert identical["gap_db"] == pytest.approx(identical["vae_bound_psnr"] - 100.0)
+    through_vae = report(host, fidelity_graph(["decode", 0]))
+    print(f"\nVAE round trip of {IMAGES[0]}: {through_vae['text']}")
+    assert through_vae["psnr"][0] == pytest.approx(through_vae["vae_bound_psnr"], abs=1e-3)  # it is the bound
+    assert through_vae["gap_db"] == pytest.approx(0.0, abs=1e-3)
+    other = report(host, fidelity_graph(["other", 0], vae=False))
+    assert other["psnr"][0] < 40 and other["ssim"][0] < 0.99 and "vae_bound_psnr" not in other
+
+
+def test_fidelity_refuses_images_of_another_size(host):
+    expect_failure(host, fidelity_graph(["small", 0]), "reconstruction:", "64×64", "got 32×32")
