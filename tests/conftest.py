@@ -54,11 +54,15 @@ def comfy_inprocess():
 
 @pytest.fixture(scope="session")
 def host(tmp_path_factory, comfy_inprocess):
-    """One real ComfyUI server for the session, with the tiny models, the demo images and the test latents."""
+    """One real ComfyUI server for the session, with the tiny smoke-test models and images, the trained demo model
+    and its images, and the test latents."""
     from support.comfy_host import ComfyHost
     server = ComfyHost(str(tmp_path_factory.mktemp("comfy")))
     comfy_inprocess.write_models(os.path.join(server.base, "models"))
     comfy_inprocess.write_images(os.path.join(server.base, "input"))
+    from demo_model import install  # the trained demo model the example workflows use, beside the smoke-test one
+    install.write_demo_models(os.path.join(server.base, "models"))
+    install.write_demo_images(os.path.join(server.base, "input"))
     write_latents(os.path.join(server.base, "input"))
     server.start()
     yield server
