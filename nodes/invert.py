@@ -92,7 +92,7 @@ class RNRIInvert(io.ComfyNode):
             description="Newton-Raphson inversion. newton (default): FixedPoint's Anderson iteration at its "
                         "defaults (tolerance 1e-4, at most 20 evaluations, warm start), then Newton-Krylov "
                         "iterations (finite-difference Jacobian-vector products, GMRES, line search) at the steps "
-                        "it leaves above 10× the tolerance, with a Levenberg-Marquardt term λ toward the noising "
+                        "it leaves above the tolerance, with a Levenberg-Marquardt term λ toward the noising "
                         "step's prior where a step is ill-posed. paper: the published RNRI update (Samuel, Meiri "
                         "et al.), minimising ‖y − T(y)‖₁ + λ·(Gaussian prior of the noising step) by a "
                         "per-coordinate Newton step, a fixed number of model evaluations per step.",
@@ -100,12 +100,12 @@ class RNRIInvert(io.ComfyNode):
                 io.Combo.Input("update", options=list(RNRI_UPDATES), default="newton",
                                tooltip="newton: Anderson fixed-point iteration (FixedPoint's defaults: tolerance "
                                "1e-4, at most 20 evaluations per step, warm start), then Newton-Krylov on the step "
-                               "equation where it stalls above 10× the tolerance (about 6 evaluations per Newton "
+                               "equation where it stalls above the tolerance (about 6 evaluations per Newton "
                                "iteration). paper: the published per-coordinate update, `iterations` evaluations "
                                "per step (moves every coordinate by the same amount; 1.2-4× better than DDIM)."),
                 io.Int.Input("iterations", default=2, min=1, max=100,
                              tooltip="newton: Newton-Krylov iterations at each step the Anderson phase leaves above "
-                             "10× its tolerance (each: up to 5 Jacobian-vector products and up to 3 line-search "
+                             "its tolerance (each: up to 5 Jacobian-vector products and up to 3 line-search "
                              "evaluations). paper: Newton iterations (model evaluations) per step; 1 equals DDIM."),
                 io.Float.Input("regularization", default=0.1, min=0.0, max=100.0, step=0.01, round=False,
                                tooltip="λ. newton: Levenberg-Marquardt weight toward the noising step's prior, "

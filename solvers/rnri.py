@@ -280,7 +280,7 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, u
                 damping: float = 0.1, prior: Prior = ve_transition_prior, input_scale: InputScale = vp_input_scale,
                 callback: Optional[Callback] = None, rule: StepRule = euler_rule,
                 noises: Optional[list] = None, max_iterations: int = 20,
-                tolerance: float = 1e-4, trigger: float = 10.0, krylov: int = 5, restarts: int = 1,
+                tolerance: float = 1e-4, trigger: float = 1.0, krylov: int = 5, restarts: int = 1,
                 line_search: int = 3, epsilon: Optional[float] = None,
                 warm_start: Optional[bool] = None) -> InversionResult:
     """Invert every Euler step by RNRI (docs/methods.md §4): `newton`, the Anderson phase of FixedPoint (at most
