@@ -97,12 +97,6 @@ class RNRIInvert(io.ComfyNode):
                         "et al.), minimising ‖y − T(y)‖₁ + λ·(Gaussian prior of the noising step) by a "
                         "per-coordinate Newton step, a fixed number of model evaluations per step.",
             inputs=invert_inputs() + sampler_inputs() + [
-                io.Combo.Input("update", options=list(RNRI_UPDATES), default="newton",
-                               tooltip="newton: Anderson fixed-point iteration (FixedPoint's defaults: tolerance "
-                               "1e-4, at most 20 evaluations per step, warm start), then Newton-Krylov on the step "
-                               "equation where it stalls above the tolerance (about 6 evaluations per Newton "
-                               "iteration). paper: the published per-coordinate update, `iterations` evaluations "
-                               "per step (moves every coordinate by the same amount; 1.2-4× better than DDIM)."),
                 io.Int.Input("iterations", default=2, min=1, max=100,
                              tooltip="newton: Newton-Krylov iterations at each step the Anderson phase leaves above "
                              "its tolerance (each: up to 5 Jacobian-vector products and up to 3 line-search "
@@ -117,6 +111,12 @@ class RNRIInvert(io.ComfyNode):
                                tooltip="paper only. jacobian-free: treat ∂T/∂y as 0 (the authors' code; no backward "
                                "pass). autograd: the exact gradient by one vector-Jacobian product through the model "
                                "per iteration (about 3× the time of an evaluation). newton needs no gradient."),
+                io.Combo.Input("update", options=list(RNRI_UPDATES), default="newton",
+                               tooltip="newton: Anderson fixed-point iteration (FixedPoint's defaults: tolerance "
+                               "1e-4, at most 20 evaluations per step, warm start), then Newton-Krylov on the step "
+                               "equation where it stalls above the tolerance (about 6 evaluations per Newton "
+                               "iteration). paper: the published per-coordinate update, `iterations` evaluations "
+                               "per step (moves every coordinate by the same amount; 1.2-4× better than DDIM)."),
             ],
             outputs=invert_outputs() + [sampler_output()],
         )
