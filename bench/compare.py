@@ -106,11 +106,11 @@ class PeakMemory:
         self.growth_mib = (self.peak - self.start) / 2 ** 20
 
 
-def regenerate(model, positive, cfg, latent, sigmas, sampler=None):
+def regenerate(model, positive, cfg, latent, sigmas, sampler=None, negative=None):
     """The hand-off's own sampler (default euler) from the inverted latent with zero noise."""
     import comfy.samplers
     guider = comfy.samplers.CFGGuider(model)
-    guider.inner_set_conds({"positive": positive})
+    guider.inner_set_conds({"positive": positive, **({"negative": negative} if negative is not None else {})})
     guider.set_cfg(cfg)
     samples = latent["samples"]
     return guider.sample(torch.zeros_like(samples), samples, sampler or comfy.samplers.sampler_object("euler"),
@@ -118,10 +118,12 @@ def regenerate(model, positive, cfg, latent, sigmas, sampler=None):
 
 
 def run_configuration(nodes, model, positive, latents, steps, scheduler, sampler, node_name, options, prompt_aware,
-                      cuda):
+                      cuda, cfg=1.0, negative=None):
     """Mean evaluations per step, wall time, peak memory, residuals and round-trip error over the latents."""
     node = getattr(nodes, node_name)
-    common = dict(model=model, positive=positive, steps=steps, scheduler=scheduler, cfg=1.0, strength=1.0)
+    common = dict(model=model, positive=positive, steps=steps, scheduler=scheduler, cfg=cfg, strength=1.0)
+    if negative is not None:
+        common["negative"] = negative
     if node_name in ("DDIMInvert", "FixedPointInvert", "RNRIInvert"):
         common.update(sampler=sampler, noise_seed=0)
     stats = {"evaluations": [], "wall": [], "memory": [], "residual": [], "error": [], "residuals": []}
@@ -142,7 +144,7 @@ def run_configuration(nodes, model, positive, latents, steps, scheduler, sampler
         stats["residual"].append(max(info["final_residual"]))
         stats["residuals"].append(info["final_residual"])
         sampler = out.args[3] if len(out.args) > 3 else None
-        back = regenerate(model, positive, 1.0, out.args[0], out.args[2], sampler)
+        back = regenerate(model, positive, cfg, out.args[0], out.args[2], sampler, negative)
         stats["error"].append(float((back - latent["samples"]).norm() / latent["samples"].norm()))
     return {key: (values if key == "residuals" else statistics.mean(values)) for key, values in stats.items()}
 

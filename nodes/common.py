@@ -76,24 +76,27 @@ def schedule_of(inputs: dict) -> "host.Schedule":
 
 
 def invert(method_name: str, method, schedule: "host.Schedule", inputs: dict, needs_gradient: bool = False,
-           sampler: str = "euler", step_noises=None, exact: bool = False):
-    """Invert through the host adapter over `schedule`: (Inversion, ui summary)."""
+           sampler: str = "euler", step_noises=None, exact: bool = False, notes=()):
+    """Invert through the host adapter over `schedule`: (Inversion, ui summary with the method's `notes`)."""
     inversion = host.run_inversion(method, inputs["model"], inputs["positive"], inputs.get("negative"), inputs["cfg"],
                                    inputs["latent"], schedule.sigmas, needs_gradient, method_name, sampler,
                                    step_noises)
-    return inversion, {"seedfinder": [host.summary(inversion, method_name, schedule.start_at_step, sampler, exact)]}
+    return inversion, {"seedfinder": [host.summary(inversion, method_name, schedule.start_at_step, sampler, exact,
+                                                   notes)]}
 
 
 def run_sampler_invert_node(method_name: str, method, sampler: str, noise_seed: int, needs_gradient: bool = False,
-                            **inputs) -> io.NodeOutput:
-    """Invert the steps of `sampler` (its per-step noises fixed by noise_seed); outputs the hand-off and the sampler."""
+                            notes=None, **inputs) -> io.NodeOutput:
+    """Invert the steps of `sampler` (its per-step noises fixed by noise_seed); outputs the hand-off and the sampler.
+    `notes(sigmas, rule)`, if given, returns the method's warnings about this schedule for the node's summary."""
     model, samples = inputs["model"], inputs["latent"]["samples"]
     schedule = schedule_of(inputs)
     steps = len(schedule.sigmas) - 1
     noises = host.fixed_noises(tuple(samples.shape), steps, noise_seed) if sampler != "euler" else None
-    method = partial(method, rule=host.step_rule(model, sampler), noises=noises)
+    rule = host.step_rule(model, sampler)
+    method = partial(method, rule=rule, noises=noises)
     inversion, ui = invert(method_name, method, schedule, inputs, needs_gradient=needs_gradient, sampler=sampler,
-                           step_noises=noises)
+                           step_noises=noises, notes=notes(schedule.sigmas, rule) if notes else ())
     return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
                          inversion.noise.regenerating_sampler(), ui=ui)
 

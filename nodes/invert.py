@@ -3,8 +3,9 @@ from comfy_api.latest import io
 
 from ..solvers import ddim_invert, fixed_point_invert
 from ..solvers.fixed_point import ACCELERATIONS
+from ..solvers.rnri import FOLD_RATIO, fold_ratio, rnri_invert
 from ..solvers.rnri import GRADIENTS as RNRI_GRADIENTS
-from ..solvers.rnri import rnri_invert
+from ..solvers.rnri import UPDATES as RNRI_UPDATES
 from .common import (
     CATEGORY,
     bind,
@@ -71,6 +72,16 @@ class FixedPointInvert(io.ComfyNode):
         return run_sampler_invert_node("fixed_point", method, sampler, noise_seed, **inputs)
 
 
+def fold_notes(sigmas, rule) -> list:
+    """The node's warning when the first inversion step above σ = 0 is likely a fold (docs/methods.md §4)."""
+    c = fold_ratio(sigmas, rule)
+    if c is None or c < FOLD_RATIO:
+        return []
+    return [f"the first inversion step above σ = 0 has Δσ/σ_hi = {c:.2f} ≥ {FOLD_RATIO}: its step equation is likely "
+            f"a fold (nearly singular, often no exact root), where the inversion settles at the smallest residual it "
+            f"finds and λ (regularization) applies. More steps (smaller Δσ at the low end) make it well posed"]
+
+
 class RNRIInvert(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -78,29 +89,46 @@ class RNRIInvert(io.ComfyNode):
             node_id="SeedfinderRNRIInvert",
             display_name="RNRI Invert",
             category=CATEGORY,
-            description="Regularized Newton-Raphson inversion (Samuel, Meiri et al.): each step minimises "
-                        "‖y − T(y)‖₁ + λ·(Gaussian prior of the noising step) by a per-coordinate Newton update, "
-                        "a fixed number of model evaluations per step.",
+            description="Newton-Raphson inversion. newton (default): FixedPoint's Anderson iteration at its "
+                        "defaults (tolerance 1e-4, at most 20 evaluations, warm start), then Newton-Krylov "
+                        "iterations (finite-difference Jacobian-vector products, GMRES, line search) at the steps "
+                        "it leaves above the tolerance, with a Levenberg-Marquardt term λ toward the noising "
+                        "step's prior where a step is ill-posed. paper: the published RNRI update (Samuel, Meiri "
+                        "et al.), minimising ‖y − T(y)‖₁ + λ·(Gaussian prior of the noising step) by a "
+                        "per-coordinate Newton step, a fixed number of model evaluations per step.",
             inputs=invert_inputs() + sampler_inputs() + [
                 io.Int.Input("iterations", default=2, min=1, max=100,
-                             tooltip="Newton iterations (model evaluations) per step; 1 equals DDIM inversion."),
+                             tooltip="newton: Newton-Krylov iterations at each step the Anderson phase leaves above "
+                             "its tolerance (each: up to 5 Jacobian-vector products and up to 3 line-search "
+                             "evaluations). paper: Newton iterations (model evaluations) per step; 1 equals DDIM."),
                 io.Float.Input("regularization", default=0.1, min=0.0, max=100.0, step=0.01, round=False,
-                               tooltip="λ: weight of the Gaussian prior of the noising step. 0 solves the step "
-                               "equation alone; more keeps the seed closer to the noising step's mean."),
+                               tooltip="λ. newton: Levenberg-Marquardt weight toward the noising step's prior, "
+                               "applied only where a step is ill-posed (its residual stops falling or the Krylov "
+                               "solve is near-singular); 0 seeks the exact root. paper: weight of the Gaussian prior "
+                               "of the noising step at every step; 0 solves the step equation alone, more keeps the "
+                               "seed closer to the noising step's mean."),
                 io.Combo.Input("gradient", options=list(RNRI_GRADIENTS), default="jacobian-free",
-                               tooltip="jacobian-free: treat ∂T/∂y as 0 (the authors' code; no backward pass). "
-                               "autograd: the exact gradient by one vector-Jacobian product through the model "
-                               "per iteration (about 3× the time of an evaluation)."),
+                               tooltip="paper only. jacobian-free: treat ∂T/∂y as 0 (the authors' code; no backward "
+                               "pass). autograd: the exact gradient by one vector-Jacobian product through the model "
+                               "per iteration (about 3× the time of an evaluation). newton needs no gradient."),
+                io.Combo.Input("update", options=list(RNRI_UPDATES), default="newton",
+                               tooltip="newton: Anderson fixed-point iteration (FixedPoint's defaults: tolerance "
+                               "1e-4, at most 20 evaluations per step, warm start), then Newton-Krylov on the step "
+                               "equation where it stalls above the tolerance (about 6 evaluations per Newton "
+                               "iteration). paper: the published per-coordinate update, `iterations` evaluations "
+                               "per step (moves every coordinate by the same amount; 1.2-4× better than DDIM)."),
             ],
             outputs=invert_outputs() + [sampler_output()],
         )
 
     @classmethod
-    def execute(cls, sampler, noise_seed, iterations, regularization, gradient, **inputs) -> io.NodeOutput:
-        method = bind(rnri_invert, iterations=iterations, regularization=regularization, gradient=gradient,
-                      prior=noising_prior(inputs["model"]))
-        return run_sampler_invert_node("rnri", method, sampler, noise_seed, needs_gradient=gradient == "autograd",
-                                       **inputs)
+    def execute(cls, sampler, noise_seed, iterations, regularization, gradient, update="newton",
+                **inputs) -> io.NodeOutput:
+        method = bind(rnri_invert, update=update, iterations=iterations, regularization=regularization,
+                      gradient=gradient, prior=noising_prior(inputs["model"]))
+        return run_sampler_invert_node("rnri", method, sampler, noise_seed,
+                                       needs_gradient=update == "paper" and gradient == "autograd",
+                                       notes=fold_notes, **inputs)
 
 
 NODES = [DDIMInvert, FixedPointInvert, RNRIInvert]

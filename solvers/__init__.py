@@ -29,7 +29,7 @@ from .fixed_point import ACCELERATIONS, ddim_invert, fixed_point_invert, fixed_p
 from .interpolation import CENTROIDS, PATHS, centroid, interpolate
 from .metrics import PSNR_CAP, psnr, ssim
 from .prompt_aware import MODES, cycle_schedule, prompt_aware_adjust
-from .rnri import GRADIENTS, flow_transition_prior, rnri_invert, ve_transition_prior
+from .rnri import FOLD_RATIO, GRADIENTS, UPDATES, flow_transition_prior, fold_ratio, rnri_invert, ve_transition_prior
 from .samplers import SAMPLERS, sampler_rule
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "CENTROIDS", "PATHS", "centroid", "interpolate",
     "PSNR_CAP", "psnr", "ssim",
     "MODES", "cycle_schedule", "prompt_aware_adjust",
-    "GRADIENTS", "flow_transition_prior", "rnri_invert", "ve_transition_prior",
+    "FOLD_RATIO", "GRADIENTS", "UPDATES", "flow_transition_prior", "fold_ratio", "rnri_invert",
+    "ve_transition_prior",
     "SAMPLERS", "sampler_rule",
 ]

@@ -39,18 +39,21 @@ def anderson_step(iterates: list, images: list, regularization: float = 1e-10) -
 
 
 def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float], None], max_iterations: int,
-                      tolerance: float, acceleration: str = "none", window: int = 5) -> tuple:
+                      tolerance: float, acceleration: str = "none", window: int = 5, *,
+                      keep_iterate: bool = False) -> tuple:
     """Fixed-point iteration from y0 (FPI eq. 6), plain y ← T(y) or Anderson-accelerated; stop once every sample has
     ‖T(y) − y‖/√numel ≤ tolerance.
 
-    Returns T(y) of each sample's best-residual iterate, and the per-iteration residual trace (largest over the batch).
+    Returns T(y) of each sample's best-residual iterate, and the per-iteration residual trace (largest over the batch);
+    with `keep_iterate` also that iterate y and its residual (what a solver that continues from it needs).
     """
     y, best, best_residual, trace = problem.y0, None, None, []
     iterates, images = [], []
     for iteration in range(max_iterations):
         mapped = problem.T(y)
         residual = rms(mapped - y)
-        best, best_residual = keep_best(best, best_residual, mapped, residual)
+        candidate = torch.stack([mapped, y], 1) if keep_iterate else mapped
+        best, best_residual = keep_best(best, best_residual, candidate, residual)
         trace.append(float(residual.max()))
         on_iteration(iteration, trace[-1])
         if bool((residual <= tolerance).all()):
@@ -60,6 +63,8 @@ def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float],
             y = anderson_step(iterates, images) if len(iterates) > 1 else mapped
         else:
             y = mapped
+    if keep_iterate:
+        return best[:, 0], trace, best[:, 1], best_residual
     return best, trace
 
 

@@ -1,8 +1,12 @@
 """Regularized Newton-Raphson inversion (RNRI; Samuel, Meiri et al., arXiv 2312.12540 v2-v4, ICLR 2025 "GNRI").
 
-Each inversion step minimises the scalar objective F(y) = ‖y − T(y)‖₁ + λ·G(y), G the Gaussian negative
-log-likelihood of the noising step, by the per-coordinate Newton-Raphson update
-y_i ← y_i − F(y) / (numel · (∂F/∂y_i + η·sgn ∂F/∂y_i))   (docs/methods.md §4).
+Two updates per inversion step (docs/methods.md §4):
+- `newton` (default): the Anderson fixed-point phase of §3, then, where it ends above a trigger, Newton-Krylov
+  iterations on the vector residual R(y) = y − T(y) (Knoll & Keyes 2004): finite-difference Jacobian-vector
+  products, restarted GMRES (Saad & Schultz 1986), a backtracking line search, and a Levenberg-Marquardt /
+  Tikhonov term λ toward the noising step's prior where the step is ill-posed.
+- `paper`: the published scalar objective F(y) = ‖y − T(y)‖₁ + λ·G(y), G the Gaussian negative log-likelihood of the
+  noising step, by the per-coordinate Newton-Raphson update y_i ← y_i − F(y) / (numel · (∂F/∂y_i + η·sgn ∂F/∂y_i)).
 """
 from functools import partial
 from typing import Callable, Optional
@@ -22,8 +26,10 @@ from .core import (
     rms,
     vp_input_scale,
 )
+from .fixed_point import fixed_point_solve
 
 GRADIENTS = ("autograd", "jacobian-free")
+UPDATES = ("newton", "paper")
 
 Prior = Callable[[torch.Tensor, float, float], tuple]
 """prior(x_lo, σ_lo, σ_hi) -> (mean, variance) of the noising step q(x_hi | x_lo)."""
@@ -95,12 +101,194 @@ def rnri_solve(problem: StepProblem, on_iteration: Callable[[int, float], None],
     return best, trace
 
 
-def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, iterations: int = 2,
-                regularization: float = 0.1, gradient: str = "jacobian-free", damping: float = 0.1,
-                prior: Prior = ve_transition_prior, input_scale: InputScale = vp_input_scale,
+def finite_difference_jvp(T, y: torch.Tensor, mapped: torch.Tensor, direction: torch.Tensor,
+                          epsilon: float) -> torch.Tensor:
+    """J_R·v ≈ v − (T(y + h·v) − T(y))/h for R(y) = y − T(y), one evaluation for the batch (Knoll & Keyes 2004,
+    §2.2); v: (batch, numel) float64 of unit (or zero) rows, h = ε·(1 + RMS(y))·√numel per sample."""
+    h = epsilon * (1.0 + rms(y).double()) * direction.shape[1] ** 0.5
+    shifted = T(y + (h[:, None] * direction).to(y.dtype).view_as(y))
+    return direction - (shifted - mapped).flatten(1).double() / h[:, None]
+
+
+def projected_solve(hessenberg: torch.Tensor, beta: torch.Tensor, kappa: torch.Tensor, offset: torch.Tensor,
+                    rcond: float = 1e-8) -> tuple:
+    """z = argmin ‖H̄z − β·e₁‖² + κ‖z + q‖² per sample, by the SVD of the (k+1)×k Hessenberg H̄ (Tikhonov on the
+    Krylov projection; with κ = 0 the GMRES least-squares, singular values under rcond·s_max dropped).
+
+    Returns z, the projected residual ‖H̄z − β·e₁‖ and H̄'s condition number s_max/s_min."""
+    u, s, vh = torch.linalg.svd(hessenberg, full_matrices=False)
+    ug = beta[:, None] * u[:, 0, :]
+    wq = (vh @ offset.unsqueeze(2)).squeeze(2)
+    k = kappa[:, None]
+    denominator = s ** 2 + k
+    keep = denominator > (rcond * s[:, :1]) ** 2
+    coefficients = torch.where(keep, (s * ug - k * wq) / torch.where(keep, denominator, 1.0), 0.0)
+    z = (vh.transpose(1, 2) @ coefficients.unsqueeze(2)).squeeze(2)
+    target = torch.zeros_like(hessenberg[:, :, 0])
+    target[:, 0] = beta
+    projected = ((hessenberg @ z.unsqueeze(2)).squeeze(2) - target).norm(dim=1)
+    return z, projected, s[:, 0] / s[:, -1].clamp_min(1e-300)
+
+
+def unit_rows(vectors: torch.Tensor, norms: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Rows divided by their norms; a row whose norm is under 1e-12·scale (a converged or broken-down sample) is 0."""
+    ok = norms > 1e-12 * scale
+    return torch.where(ok[:, None], vectors / torch.where(ok, norms, 1.0)[:, None], 0.0)
+
+
+def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, *, krylov: int, restarts: int,
+          forcing: torch.Tensor, kappa: torch.Tensor, offset: torch.Tensor, flagged: torch.Tensor,
+          ill_conditioned: float, step_limit: torch.Tensor) -> tuple:
+    """Restarted GMRES(m) (Saad & Schultz 1986) for J·δ = rhs per sample ((batch, numel) float64), modified
+    Gram-Schmidt Arnoldi. A sample already flagged ill-posed, or whose projection reports near-singularity (condition
+    number over ill_conditioned, or a correction longer than step_limit), gets the Tikhonov term κ‖δ + offset‖²
+    (docs/methods.md §4). Stops once every sample's residual is under forcing·‖rhs‖ (inexact Newton; Dembo,
+    Eisenstat & Steihaug 1982).
+
+    Returns δ and the per-sample flag "the Tikhonov term was applied"."""
+    batch = rhs.shape[0]
+    scale = rhs.norm(dim=1)
+    goal = forcing * scale
+    delta, residual = torch.zeros_like(rhs), rhs
+    regularized = flagged & (kappa > 0)
+    for _ in range(restarts):
+        beta = residual.norm(dim=1)
+        if bool((beta <= goal).all()):
+            break
+        basis = [unit_rows(residual, beta, scale)]
+        hessenberg = rhs.new_zeros(batch, krylov + 1, krylov)
+        for j in range(krylov):
+            w = matvec(basis[j])
+            for i, v in enumerate(basis):
+                hessenberg[:, i, j] = (v * w).sum(1)
+                w = w - hessenberg[:, i, j, None] * v
+            hessenberg[:, j + 1, j] = w.norm(dim=1)
+            basis.append(unit_rows(w, hessenberg[:, j + 1, j], scale))
+            space = torch.stack(basis[:j + 1], 2)
+            projected_offset = (space.transpose(1, 2) @ (offset + delta).unsqueeze(2)).squeeze(2)
+            h = hessenberg[:, :j + 2, :j + 1]
+            z, _, condition = projected_solve(h, beta, torch.zeros_like(kappa), projected_offset)
+            singular = (condition > ill_conditioned) | ((delta + (space @ z.unsqueeze(2)).squeeze(2)).norm(dim=1)
+                                                        > step_limit)
+            weight = torch.where(regularized | singular, kappa, 0.0)
+            z, projected, _ = projected_solve(h, beta, weight, projected_offset)
+            if bool((projected <= goal).all()):
+                break
+        regularized = regularized | (weight > 0)
+        delta = delta + (space @ z.unsqueeze(2)).squeeze(2)
+        left = -(h @ z.unsqueeze(2)).squeeze(2)
+        left[:, 0] += beta
+        residual = (torch.stack(basis[:j + 2], 2) @ left.unsqueeze(2)).squeeze(2)
+    return delta, regularized
+
+
+def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float], None], *, iterations: int,
+                        regularization: float, prior: Prior, max_iterations: int, tolerance: float, trigger: float,
+                        krylov: int, restarts: int, line_search: int, epsilon: Optional[float],
+                        ill_conditioned: float = 1e4, stall: float = 0.9) -> tuple:
+    """Anderson fixed-point phase (docs/methods.md §3), then where it ends above trigger·tolerance `iterations`
+    Newton-Krylov iterations on R(y) = y − T(y) (Knoll & Keyes 2004; GMRES, Saad & Schultz 1986) with a backtracking
+    line search and a Levenberg-Marquardt term λ toward the noising prior where the step is ill-posed (§4).
+
+    Returns T(y) of each sample's best iterate (residual, plus the prior term where it applied) and the residual
+    trace, one entry per evaluation (a Jacobian-vector product's entry is the residual of the iterate it is at)."""
+    image, trace, y, residual = fixed_point_solve(problem, on_iteration, max_iterations, tolerance, "anderson",
+                                                  keep_iterate=True)
+    if float(residual.max()) <= trigger * tolerance:
+        return image, trace
+    mean, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)
+    kappa = torch.full((y.shape[0],), regularization / variance, dtype=torch.float64, device=y.device)
+    epsilon = epsilon if epsilon is not None else torch.finfo(y.dtype).eps ** 0.5
+
+    def evaluate(point: torch.Tensor, shown: Optional[torch.Tensor] = None) -> torch.Tensor:
+        mapped = problem.T(point)
+        trace.append(float((rms(mapped - point) if shown is None else shown).max()))
+        on_iteration(len(trace) - 1, trace[-1])
+        return mapped
+
+    def squares(point: torch.Tensor, mapped: torch.Tensor) -> tuple:
+        """(‖R‖², ‖y − μ‖²) per sample, float64."""
+        return ((point - mapped).flatten(1).double().pow(2).sum(1),
+                (point - mean).flatten(1).double().pow(2).sum(1))
+
+    def merit(parts: tuple, weight: torch.Tensor) -> torch.Tensor:
+        return parts[0] + weight * parts[1]
+
+    mapped, parts = image, squares(y, image)
+    best, best_parts = torch.stack([mapped, y], 1), parts
+    initial = parts[0].sqrt()
+    ill = torch.zeros_like(kappa, dtype=torch.bool)  # where the step is ill-posed: λ applies from then on
+    step_limit = (variance * y[0].numel()) ** 0.5  # the length of a whole noising step's noise
+    shape = (-1, *[1] * (y.ndim - 1))
+    for _ in range(iterations):
+        current = rms(mapped - y)
+        if bool((current <= tolerance).all()):
+            break
+        forcing = (parts[0].sqrt() / initial.clamp_min(1e-300)).clamp(max=0.1)
+        delta, regularized = gmres(
+            lambda v, y=y, mapped=mapped, current=current: finite_difference_jvp(
+                lambda point: evaluate(point, current), y, mapped, v, epsilon),
+            -(y - mapped).flatten(1).double(), krylov=krylov, restarts=restarts, forcing=forcing, kappa=kappa,
+            offset=(y - mean).flatten(1).double(), flagged=ill, ill_conditioned=ill_conditioned,
+            step_limit=torch.full_like(kappa, step_limit))
+        ill = ill | regularized
+        weight = torch.where(ill, kappa, 0.0)
+        delta = delta.to(y.dtype).view_as(y)
+        base = merit(parts, weight)
+        step = torch.ones_like(base)
+        accepted = torch.zeros_like(ill)
+        next_y, next_mapped, next_parts = y, mapped, parts
+        for _ in range(line_search):  # backtracking on the merit ‖R‖² (+ κ‖y − μ‖² where ill-posed)
+            candidate = torch.where(accepted.view(shape), next_y, y + step.to(y.dtype).view(shape) * delta)
+            candidate_mapped = evaluate(candidate)
+            candidate_parts = squares(candidate, candidate_mapped)
+            score, best_score = merit(candidate_parts, weight), merit(best_parts, weight)
+            best, _ = keep_best(best, best_score, torch.stack([candidate_mapped, candidate], 1), score)
+            best_parts = tuple(torch.where(score < best_score, c, b) for c, b in zip(candidate_parts, best_parts))
+            newly = ~accepted & (score <= (1.0 - 1e-4 * step) * base)
+            next_y = torch.where(newly.view(shape), candidate, next_y)
+            next_mapped = torch.where(newly.view(shape), candidate_mapped, next_mapped)
+            next_parts = tuple(torch.where(newly, c, p) for c, p in zip(candidate_parts, next_parts))
+            accepted = accepted | newly
+            if bool(accepted.all()):
+                break
+            step = torch.where(accepted, step, step / 2)
+        # the residual stopped falling short of the tolerance: the step is ill-posed there
+        ill = ill | ((next_parts[0] > stall ** 2 * parts[0]) & (rms(next_mapped - next_y) > tolerance))
+        y, mapped, parts = next_y, next_mapped, next_parts
+    return best[:, 0], trace
+
+
+FOLD_RATIO = 0.85
+"""A step with c = (σ_hi − s)/σ_hi at or above this is likely a fold: J_R = (1 − c)·I + c·J_D is nearly singular where
+J_D has an eigenvalue near −(1 − c)/c (docs/methods.md §4)."""
+
+
+def fold_ratio(sigmas: torch.Tensor, rule: StepRule = euler_rule) -> Optional[float]:
+    """c = (σ_hi − s)/σ_hi of the first inversion step that lands above σ = 0 (s > 0); None if there is none. The
+    step up from σ = 0 has c = 1 by construction (it solves D(y) = x_0) and is not counted."""
+    values = sigmas.flatten().tolist()
+    for sigma_lo, sigma_hi in zip(values[::-1][1:], values[::-1][2:]):
+        s = rule(sigma_hi, sigma_lo)[2]
+        if s > 0:
+            return (sigma_hi - s) / sigma_hi
+    return None
+
+
+def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, update: str = "newton",
+                iterations: int = 2, regularization: float = 0.1, gradient: str = "jacobian-free",
+                damping: float = 0.1, prior: Prior = ve_transition_prior, input_scale: InputScale = vp_input_scale,
                 callback: Optional[Callback] = None, rule: StepRule = euler_rule,
-                noises: Optional[list] = None) -> InversionResult:
-    """Invert every Euler step by regularized Newton-Raphson, `iterations` evaluations per step (RNRI)."""
+                noises: Optional[list] = None, max_iterations: int = 20,
+                tolerance: float = 1e-4, trigger: float = 1.0, krylov: int = 5, restarts: int = 1,
+                line_search: int = 3, epsilon: Optional[float] = None,
+                warm_start: Optional[bool] = None) -> InversionResult:
+    """Invert every Euler step by RNRI (docs/methods.md §4): `newton`, the Anderson phase of FixedPoint (at most
+    max_iterations evaluations, to tolerance) then `iterations` Newton-Krylov iterations where it ends above
+    trigger·tolerance, λ a Levenberg-Marquardt term at ill-posed steps; or `paper`, the published per-coordinate
+    update, `iterations` evaluations per step. warm_start (None: on for newton, off for paper) as FixedPoint's."""
+    if update not in UPDATES:
+        raise ValueError(f"update: expected one of {UPDATES}, got {update!r}")
     if gradient not in GRADIENTS:
         raise ValueError(f"gradient: expected one of {GRADIENTS}, got {gradient!r}")
     if iterations < 1:
@@ -109,6 +297,16 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, iter
         raise ValueError(f"regularization: expected λ ≥ 0, got {regularization}")
     if damping <= 0:
         raise ValueError(f"damping: expected η > 0, got {damping}")
-    solve = partial(rnri_solve, iterations=iterations, regularization=regularization, gradient=gradient,
-                    damping=damping, prior=prior)
-    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback, rule, noises)
+    if update == "paper":
+        solve = partial(rnri_solve, iterations=iterations, regularization=regularization, gradient=gradient,
+                        damping=damping, prior=prior)
+        return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback, rule, noises, bool(warm_start))
+    for name, value, least in (("max_iterations", max_iterations, 1), ("krylov", krylov, 1),
+                               ("restarts", restarts, 1), ("line_search", line_search, 1)):
+        if value < least:
+            raise ValueError(f"{name}: expected at least {least}, got {value}")
+    solve = partial(newton_krylov_solve, iterations=iterations, regularization=regularization, prior=prior,
+                    max_iterations=max_iterations, tolerance=tolerance, trigger=trigger, krylov=krylov,
+                    restarts=restarts, line_search=line_search, epsilon=epsilon)
+    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback, rule, noises,
+                           True if warm_start is None else warm_start)

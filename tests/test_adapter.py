@@ -225,7 +225,7 @@ def test_autograd_keeps_no_copy_of_the_weights_after_the_node(pack, model):
             latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))}
             RNRIInvert.execute(model=model, positive=random_conditioning(3), latent=latent, steps=4,
                                scheduler="simple", cfg=1.0, strength=1.0, iterations=2, regularization=0.1,
-                               gradient="autograd", sampler="euler", noise_seed=0)
+                               gradient="autograd", sampler="euler", noise_seed=0, update="paper")
         gc.collect()
         return process.memory_info().rss
 

@@ -54,7 +54,7 @@ FAMILY_OF = {"flow": "CONST", "flux_sampling": "CONST", "sd3": "CONST", "flux": 
              "v_prediction": "V_PREDICTION", "sdxl_v_prediction": "V_PREDICTION", "x0": "X0", "edm": "EDM",
              "cosmos_rflow": "COSMOS_RFLOW"}
 METHODS = {"ddim": {}, "fixed_point": {"max_iterations": 20, "tolerance": 1e-4},
-           "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"},
+           "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free", "update": "paper"},
            "edict": {}, "bdia": {}}
 
 

@@ -9,14 +9,23 @@ What the theory says, and what these tests check:
 - jacobian-free: ∂T/∂y = 0 gives the authors' sign step y + mean|r|/(1 + η)·sgn(T(y) − y).
 - λ > 0: F ≥ λ·G > 0 wherever the exact inverse is not the prior mean, so F has no root there; the
   iteration trades residual for prior likelihood, and the residual it settles at does not shrink as λ grows.
+
+The `newton` update (Anderson, then Newton-Krylov on R(y) = y − T(y)) is a vector Newton method: it solves a linear
+step whose fixed-point map expands (spectral radius > 1) in one iteration, converges quadratically on a smooth
+nonlinear step once its Krylov space spans the latent, finds the exact root at λ = 0 (and at λ > 0 on a well-posed
+step, where λ does not apply), keeps its iterates bounded on a fold with no root when λ > 0, and counts every
+evaluation, its Jacobian-vector products and line-search trials included.
 """
 import pytest
 import torch
-from support.oracles import GaussianDataDenoiser, karras_sigmas, random_linear_denoiser
+from support.oracles import GaussianDataDenoiser, LinearDenoiser, karras_sigmas, random_linear_denoiser
 
-from solvers import StepProblem, inverse_step_map, rms, sample
+from solvers import CountingDenoiser, StepProblem, euler_rule, fixed_point_solve, inverse_step_map, rms, sample
 from solvers.rnri import (
+    FOLD_RATIO,
     flow_transition_prior,
+    fold_ratio,
+    newton_krylov_solve,
     newton_step,
     objective_and_gradient,
     rnri_invert,
@@ -130,7 +139,8 @@ def test_full_inversion_round_trip_improves_on_ddim_with_iterations():
     sigmas = karras_sigmas(10)
     errors = {}
     for k in (1, 2, 50):
-        result = rnri_invert(oracle, x0, sigmas, iterations=k, regularization=0.0, gradient="autograd")
+        result = rnri_invert(oracle, x0, sigmas, update="paper", iterations=k, regularization=0.0,
+                             gradient="autograd")
         assert result.evaluations == 10 * k
         errors[k] = float((sample(oracle, result.latent, sigmas) - x0).norm() / x0.norm())
     assert errors[50] < errors[2] < errors[1], errors
@@ -149,7 +159,127 @@ def test_flow_prior_reduces_to_the_ve_prior_shape():
     ({"regularization": -1.0}, "regularization: expected λ ≥ 0, got -1.0"),
     ({"gradient": "numeric"}, "gradient: expected one of"),
     ({"damping": 0.0}, "damping: expected η > 0"),
+    ({"update": "broyden"}, "update: expected one of"),
+    ({"krylov": 0}, "krylov: expected at least 1"),
 ])
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         rnri_invert(lambda x, s: x, torch.ones(1, 4), karras_sigmas(2), **options)
+
+
+def newton(problem, iterations, regularization=0.0, **options):
+    """The newton update with its Anderson phase cut to the evaluation of y0, so that Newton-Krylov does the work."""
+    settings = dict(iterations=iterations, regularization=regularization, prior=ve_transition_prior, max_iterations=1,
+                    tolerance=1e-15, trigger=1.0, krylov=5, restarts=1, line_search=3, epsilon=None)
+    return newton_krylov_solve(problem, lambda *_: None, **{**settings, **options})
+
+
+def expanding_linear_step(seed=0):
+    """A linear denoiser whose step map T has eigenvalues 0.8·(1 − 0.5·m) for m ∈ {6, 1.5, 0.5}: −1.6 makes
+    fixed-point iteration diverge; three distinct eigenvalues make a 3-vector Krylov space exact."""
+    g = torch.Generator().manual_seed(seed)
+    basis, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=F64))
+    gains = torch.tensor([6.0] * 4 + [1.5] * 4 + [0.5] * 4, dtype=F64)
+    oracle = LinearDenoiser(basis @ torch.diag(gains) @ basis.T)
+    x_lo = torch.randn(2, 12, generator=g, dtype=F64)
+    problem = StepProblem(T=inverse_step_map(oracle, x_lo, 0.2, 1.0), x_lo=x_lo, sigma_lo=0.2, sigma_hi=1.0, y0=x_lo)
+    return oracle, problem
+
+
+def smooth_step():
+    """A smooth nonlinear step (no closed form) on a 4-element latent, so GMRES(5) solves each Newton system exactly."""
+    def smooth(x, sigma):
+        return torch.tanh(1.5 * x) / (1.0 + sigma ** 2) + 0.3 * x.roll(1, -1)
+
+    x_lo = torch.randn(2, 4, generator=torch.Generator().manual_seed(3), dtype=F64)
+    return StepProblem(T=inverse_step_map(smooth, x_lo, 0.3, 0.9), x_lo=x_lo, sigma_lo=0.3, sigma_hi=0.9, y0=x_lo)
+
+
+def test_newton_solves_a_step_where_fixed_point_iteration_diverges():
+    oracle, p = expanding_linear_step()
+    exact = oracle.exact_step_inverse(p.x_lo, p.sigma_lo, p.sigma_hi)
+    _, plain = fixed_point_solve(p, lambda *_: None, max_iterations=8, tolerance=0.0)
+    assert plain[-1] > 10 * plain[0]  # Picard diverges
+    y, trace = newton(p, iterations=2)
+    assert torch.allclose(y, exact, atol=1e-8)
+    y, trace = newton(p, iterations=3)
+    assert torch.allclose(y, exact, atol=1e-12) and min(trace) < 1e-12
+    # y0, then per iteration 2-4 JVPs (3 eigenvalues; finite differences cost the 4th digit) and 1 line-search trial
+    assert len(trace) <= 15
+
+
+def test_newton_converges_quadratically_on_a_smooth_nonlinear_step():
+    p = smooth_step()
+    residuals = [min(newton(p, iterations=k)[1]) for k in range(1, 5)]
+    _, picard = fixed_point_solve(p, lambda *_: None, max_iterations=20, tolerance=0.0)
+    assert residuals[-1] < 1e-9 < min(picard), (residuals, picard[-1])
+    for before, after in zip(residuals, residuals[1:]):  # r_{k+1} ≤ C·r_k²: quadratic, not linear
+        assert after < 2.0 * before ** 2, residuals
+
+
+def test_unregularized_newton_finds_the_exact_root_and_lambda_is_idle_on_a_well_posed_step():
+    oracle, p = gaussian_step(0.4, 2.0)
+    exact = oracle.exact_step_inverse(p.x_lo, p.sigma_lo, p.sigma_hi)
+    root, _ = newton(p, iterations=3, regularization=0.0)
+    assert torch.allclose(root, exact, atol=1e-12)
+    regularized, _ = newton(p, iterations=3, regularization=0.5)
+    assert torch.equal(regularized, root)  # λ applies only where the step is ill-posed
+
+
+def fold_step():
+    """R(y) = y − T(y) = (y − a)² + b elementwise, b > 0: no root, J_R = 2·diag(y − a) singular at the minimum of
+    ‖R‖. From y0 = a + 0.01 the Newton step −R/J_R is ≈ −25 per element."""
+    a = torch.linspace(-0.5, 0.5, 8, dtype=F64).repeat(2, 1)
+    seen = []
+
+    def T(y):
+        seen.append(y.clone())
+        return y - ((y - a) ** 2 + 0.5)
+
+    x_lo = a + 0.3
+    return StepProblem(T=T, x_lo=x_lo, sigma_lo=0.5, sigma_hi=1.0, y0=a + 0.01), seen, a
+
+
+def test_levenberg_marquardt_keeps_a_fold_bounded():
+    p, seen, a = fold_step()
+    y, trace = newton(p, iterations=6, regularization=0.1)
+    points = torch.stack(seen)
+    assert torch.isfinite(points).all() and torch.isfinite(y).all()
+    assert float((points - p.x_lo).abs().max()) < 1.0  # every evaluated point stays near the prior mean x_lo
+    assert min(trace) < 0.55  # and near the least residual there is (b = 0.5, at y = a)
+    seen.clear()
+    newton(p, iterations=6, regularization=0.0)
+    assert float((torch.stack(seen) - p.x_lo).abs().max()) > 5.0  # without λ the Newton step jumps across the fold
+
+
+def test_newton_counts_every_evaluation_and_reports_each():
+    g = torch.Generator().manual_seed(11)
+    mean = torch.randn(1, 4, 6, 6, generator=g, dtype=F64) * 0.5
+    oracle = CountingDenoiser(GaussianDataDenoiser(mean, std=0.7))
+    x0 = mean + 0.7 * torch.randn(2, 4, 6, 6, generator=g, dtype=F64)
+    events = []
+    # trigger 0: Newton-Krylov runs at every step that the Anderson phase leaves above the tolerance
+    result = rnri_invert(oracle, x0, karras_sigmas(6), iterations=2, max_iterations=3, tolerance=1e-12, trigger=0.0,
+                         callback=events.append)
+    assert result.evaluations == oracle.evaluations == len(events) == sum(len(t) for t in result.residuals)
+    assert any(len(t) > 3 for t in result.residuals)  # Newton-Krylov ran: more than the Anderson phase's 3
+    assert float((sample(oracle.denoiser, result.latent, karras_sigmas(6)) - x0).abs().max()) < 1e-9
+
+
+def test_newton_default_beats_the_paper_update_at_the_same_step_count():
+    g = torch.Generator().manual_seed(5)
+    mean = torch.randn(1, 4, 6, 6, generator=g, dtype=F64) * 0.5
+    oracle = GaussianDataDenoiser(mean, std=0.7)
+    x0 = mean + 0.7 * torch.randn(2, 4, 6, 6, generator=g, dtype=F64)
+    sigmas = karras_sigmas(10)
+    errors = {update: float((sample(oracle, rnri_invert(oracle, x0, sigmas, update=update).latent, sigmas) - x0).norm()
+                            / x0.norm()) for update in ("newton", "paper")}
+    assert errors["newton"] < 1e-3 * errors["paper"], errors
+
+
+def test_fold_ratio_of_the_first_step_above_zero():
+    sigmas = torch.tensor([14.6, 2.0, 0.35, 0.0413, 0.0], dtype=F64)
+    assert fold_ratio(sigmas, euler_rule) == pytest.approx((0.35 - 0.0413) / 0.35)
+    assert fold_ratio(sigmas, euler_rule) > FOLD_RATIO
+    assert fold_ratio(torch.tensor([1.0, 0.0]), euler_rule) is None
+    assert fold_ratio(sigmas, lambda hi, lo: (1.0, lo, 0.0)) is None  # LCM lands on D(y): no such step

@@ -1,7 +1,7 @@
 """What an invert node shows: its `ui` summary (residual trace, evaluations, wiring, quality warning)."""
 import logging
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 from .handoff import Inversion
 
@@ -13,9 +13,10 @@ back faithfully (FixedPoint at its defaults estimates 0.005-0.03 on the test mod
 
 
 def summary(inversion: Inversion, method: str, started_at_step: Optional[int], sampler: str = "euler",
-            exact: bool = False) -> dict:
+            exact: bool = False, notes: Sequence[str] = ()) -> dict:
     """The node's `ui` data: residual trace, evaluations, how to wire the hand-off and a warning when the seed will
-    not give the image back (JSON-safe numbers). Exact methods' residuals are their pair's gaps, not step errors."""
+    not give the image back (JSON-safe numbers). Exact methods' residuals are their pair's gaps, not step errors.
+    `notes`: a method's own warnings about its inputs (RNRI's fold), logged and joined into the warning."""
     result = inversion.result
     final = [min(trace) if trace else 0.0 for trace in result.residuals]
     # first order: each step's leftover residual shifts the regenerated latent by about that much; how the
@@ -34,8 +35,14 @@ def summary(inversion: Inversion, method: str, started_at_step: Optional[int], s
         "round_trip_estimate": estimate,
         "sigmas": [float(s) for s in inversion.sigmas],
     }
+    warnings = list(notes)
     if estimate > POOR_ROUND_TRIP:
-        report["warning"] = (f"round trip ≈ {estimate:.2g} of the latent: this seed will not give the image back "
-                             f"faithfully. Use FixedPoint Invert with more max_iterations, more steps, or a lower cfg")
-        log.warning("seedfinder: %s inversion: %s", method, report["warning"])
+        warnings.append(f"round trip ≈ {estimate:.2g} of the latent: this seed will not give the image back "
+                        f"faithfully. Use FixedPoint Invert with more max_iterations, more steps, or a lower cfg")
+    for warning in warnings:
+        log.warning("seedfinder: %s inversion: %s", method, warning)
+    if notes:
+        report["notes"] = list(notes)
+    if warnings:
+        report["warning"] = ". ".join(w.rstrip(".") for w in warnings)
     return report
