@@ -68,28 +68,36 @@ SDXL_FULL_UNET = dict(
 )
 
 
+def model_of_config(config_class, unet: dict, dtype: torch.dtype, state_dict=None):
+    """A MODEL of ComfyUI's `config_class` (e.g. supported_models.SD15) with this UNet config, whatever ComfyUI's
+    file detection would call it, run in `dtype`; weights from `state_dict`, or random (tinymodels' scale)."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    from . import tinymodels
+
+    class GivenConfig(config_class):
+        unet_extra_config = {}
+
+    config = GivenConfig(dict(unet))
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    if state_dict is None:
+        state_dict = tinymodels.random_state_dict(tinymodels.meta_shapes(model.diffusion_model), 0,
+                                                  tinymodels.WEIGHT_SCALE, dtype)
+    model.diffusion_model.load_state_dict(state_dict, strict=True)
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
 def full_size_model(name: str, dtype: torch.dtype):
     """(MODEL, CONDITIONING): SD1.5 or SDXL at full size with random weights, or SD1.5 as an LCM ('sd15-lcm'),
     built with ComfyUI's model classes and run in `dtype` as ComfyUI would."""
-    import comfy.model_management as mm
-    import comfy.model_patcher
     import comfy.supported_models
-
-    from . import tinymodels
     config_class, unet = {"sd15": (comfy.supported_models.SD15, SD15_FULL_UNET),
                           "sd15-lcm": (comfy.supported_models.SD15, SD15_FULL_UNET),
                           "sdxl": (comfy.supported_models.SDXL, SDXL_FULL_UNET)}[name]
-
-    class FullSize(config_class):
-        unet_extra_config = {}
-
-    config = FullSize(dict(unet))
-    config.set_inference_dtype(dtype, None)
-    model = config.get_model({})
-    model.load_model_weights(tinymodels.random_state_dict(tinymodels.meta_shapes(model.diffusion_model), 0,
-                                                          tinymodels.WEIGHT_SCALE, dtype), "")
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                               offload_device=mm.unet_offload_device())
+    patcher = model_of_config(config_class, unet, dtype)
     if name == "sd15-lcm":
         from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
         (patcher,) = ModelSamplingDiscrete().patch(patcher, "lcm", False)
