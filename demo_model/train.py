@@ -24,7 +24,7 @@ SOURCES = ("data.py", "text.py", "train.py", "widen.py")
 FILES = {"vae": "taesd_narrow.safetensors", "eps": "unet_eps_narrow.safetensors",
          "flow": "unet_flow_narrow.safetensors"}
 REQUIRED = ("vae", "eps")
-VAE_CONFIG = dict(seed=0, images=20000, steps=1500, batch=32, lr=2e-3, latent_noise=0.1, scale_penalty=0.1,
+VAE_CONFIG = dict(seed=0, images=20000, steps=3500, batch=32, lr=2e-3, latent_noise=0.05, scale_penalty=0.1,
                   width=widen.TAESD_WIDTH)
 UNET_CONFIG = dict(seed=1, images=30000, steps={"eps": 2000, "flow": 1400}, batch=64, lr=1e-3, warmup=100,
                    ema=0.998, cfg_dropout=0.1, width=widen.UNET_WIDTH, unet=widen.unet_config())
