@@ -4,8 +4,6 @@ import numpy as np
 from . import data
 
 BORDER = 3  # px: shapes keep 2 px from the edge, the border frame is mostly background
-SQUARE_FILL = 0.90  # of the bounding box: square 1, disc π/4 ≈ 0.79, upward triangle 1/2
-TAPER = 0.6  # top third narrower than this fraction of the bottom third: the upward triangle (≈ 1/3), not the disc (1)
 
 
 def nearest(rgb: np.ndarray, names) -> str:
@@ -13,16 +11,23 @@ def nearest(rgb: np.ndarray, names) -> str:
     return min(names, key=lambda name: np.square(rgb - np.array(data.PALETTE[name])).sum())
 
 
+def templates(height: int, width: int) -> dict:
+    """Each shape drawn to fill a height×width bounding box, as boolean masks."""
+    v, u = np.mgrid[0:height, 0:width]
+    u, v = (u + 0.5) / width * 2 - 1, (v + 0.5) / height * 2 - 1
+    return {"disc": u ** 2 + v ** 2 <= 1, "square": np.ones((height, width), bool), "triangle": np.abs(u) <= (v + 1) / 2}
+
+
 def shape_of(mask: np.ndarray) -> str:
-    """disc, square or triangle from a boolean mask: how much of its bounding box it fills, and whether it tapers."""
+    """disc, square or triangle: the shape whose template, fitted to the mask's bounding box, overlaps it best (IoU);
+    robust to the rounded corners and soft edges of a blurry sample."""
     rows, cols = np.nonzero(mask.sum(axis=1) >= 2)[0], np.nonzero(mask.sum(axis=0) >= 2)[0]
     if len(rows) < 3 or len(cols) < 3:
         return "none"
     box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    if box.mean() >= SQUARE_FILL:
-        return "square"
-    widths, third = box.sum(axis=1), max(1, len(box) // 3)
-    return "triangle" if widths[:third].mean() < TAPER * widths[-third:].mean() else "disc"
+    overlaps = {name: (box & template).sum() / (box | template).sum()
+                for name, template in templates(*box.shape).items()}
+    return max(overlaps, key=overlaps.get)
 
 
 def classify(image: np.ndarray) -> tuple:
