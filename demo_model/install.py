@@ -1,0 +1,70 @@
+"""Install the demo model where ComfyUI's core loaders find it: the shipped narrow weights widened (deterministic,
+the same function) to SD1.5-detectable widths, the seeded CLIP-L, and a few procedural images for LoadImage."""
+import os
+
+import numpy as np
+
+from . import data, ensure_comfy, text, train, widen
+
+UNET_FILES = {"eps": "seedfinder_demo_shapes_sd15_eps.safetensors",
+              "flow": "seedfinder_demo_shapes_sd15_flow.safetensors"}  # flow: load, then ModelSamplingSD3 shift 1
+VAE_FILE = "seedfinder_demo_shapes_taesd.safetensors"
+CLIP_FILE = "seedfinder_demo_clip_l.safetensors"
+SD15_SCALE = 0.18215  # vae_scale: SD15's process_in multiplies by it again, so the UNet sees the encoder's output
+# Never rendered for training (a different generator per image); the second pair is the held-out one.
+DEMO_LABELS = (("red", "disc", "blue"), ("green", "triangle", "black"), ("yellow", "square", "gray"),
+               ("white", "triangle", "red"))
+DEMO_SEED = 9000
+
+
+def image_name(label) -> str:
+    """The PNG name that says its caption: seedfinder_shapes_red_disc_on_blue.png."""
+    colour, shape, background = label
+    return f"seedfinder_shapes_{colour}_{shape}_on_{background}.png"
+
+
+def save_file(tensors: dict, path: str, metadata: dict | None = None) -> None:
+    """safetensors file, folders created."""
+    import safetensors.torch
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    safetensors.torch.save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
+
+
+def write_demo_models(models_dir: str, weights: str = train.WEIGHTS) -> dict:
+    """Write the wide UNet(s) (diffusion_models/), TAESD VAE (vae/) and CLIP-L (text_encoders/) from the narrow
+    files in `weights`; {kind: path}."""
+    import torch
+    ensure_comfy()
+    paths = {}
+    vae, vae_meta = train.load_weights("vae", weights)
+    encoder, decoder = widen.widen_taesd(*train.split_vae(vae))
+    paths["vae"] = os.path.join(models_dir, "vae", VAE_FILE)
+    save_file({**{f"taesd_encoder.{k}": v for k, v in encoder.items()},
+               **{f"taesd_decoder.{k}": v for k, v in decoder.items()},
+               "vae_scale": torch.tensor(SD15_SCALE), "vae_shift": torch.tensor(0.0)},
+              paths["vae"], {"source_sha256": vae_meta["source_sha256"]})
+    for objective, name in UNET_FILES.items():
+        if os.path.exists(os.path.join(weights, train.FILES[objective])):
+            narrow, meta = train.load_weights(objective, weights)
+            paths[objective] = os.path.join(models_dir, "diffusion_models", name)
+            # float32: the widened weights are the fp16 narrow ones divided by 5 or √5, not fp16-representable
+            save_file(widen.widen_unet(narrow), paths[objective],
+                      {key: meta[key] for key in ("source_sha256", "objective", "clip_fingerprint")})
+    paths["clip"] = os.path.join(models_dir, "text_encoders", CLIP_FILE)
+    save_file(text.clip_state_dict(), paths["clip"])
+    return paths
+
+
+def demo_image(index: int) -> np.ndarray:
+    """The uint8 image of DEMO_LABELS[index]."""
+    return data.render(DEMO_LABELS[index], np.random.default_rng(DEMO_SEED + index))
+
+
+def write_demo_images(input_dir: str) -> list:
+    """The demo images as PNGs for LoadImage; their names."""
+    from PIL import Image
+    os.makedirs(input_dir, exist_ok=True)
+    names = [image_name(label) for label in DEMO_LABELS]
+    for index, name in enumerate(names):
+        Image.fromarray(demo_image(index)).save(os.path.join(input_dir, name))
+    return names
