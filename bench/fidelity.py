@@ -70,6 +70,7 @@ def load_demo(models: str, wide: bool):
     import comfy.sd
     import comfy.supported_models
     import comfy.utils
+
     import demo_model.install as install
     from demo_model import train, widen
     paths = install.write_demo_models(models)

@@ -37,6 +37,7 @@ def sample(model, clip, vae, prompt: str, count: int, seed: int, steps: int = 20
     """uint8 (count, 64, 64, 3): KSampler's euler/normal from `count` noises of `seed`, decoded."""
     import comfy.sample
     import torch
+
     from . import text
     latent = torch.zeros(count, 4, 8, 8)
     positive = [[text.encode(clip, prompt), {}]]
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
         model, clip, vae = load(models_dir, args.objective, args.weights)
         images, labels = data.dataset(256, seed=HELD_OUT_SEED, held_out=None)
         print(f"measure accuracy on held-out procedural images: "
-              f"{np.mean([measure.classify(i) == l for i, l in zip(images, labels)]):.1%}")
+              f"{np.mean([measure.classify(image) == label for image, label in zip(images, labels)]):.1%}")
         recon = (vae.decode(vae.encode(torch.from_numpy(images[:64]).float() / 255)).clamp(0, 1).numpy() * 255)
         print(f"VAE PSNR on 64 held-out images: {np.mean([psnr(a, b) for a, b in zip(images, recon.round())]):.2f} dB")
         rng = np.random.default_rng(HELD_OUT_SEED)

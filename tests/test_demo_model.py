@@ -6,9 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO
-from tinymodels import UNET_FILE
+from support.tinymodels import UNET_FILE
 
 pytestmark = pytest.mark.host
 
@@ -63,6 +62,7 @@ def test_widened_taesd_encodes_and_decodes_as_the_narrow_one(demo):
     import comfy.sd
     import comfy.utils
     import torch
+
     from demo_model import install, train, widen
     encoder, decoder = widen.taesd_encoder(), widen.taesd_decoder()
     for net, state in zip((encoder, decoder), train.split_vae(train.load_weights("vae")[0])):
@@ -87,6 +87,7 @@ def run_check(folder: str) -> subprocess.CompletedProcess:
 
 def test_check_accepts_the_shipped_files_and_refuses_stale_ones(tmp_path):
     import safetensors.torch
+
     from demo_model import train
     shipped = run_check(train.WEIGHTS)
     assert shipped.returncode == 0, shipped.stdout + shipped.stderr
@@ -97,7 +98,9 @@ def test_check_accepts_the_shipped_files_and_refuses_stale_ones(tmp_path):
 
 def test_loaded_clip_matches_the_training_fingerprint_and_another_does_not(demo):
     import json
+
     import comfy.sd
+
     from demo_model import text
     expected = json.loads(narrow_unet("eps")[1]["clip_fingerprint"])
     text.check_fingerprint(comfy.sd.load_clip([demo[0]["clip"]]), expected)
@@ -132,7 +135,8 @@ def denoise_graph(unet: str, denoise: float) -> dict:
         graph.update({
             f"image{i}": {"class_type": "LoadImage", "inputs": {"image": install.image_name(label)}},
             f"encode{i}": {"class_type": "VAEEncode", "inputs": {"pixels": [f"image{i}", 0], "vae": ["vae", 0]}},
-            f"prompt{i}": {"class_type": "CLIPTextEncode", "inputs": {"text": data.caption(label), "clip": ["clip", 0]}},
+            f"prompt{i}": {"class_type": "CLIPTextEncode",
+                           "inputs": {"text": data.caption(label), "clip": ["clip", 0]}},
             f"denoise{i}": {"class_type": "SamplerCustom", "inputs": {
                 "model": ["unet", 0], "add_noise": True, "noise_seed": 100 + i, "cfg": 1.0,
                 "positive": [f"prompt{i}", 0], "negative": ["empty_prompt", 0], "sampler": ["euler", 0],
@@ -148,6 +152,7 @@ def denoise_graph(unet: str, denoise: float) -> dict:
 def denoising_mse(host, unet: str, denoise: float) -> float:
     """Mean squared error (model space) of the one-step denoised demo latents against the clean ones."""
     from graphs import saved_latent
+
     from demo_model import install
     history = host.run(denoise_graph(unet, denoise))
     errors = [(saved_latent(host, history, f"save_denoised{i}") - saved_latent(host, history, f"save_clean{i}"))

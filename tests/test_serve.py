@@ -8,8 +8,9 @@ import time
 import urllib.request
 
 import pytest
-from demo_model.install import DEMO_LABELS, UNET_FILES, image_name
 from support.comfy_host import COMFY_TREE, REPO, free_port
+
+from demo_model.install import DEMO_LABELS, UNET_FILES, image_name
 
 UNET_FILE = UNET_FILES["eps"]
 
