@@ -27,6 +27,7 @@ class Fidelity(io.ComfyNode):
             node_id="SeedfinderFidelity",
             display_name="Fidelity (PSNR / SSIM)",
             category=CATEGORY,
+            is_output_node=True,  # a readout: it runs even when nothing takes its numbers
             description="How faithful a reconstruction is: PSNR and SSIM against the source image and, with the VAE, "
                         "the VAE bound (decode(encode(source)): no seed can do better through this VAE) and the gap "
                         "to it in dB. Shown on the node and returned as numbers (batch means).",
