@@ -12,7 +12,7 @@ from tinymodels import UNET_FILE
 
 pytestmark = pytest.mark.host
 
-PROMPT_STEPS, PROMPT_CFG = 10, 4.0
+PROMPT_STEPS, PROMPT_CFG = 10, 4.0  # 20 steps: the same rates (held-out shape 50 %), twice the time
 HELD_OUT_PROMPTS = ("a green triangle on a black background",)
 TRAINED_PROMPTS = ("a red disc on a blue background", "a yellow square on a gray background",
                    "a white triangle on a red background", "a purple disc on a white background")
