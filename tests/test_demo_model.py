@@ -101,9 +101,9 @@ def test_loaded_clip_matches_the_training_fingerprint_and_another_does_not(demo)
     import json
 
     import comfy.sd
+    import torch
 
     from demo_model import text
-    import torch
     expected = json.loads(narrow_unet("eps")[1]["clip_fingerprint"])
     clip = comfy.sd.load_clip([demo[0]["clip"]])
     text.check_fingerprint(clip, expected)
