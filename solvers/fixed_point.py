@@ -35,7 +35,10 @@ def anderson_step(iterates: list, images: list, regularization: float = 1e-10) -
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
     rhs = delta_f.transpose(1, 2) @ residuals[-1].unsqueeze(2)
     gamma = torch.linalg.solve(gram + regularization * scale * eye, rhs)
-    return (flat_images[-1] - (delta_g @ gamma).squeeze(2)).to(images[-1].dtype).view_as(images[-1])
+    mixed = flat_images[-1] - (delta_g @ gamma).squeeze(2)
+    # residual differences at float rounding make the Gram matrix singular: those samples take the plain T(y)
+    mixed = torch.where(torch.isfinite(mixed).all(1, keepdim=True), mixed, flat_images[-1])
+    return mixed.to(images[-1].dtype).view_as(images[-1])
 
 
 def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float], None], max_iterations: int,
