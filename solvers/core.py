@@ -189,7 +189,7 @@ StepSolver = Callable[[StepProblem, Callable[[int, float], None]], tuple]
 """solve(problem, on_iteration) -> (x_hi, residual trace); on_iteration(k, residual) after each evaluation."""
 
 
-def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
+def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *,
                     input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None,
                     rule: StepRule = euler_rule, noises: Optional[list] = None,
                     warm_start: bool = False) -> InversionResult:

@@ -91,7 +91,7 @@ def edict_generate(denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor, sigmas:
     return x, y
 
 
-def edict_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, mix: float = 0.93,
+def edict_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, mix: float = 0.93,
                  precision: str = "float64", input_scale: InputScale = vp_input_scale,
                  callback: Optional[Callback] = None) -> InversionResult:
     """EDICT inversion from x = y = x0 up the schedule; the pair (x_N, y_N) regenerates x0 exactly by edict_generate.
@@ -132,7 +132,7 @@ def bdia_generate(denoiser: Denoiser, above: torch.Tensor, current: torch.Tensor
     return current
 
 
-def bdia_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, gamma: float = 0.96,
+def bdia_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, gamma: float = 0.96,
                 precision: str = "float64", input_scale: InputScale = vp_input_scale,
                 callback: Optional[Callback] = None) -> InversionResult:
     """BDIA inversion: one DDIM-inversion step to σ_1 (any first step stays exact), then the exact BDIA inverse up to

@@ -71,7 +71,7 @@ def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float],
     return best, trace
 
 
-def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, max_iterations: int = 20,
+def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, max_iterations: int = 20,
                        tolerance: float = 1e-4, input_scale: InputScale = vp_input_scale,
                        callback: Optional[Callback] = None, rule: StepRule = euler_rule,
                        noises: Optional[list] = None, acceleration: str = "none",
@@ -81,10 +81,12 @@ def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tenso
     if acceleration not in ACCELERATIONS:
         raise ValueError(f"acceleration: expected one of {ACCELERATIONS}, got {acceleration!r}")
     solve = partial(fixed_point_solve, max_iterations=max_iterations, tolerance=tolerance, acceleration=acceleration)
-    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback, rule, noises, warm_start)
+    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, rule=rule,
+                           noises=noises, warm_start=warm_start)
 
 
-def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, input_scale: InputScale = vp_input_scale,
+def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *,
+                input_scale: InputScale = vp_input_scale,
                 callback: Optional[Callback] = None, rule: StepRule = euler_rule,
                 noises: Optional[list] = None) -> InversionResult:
     """Classic DDIM inversion: x_hi = T(x̂_lo), the model seeing the previous latent at the next timestep

@@ -42,7 +42,7 @@ def cycle_schedule(sigmas: torch.Tensor, depth: int) -> torch.Tensor:
     return sigmas[-(depth + 1):]
 
 
-def prompt_aware_adjust(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, mode: str = "seeded",
+def prompt_aware_adjust(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, mode: str = "seeded",
                         noises: Optional[Sequence[torch.Tensor]] = None, cycles: int = 1,
                         add_noise: AddNoise = ve_add_noise, input_scale: InputScale = vp_input_scale,
                         callback: Optional[Callback] = None) -> InversionResult:

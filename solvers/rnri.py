@@ -300,7 +300,8 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, u
     if update == "paper":
         solve = partial(rnri_solve, iterations=iterations, regularization=regularization, gradient=gradient,
                         damping=damping, prior=prior)
-        return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback, rule, noises, bool(warm_start))
+        return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, rule=rule,
+                               noises=noises, warm_start=bool(warm_start))
     for name, value, least in (("max_iterations", max_iterations, 1), ("krylov", krylov, 1),
                                ("restarts", restarts, 1), ("line_search", line_search, 1)):
         if value < least:
@@ -308,5 +309,5 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, u
     solve = partial(newton_krylov_solve, iterations=iterations, regularization=regularization, prior=prior,
                     max_iterations=max_iterations, tolerance=tolerance, trigger=trigger, krylov=krylov,
                     restarts=restarts, line_search=line_search, epsilon=epsilon)
-    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale, callback, rule, noises,
-                           True if warm_start is None else warm_start)
+    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, rule=rule,
+                           noises=noises, warm_start=True if warm_start is None else warm_start)
