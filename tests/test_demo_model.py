@@ -158,7 +158,7 @@ def denoise_graph(unet: str, sigma: float) -> dict:
 
 def denoising_mse(host, unet: str, sigma: float) -> float:
     """Mean squared error (model space) of the one-step denoised demo latents against the clean ones."""
-    from graphs import saved_latent
+    from support.graphs import saved_latent
 
     from demo_model import install
     history = host.run(denoise_graph(unet, sigma))

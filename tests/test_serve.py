@@ -49,7 +49,11 @@ def test_serve_command_serves_the_ui_with_seedfinder_and_the_demo_model(tmp_path
         assert image_name(DEMO_LABELS[0]) in images
     finally:
         os.killpg(server.pid, signal.SIGINT)
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:  # a server still busy loading when it is told to stop
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(30)
         log.close()
 
 
