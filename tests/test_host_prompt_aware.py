@@ -46,7 +46,7 @@ def test_adjustment_effect_on_each_inverter(host):
             after = errors_against(host, adjusted, "save_adjusted")
             info = adjusted["outputs"]["adjust"]["seedfinder"][0]
             rows.append((image, method, before, after["latent"], info["relative_distance"][0], psnr(host, adjusted)))
-            assert after["latent"] == pytest.approx(after["noise"], rel=1e-3, abs=1e-5)  # float32 rounding of the routes
+            assert after["latent"] == pytest.approx(after["noise"], rel=1e-3, abs=1e-5)  # float32 rounding
     for row in rows:
         print("\n%s %-12s round trip: plain VAE encode %.4f, prompt-aware %.4f; moved %.4f (relative L2), "
               "decoded PSNR %.1f dB" % row)
