@@ -9,6 +9,7 @@ usage: .host/venv/bin/python -m bench.memory [--size 128]
 import argparse
 import ctypes
 import gc
+import importlib
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ def one_run(kind: str, size: int) -> None:
     import comfy.model_management
     from seedfinder.nodes.invert import DDIMInvert
 
-    import nodes as comfy_nodes
+    comfy_nodes = importlib.import_module("nodes")  # ComfyUI's own nodes.py (its tree leads sys.path), not the pack's
 
     process, trim = psutil.Process(), ctypes.CDLL("libc.so.6").malloc_trim
     with torch.inference_mode():
