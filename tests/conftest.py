@@ -61,8 +61,8 @@ def host(tmp_path_factory, comfy_inprocess):
     comfy_inprocess.write_models(os.path.join(server.base, "models"))
     comfy_inprocess.write_images(os.path.join(server.base, "input"))
     from demo_model import install  # the trained demo model the example workflows use, beside the smoke-test one
-    install.write_demo_models(os.path.join(server.base, "models"))
-    install.write_demo_images(os.path.join(server.base, "input"))
+    server.demo_files = (install.write_demo_models(os.path.join(server.base, "models")),
+                         install.write_demo_images(os.path.join(server.base, "input")))
     write_latents(os.path.join(server.base, "input"))
     server.start()
     yield server

@@ -1,6 +1,5 @@
 """The demo model (demo_model/): exact widening, shipped files' provenance, CLIP fingerprint, and what it does
 through ComfyUI's core nodes on the real server: denoising, prompt following, VAE reconstruction."""
-import os
 import subprocess
 import sys
 
@@ -21,10 +20,8 @@ TRAINED_SHAPE_FLOOR = 0.4
 
 @pytest.fixture(scope="module")
 def demo(host):
-    """The demo model installed into the server's models/ and input/: (installed paths, image names)."""
-    from demo_model import install
-    paths = install.write_demo_models(os.path.join(host.base, "models"))
-    return paths, install.write_demo_images(os.path.join(host.base, "input"))
+    """The demo model the host fixture installed into the server's models/ and input/: (paths, image names)."""
+    return host.demo_files
 
 
 def narrow_unet(objective: str):

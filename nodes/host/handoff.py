@@ -31,12 +31,12 @@ class FixedNoiseSampler:
     """k-diffusion noise_sampler(σ, σ_next) that returns the noise fixed for that step of the inverted schedule."""
 
     def __init__(self, noises: list, sigmas: torch.Tensor):
-        self.noises, self.sigmas = noises, sigmas
+        self.noises, self.sigmas, self.levels = noises, sigmas, sigmas[:-1].tolist()
         self.device = comfy.model_management.get_torch_device()
 
     def __call__(self, sigma, sigma_next) -> torch.Tensor:
         sigma = float(sigma)
-        for index, known in enumerate(self.sigmas[:-1].tolist()):
+        for index, known in enumerate(self.levels):
             if math.isclose(known, sigma, rel_tol=1e-5, abs_tol=1e-7):
                 return self.noises[index].to(self.device)
         raise ValueError(f"sampler: this sampler carries the noises of the inverted schedule "
