@@ -93,7 +93,7 @@ class RFInversionInvert(io.ComfyNode):
         target = host.fixed_noises(tuple(latent["samples"].shape), 1, noise_seed)[0]
         method = bind(rf_inversion_invert, gamma=gamma, target_noise=target)
         notes = eta_window_notes(model, schedule.sigmas, eta, start_step, stop_step)
-        inversion, ui = invert("rf_inversion", method, schedule, inputs, notes=notes, reconstructs=False)
+        inversion, ui = invert("rf_inversion", method, schedule, inputs, notes=notes, estimated=False)
         reference = model.get_model_object("latent_format").process_in(latent["samples"].float().cpu())
         return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
                              controlled_sampler(reference, eta, start_step, stop_step), ui=ui)
@@ -121,7 +121,8 @@ class FireFlowInvert(io.ComfyNode):
     @classmethod
     def execute(cls, solver, **inputs) -> io.NodeOutput:
         host.require_flow(inputs["model"], "FireFlow / RF-Solver")
-        inversion, ui = invert(solver, bind(flow_solver_invert, solver=solver), schedule_of(inputs), inputs)
+        inversion, ui = invert(solver, bind(flow_solver_invert, solver=solver), schedule_of(inputs), inputs,
+                               estimated=False)
         sampler = host.FunctionSampler(solver, partial(flow_solver_sample, solver=solver))
         return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas, sampler, ui=ui)
 

@@ -30,14 +30,15 @@ FLOW_SOLVERS = ("fireflow", "rf_solver")
 
 def line_velocity(x: torch.Tensor, sigma: float, anchor: torch.Tensor, sigma_anchor: float) -> torch.Tensor:
     """Velocity of the straight line through (σ, x) and (σ_anchor, anchor): RF-Inversion's conditional vector field
-    (Rout et al. eq. 8: toward the target noise at σ = 1; eq. 15: toward the reference image at σ = 0)."""
+    (Rout et al. 2025: toward the target noise at σ = 1 when inverting, toward the reference image at σ = 0 when
+    sampling)."""
     return (x - anchor) / (sigma - sigma_anchor)
 
 
 def rf_inversion_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, gamma: float = 0.5,
                         target_noise: Optional[torch.Tensor] = None, input_scale: InputScale = vp_input_scale,
                         callback: Optional[Callback] = None) -> InversionResult:
-    """RF-Inversion's controlled forward ODE (Rout et al., Algorithm 1): Euler steps up the schedule along
+    """RF-Inversion's controlled forward ODE (Rout et al. 2025, docs/methods.md §11): Euler steps up the schedule along
     d + γ·(u(x | n) − d), u the straight line's velocity to the target noise n at σ = 1.
 
     The velocity is evaluated where DDIM inversion evaluates it (the latent seen at σ_hi, never at σ = 0), so γ = 0 is
@@ -68,13 +69,14 @@ def rf_inversion_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tens
 
 
 def eta_schedule(steps: int, eta: float, start_step: int, stop_step: int) -> list:
-    """η_i per sampling step: `eta` on steps start_step ≤ i < stop_step, 0 elsewhere (Rout et al. §4, τ)."""
+    """η_i per sampling step: `eta` on steps start_step ≤ i < stop_step, 0 elsewhere (Rout et al.'s controller
+    schedule)."""
     return [eta if start_step <= i < stop_step else 0.0 for i in range(steps)]
 
 
 def rf_inversion_sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, reference: torch.Tensor,
                         etas: list, callback: Optional[Callback] = None) -> torch.Tensor:
-    """RF-Inversion's controlled reverse ODE (Rout et al., Algorithm 2): Euler steps down along
+    """RF-Inversion's controlled reverse ODE (Rout et al. 2025, docs/methods.md §11): Euler steps down along
     d + η_i·(u(x | y₀) − d), u the straight line's velocity to the reference y₀ at σ = 0.
 
     Since u(x | y₀) = (x − y₀)/σ, this is the Euler step with D replaced by (1 − η_i)·D + η_i·y₀; all η_i = 0 is
@@ -97,7 +99,7 @@ def rf_inversion_sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tenso
 def midpoint_step(denoiser: Denoiser, x: torch.Tensor, sigma_from: float, sigma_to: float,
                   v_start: torch.Tensor) -> tuple:
     """Explicit midpoint step x + Δσ·v(x + Δσ/2·v_start, σ + Δσ/2): RF-Solver's second-order Taylor step with its
-    derivative by finite difference (Wang et al. 2024, eq. 9) and FireFlow's step (Deng et al. 2025, eq. 7).
+    derivative by finite difference (Wang et al. 2024) and FireFlow's step (Deng et al. 2025; docs/methods.md §12).
     Returns (x at σ_to, the midpoint velocity)."""
     sigma_mid = 0.5 * (sigma_from + sigma_to)
     x_mid = euler_step(x, v_start, sigma_from, sigma_mid)
@@ -116,9 +118,10 @@ def flow_solver_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tenso
     """FireFlow or RF-Solver inversion: midpoint steps up the schedule (docs/methods.md §12).
 
     RF-Solver evaluates the start velocity of every step (2 evaluations per step); FireFlow reuses the previous
-    step's midpoint velocity as it (Deng et al. Prop. 3.1: still second order), 1 per step plus one. The first start
-    velocity is taken at the first midpoint's σ, since d is undefined at σ = 0. Residuals: per step, the RMS of the
-    midpoint correction Δσ·(v_mid − v_start), the embedded estimate of a first-order step's error (conservative).
+    step's midpoint velocity as it (still second order: it differs from v(x, σ) by O(Δσ)), 1 per step plus one.
+    The first start velocity is taken at the first midpoint's σ, since d is undefined at σ = 0. Residuals: per step,
+    the RMS of the midpoint correction Δσ·(v_mid − v_start), the embedded estimate of a first-order step's error
+    (it overstates what this second-order step loses).
     """
     validate_schedule(sigmas)
     check_solver(solver)
@@ -165,9 +168,9 @@ def noised(x0: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def flow_edit(source: Denoiser, target: Denoiser, x_source: torch.Tensor, sigmas: torch.Tensor, *, n_max: int,
               n_min: int = 0, n_avg: int = 1, seed: int = 0, callback: Optional[Callback] = None) -> InversionResult:
-    """FlowEdit (Kulikov et al. 2025, Algorithm 1): from the source latent, integrate the difference of the target-
-    and source-conditioned velocities on noised copies of it over the last n_max steps of the schedule, averaged over
-    n_avg noises; its last n_min steps sample plainly with the target prompt.
+    """FlowEdit (Kulikov et al. 2025; docs/methods.md §13): from the source latent, integrate the difference of the
+    target- and source-conditioned velocities on noised copies of it over the last n_max steps of the schedule,
+    averaged over n_avg noises; its last n_min steps sample plainly with the target prompt.
 
     `sigmas` is the full schedule (σ_max … 0); the noises come from a CPU generator seeded with `seed`. Returns the
     edited latent (model space) as `latent`, per edited step the RMS of that step's move as `residuals`.

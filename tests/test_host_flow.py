@@ -105,8 +105,8 @@ def test_fireflow_and_rf_solver_round_trip_far_closer_than_ddim(host):
           f"{ {s: r['evaluations'] for s, r in reports.items()} }")
     assert reports["fireflow"]["evaluations"] == 11 and reports["rf_solver"]["evaluations"] == 20
     assert errors["fireflow"] < errors["ddim"] / 3 and errors["rf_solver"] < errors["ddim"] / 3
-    for solver, report in reports.items():  # the residuals are a conservative estimate of the round trip
-        assert report["round_trip_estimate"] > 0.5 * errors[solver], solver
+    for solver, report in reports.items():  # midpoint corrections overstate the round trip: not reported as one
+        assert report["round_trip_estimate"] is None and "warning" not in report, solver
 
 
 def flowedit_node(source=("pos", 0), target=("pos", 0), **options) -> dict:

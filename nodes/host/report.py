@@ -13,18 +13,18 @@ back faithfully (FixedPoint at its defaults estimates 0.005-0.03 on the test mod
 
 
 def summary(inversion: Inversion, method: str, started_at_step: Optional[int], sampler: str = "euler",
-            exact: bool = False, notes: Sequence[str] = (), reconstructs: bool = True) -> dict:
+            exact: bool = False, notes: Sequence[str] = (), estimated: bool = True) -> dict:
     """The node's `ui` data: residual trace, evaluations, how to wire the hand-off and a warning when the seed will
     not give the image back (JSON-safe numbers). Exact methods' residuals are their pair's gaps, not step errors.
     `notes`: a method's own warnings about its inputs (RNRI's fold), logged and joined into the warning.
-    `reconstructs=False`: the seed is not meant to give the image back by plain sampling (RF-Inversion's is steered
-    toward a target noise), so there is no round-trip estimate (null) and no warning about it."""
+    `estimated=False`: the method's residuals do not estimate its round trip (RF-Inversion's seed is steered toward
+    a target noise; FireFlow's midpoint corrections overstate it 15-20×), so it is null, with no warning about it."""
     result = inversion.result
     final = [min(trace) if trace else 0.0 for trace in result.residuals]
     # first order: each step's leftover residual shifts the regenerated latent by about that much; how the
     # sampler's later steps amplify it is not counted
     estimate = 0.0 if exact else sum(final) / max(inversion.latent_rms, 1e-12)
-    if not reconstructs:
+    if not estimated:
         estimate = None
     report = {
         "method": method,
