@@ -10,6 +10,8 @@
   shape: target shape and the source's colour), and the PSNR of the source's background pixels. RF-Inversion (η
   sweep), FireFlow (invert, sample with the target prompt), FlowEdit (node defaults) and plain Euler inversion then
   re-prompting.
+- The shift trap: RF-Inversion's edit with its default η window at shift 1 and 3 (the window's σ span, whether
+  the node warns).
 - A picture: source | RF-Inversion | FireFlow | FlowEdit | re-prompt, per image (colour swap).
 usage: .host/venv/bin/python -m bench.flow [--images 6] [--steps 10 20] [--edit-steps 20] [--out bench/results]
 """
@@ -126,6 +128,36 @@ def editing_rows(nodes, model, clip, vae, images, steps) -> tuple:
     return rows, strips, list(edits)
 
 
+def shift_rows(nodes, model, clip, vae, images, steps) -> list:
+    """The shift trap: RF-Inversion's colour edit with the η window of its defaults (steps 0-5) at shift 1 and 3, and
+    at shift 3 with a window reaching as far down in σ as shift 1's; how much σ the window spans, the edit's hits
+    and the background kept."""
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+
+    from demo_model import data, measure
+    empty = conditioning(clip, "")
+    rows = []
+    for shift, stop_step in ((1.0, 6), (3.0, 6), (3.0, 12)):
+        (shifted,) = ModelSamplingSD3().patch(model, shift=shift)
+        hits, kept, notes = [], [], []
+        for label, image in images:
+            target = (SWAP[label[0]], label[1], label[2])
+            latent = {"samples": vae.encode(torch.from_numpy(image.copy()).float().div(255).unsqueeze(0))}
+            out = invert(nodes, "RFInversionInvert", {**RF_DEFAULT, "stop_step": stop_step}, shifted,
+                         conditioning(clip, data.caption(label)), empty, latent, steps)
+            picture = pictures(vae, sample_noise(shifted, conditioning(clip, data.caption(target)), empty, 1.0,
+                                                 out.args[1], out.args[2], out.args[3]))[0]
+            colour, _, background = measure.classify(picture)
+            hits.append((colour, background) == (target[0], target[2]))
+            kept.append(background_psnr(image, picture, label))
+            notes.append("warning" in out.ui["seedfinder"][0])
+        sigmas = out.args[2]
+        rows.append({"shift": shift, "stop_step": stop_step, "sigma_window": float(sigmas[0] - sigmas[stop_step]),
+                     "shown": 100 * statistics.mean(hits), "background_psnr": statistics.mean(kept),
+                     "warned": all(notes)})
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=6, help="held-out procedural images")
@@ -155,6 +187,7 @@ def main():
                           "positive": conditioning(clip, data.caption(label)), "negative": empty})
         reconstruction = [row for steps in args.steps for row in reconstruction_rows(nodes, model, vae, cases, steps)]
         edits, strips, methods = editing_rows(nodes, model, clip, vae, images, args.edit_steps)
+        shifts = shift_rows(nodes, model, clip, vae, images, args.edit_steps)
     lines = [f"Flow demo model (ModelSamplingSD3 shift 1), 64×64, simple schedule, cfg 1; {args.images} held-out "
              "procedural images, each regenerated through the NOISE route with the method's own sampler", "",
              "| steps | method | PSNR (dB) | VAE bound (dB) | gap (dB) | latent round trip | evaluations / step |",
@@ -164,13 +197,18 @@ def main():
     lines += ["", f"Editing, {args.edit_steps} steps, cfg 1 (FlowEdit: its own cfgs); the same images", "",
               "| swap | method | target shown (%) | background PSNR vs source (dB) |", "|---|---|---|---|"]
     lines += [f"| {r['swap']} | {r['method']} | {r['shown']:.0f} | {r['background_psnr']:.2f} |" for r in edits]
+    lines += ["", f"The shift trap: RF-Inversion colour edit (γ 0.5, η 0.9 from step 0), {args.edit_steps} steps", "",
+              "| shift | stop_step | η window spans Δσ | target shown (%) | background PSNR (dB) | node warns |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {r['shift']:g} | {r['stop_step']} | {r['sigma_window']:.3f} | {r['shown']:.0f} | "
+              f"{r['background_psnr']:.2f} | {'yes' if r['warned'] else 'no'} |" for r in shifts]
     lines += ["", "Picture (`flow_edits.png`, colour swap), columns: source | " + " | ".join(methods)]
     print("\n".join(lines))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "flow.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out, "flow.json"), "w") as f:
-        json.dump({"reconstruction": reconstruction, "editing": edits}, f, indent=1)
+        json.dump({"reconstruction": reconstruction, "editing": edits, "shift": shifts}, f, indent=1)
     from PIL import Image
     grid = np.concatenate(strips, axis=0)
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(
