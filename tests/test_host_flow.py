@@ -172,6 +172,11 @@ def test_flow_methods_run_on_every_flow_family(host, family):
         result = saved_latent(host, history, f"save_{name}")
         assert result.isfinite().all() and result.shape == source.shape, (family, name)
     assert history["outputs"]["fireflow"]["seedfinder"][0]["family"] == "CONST"
+    errors = {name: relative_error(saved_latent(host, history, f"save_{name}"), source)
+              for name in ("noise_route", "fireflow")}
+    print(f"\n{family}: round trip DDIM (10 steps) {errors['noise_route']:.4g}, FireFlow (6 steps) "
+          f"{errors['fireflow']:.4g}")
+    assert errors["fireflow"] < errors["noise_route"]
 
 
 @pytest.mark.parametrize("node", ["SeedfinderRFInversionInvert", "SeedfinderFireFlowInvert", "SeedfinderFlowEdit"])
