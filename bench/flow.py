@@ -45,9 +45,10 @@ RECONSTRUCTION = [  # (label, node, options)
     ("EDICT", "EDICTInvert", {"mix": 0.93, "precision": "float64"}),
     ("BDIA", "BDIAInvert", {"gamma": 0.96, "precision": "float64"}),
 ]
-FLOWEDIT_DEFAULT = {"n_max": 16, "n_min": 0, "n_avg": 1, "source_cfg": 2.0, "target_cfg": 5.0, "seed": 0}
+FLOWEDIT_DEFAULT = {"n_max": 16, "n_min": 0, "n_avg": 1, "source_cfg": 1.0, "target_cfg": 3.0, "seed": 0}
 SHAPE_SWAP = {"disc": "square", "square": "triangle", "triangle": "disc"}
-FLOWEDIT_SWEEP = [(12, 2.0, 5.0), (16, 2.0, 5.0), (20, 2.0, 5.0), (16, 1.0, 3.0), (16, 2.0, 8.0), (16, 3.5, 13.5)]
+FLOWEDIT_SWEEP = [(12, 1.0, 3.0), (16, 1.0, 3.0), (20, 1.0, 3.0), (12, 2.0, 5.0), (16, 2.0, 5.0), (16, 1.0, 5.0),
+                  (16, 2.0, 8.0), (16, 3.5, 13.5)]
 RF_SWEEP = [(0.3, 6), (0.5, 3), (0.5, 6), (0.5, 10), (0.7, 6), (0.9, 6)]  # (γ, stop_step), η 0.9
 
 
@@ -146,7 +147,7 @@ def edit_methods(nodes, model, source, target, negative, latent, steps) -> dict:
     edited = nodes.FlowEdit.execute(model=model, source_positive=source, source_negative=negative,
                                     target_positive=target, target_negative=negative, latent=latent, steps=steps,
                                     scheduler="simple", **FLOWEDIT_DEFAULT)
-    edits[f"FlowEdit (n_max {min(FLOWEDIT_DEFAULT['n_max'], steps)} of {steps}, cfg 2 → 5)"] = edited.args[0]["samples"]
+    edits[f"FlowEdit (n_max {min(FLOWEDIT_DEFAULT['n_max'], steps)} of {steps}, cfg 1 → 3)"] = edited.args[0]["samples"]
     out = invert(nodes, "DDIMInvert", {"sampler": "euler", "noise_seed": 0}, model, source, negative, latent, steps)
     edits["Euler inversion, re-prompted"] = sample_noise(model, target, negative, 1.0, out.args[1], out.args[2],
                                                          out.args[3])
