@@ -6,10 +6,12 @@ import signal
 import subprocess
 import time
 
+import psutil
 import pytest
 import safetensors.torch
 from support.comfy_host import PYTHON, REPO, STUBS
-from support.tinymodels import CLIP_FILE, UNET_FILE, VAE_FILE, smooth_image
+from support.graphs import batch_graph
+from support.tinymodels import smooth_image
 
 from scripts.headless import Server
 
@@ -17,33 +19,8 @@ pytestmark = pytest.mark.host
 
 BATCH = [PYTHON, os.path.join(REPO, "scripts", "batch.py")]
 FRAMES = [f"frame_{index}" for index in range(6)]
-STEPS = 3  # a second or two an item on the smoke-test model: long enough to kill a server in the middle of one
-
-
-def smoke_workflow() -> dict:
-    """Invert the image with FixedPoint on the smoke-test model, regenerate it; save the seed and the picture."""
-    return {
-        "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_FILE, "weight_dtype": "default"}},
-        "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": CLIP_FILE, "type": "stable_diffusion"}},
-        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_FILE}},
-        "image": {"class_type": "LoadImage", "inputs": {"image": "replaced by each item"}},
-        "encode": {"class_type": "VAEEncode", "inputs": {"pixels": ["image", 0], "vae": ["vae", 0]}},
-        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo", "clip": ["clip", 0]}},
-        "invert": {"class_type": "SeedfinderFixedPointInvert", "inputs": {
-            "model": ["unet", 0], "positive": ["pos", 0], "latent": ["encode", 0], "steps": STEPS,
-            "scheduler": "simple", "cfg": 1.0, "strength": 1.0, "sampler": "euler", "noise_seed": 0,
-            "max_iterations": 4, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}},
-        "sample": {"class_type": "KSamplerAdvanced", "inputs": {
-            "model": ["unet", 0], "add_noise": "disable", "noise_seed": 0, "steps": STEPS, "cfg": 1.0,
-            "sampler_name": "euler", "scheduler": "simple", "positive": ["pos", 0], "negative": ["pos", 0],
-            "latent_image": ["invert", 0], "start_at_step": 0, "end_at_step": 10000,
-            "return_with_leftover_noise": "disable"}},
-        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["vae", 0]}},
-        "save_seed": {"class_type": "SaveLatent", "inputs": {"samples": ["invert", 0],
-                                                             "filename_prefix": "seedfinder/seed"}},
-        "save_image": {"class_type": "SaveImage", "inputs": {"images": ["decode", 0],
-                                                             "filename_prefix": "seedfinder/reconstruction"}},
-    }
+STEPS = 3  # with 4 fixed-point iterations a step, a second or two an item on the smoke-test model: time to kill a
+# server in the middle of one
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +34,16 @@ def image_set(tmp_path_factory):
         Image.fromarray(smooth_image(100 + index)).save(images / f"{stem}.png")
     (images / "broken.png").write_bytes(b"not a png")
     workflow = folder / "workflow.json"
-    workflow.write_text(json.dumps(smoke_workflow()))
+    workflow.write_text(json.dumps(batch_graph(steps=STEPS, max_iterations=4)))
     return folder
 
 
-def batch(image_set, out, *args) -> subprocess.Popen:
-    """The command, its output in <out>.log."""
+def batch(image_set, out, *args, inputs=None) -> subprocess.Popen:
+    """The command on the image set (or `inputs`), its output in <out>.log."""
     env = dict(os.environ, PYTHONPATH=STUBS, HF_HUB_OFFLINE="1", DO_NOT_TRACK="1")
     log = open(f"{out}.log", "w")
-    return subprocess.Popen([*BATCH, str(image_set / "workflow.json"), str(image_set / "images"), str(out), *args],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen([*BATCH, str(image_set / "workflow.json"), str(inputs or image_set / "images"), str(out),
+                             *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def finish(process: subprocess.Popen, out, timeout: float = 240) -> str:
@@ -112,34 +89,58 @@ def assert_every_item_once(rows: list, image_set) -> None:
             assert row["evaluations"] >= STEPS and row["round_trip_estimate"] >= 0 and row["wall_s"] > 0
 
 
+def own_servers(host, work, workers: int) -> list:
+    """The command's arguments for workers that start the test host's ComfyUI (its models) themselves."""
+    return ["--comfyui", host.root, "--workers", str(workers), "--work", str(work), "--",
+            "--cpu", "--base-directory", host.base, "--disable-api-nodes"]
+
+
+def alive(pid: int) -> bool:
+    return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+
+
 @pytest.fixture(scope="module")
 def single_server(host, image_set):
-    """The set through the test host's one server (--server), Ctrl-C after two rows, then the same command again."""
-    out = image_set / "single"
-    process = batch(image_set, out, "--server", host.url)
+    """The set through one worker and the server it starts, Ctrl-C after two rows, then the same command again.
+
+    The reference for the seeds: a worker's server, as Ray runs it (one CPU: OMP_NUM_THREADS=1), not the test host's
+    (CPU float sums depend on the thread count)."""
+    out, work = image_set / "single", image_set / "single_servers"
+    process = batch(image_set, out, *own_servers(host, work, 1))
     wait_for(lambda: len(manifest(out)) >= 2, process)
     process.send_signal(signal.SIGINT)
-    interrupted = (finish(process, out), process.returncode, manifest(out))
-    resumed = batch(image_set, out, "--server", host.url)
+    interrupted = (finish(process, out), process.returncode, manifest(out),
+                   json.loads((work / "worker-0.json").read_text())["pid"])
+    resumed = batch(image_set, out, *own_servers(host, work, 1))
     return out, interrupted, finish(resumed, out)
 
 
 def test_ctrl_c_leaves_a_consistent_manifest_and_the_next_run_finishes_it(single_server, image_set):
-    out, (log, code, rows), resumed_log = single_server
+    out, (log, code, rows, server), resumed_log = single_server
     assert code == 130 and "interrupted (run again to finish them)" in log, log
     assert 2 <= len(rows) < 7
     for row in rows:  # a row means its files are written, whole
         assert all(os.path.getsize(os.path.join(out, name)) > 0 for name in row["outputs"])
     assert not [name for name in os.listdir(out) if name.endswith(".partial")]
+    assert not alive(server)  # the busy worker's server ended with it
     assert_every_item_once(manifest(out), image_set)
     assert f"{len(rows)} skipped (already in the manifest)" in resumed_log, resumed_log
+
+
+def test_attaches_to_running_servers_and_reads_a_list_file(host, image_set, tmp_path):
+    listed = tmp_path / "items.txt"
+    listed.write_text(f"# two of the frames\n{image_set / 'images' / 'frame_0.png'}\n../{image_set.name}/images/"
+                      "frame_1.png\n")
+    log = finish(batch(image_set, tmp_path / "out", "--server", host.url, inputs=listed), tmp_path / "out")
+    rows = manifest(tmp_path / "out")
+    assert sorted((row["stem"], row["status"], row["server"]) for row in rows) == \
+        [("frame_0", "done", host.url), ("frame_1", "done", host.url)], log
 
 
 def test_a_killed_server_is_retried_on_the_other_worker_and_every_seed_matches_one_server(host, image_set,
                                                                                           single_server):
     out, work = image_set / "two", image_set / "work"
-    process = batch(image_set, out, "--comfyui", host.root, "--workers", "2", "--work", str(work), "--",
-                    "--cpu", "--base-directory", host.base, "--disable-api-nodes")
+    process = batch(image_set, out, *own_servers(host, work, 2))
     servers = [work / f"worker-{index}.json" for index in range(2)]
 
     def busy_server():
