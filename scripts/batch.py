@@ -211,6 +211,7 @@ class Worker:
                     "wall_s": time.time() - started}
         try:
             server = self.ready()
+            started = time.time()  # the item's own time: a server's start is not counted
             row["server"] = self.url
             stem, key = stem_of(item), key_of(item)
             # a fresh name on every try: a prompt the server has run before comes from its cache without the
@@ -306,11 +307,12 @@ def next_item(pending: deque, worker: str, avoid: dict, workers: int):
 
 
 def start_workers(ray, args, workflow: dict) -> list:
-    """Ray actors: one per --server, and --workers that start ComfyUI from --comfyui (a GPU each, else a CPU)."""
+    """(Ray actor, name): one per --server, and --workers that start ComfyUI from --comfyui (a GPU each, else a
+    CPU). Ray restarts an actor that dies (a new server with it) up to 3 times."""
     gpus = ray.cluster_resources().get("GPU", 0)
     actor = ray.remote(Worker)
-    workers = [actor.options(num_cpus=0, max_restarts=3).remote(f"server-{index}", workflow, args.timeout,
-                                                                 server=url)
+    workers = [(actor.options(num_cpus=0, max_restarts=3).remote(f"server-{index}", workflow, args.timeout,
+                                                                  server=url), f"server-{index}")
                for index, url in enumerate(args.server)]
     if args.comfyui:
         count = args.workers or max(1, int(gpus))
@@ -321,8 +323,8 @@ def start_workers(ray, args, workflow: dict) -> list:
                      f"{available:g}")
         launch = {"comfyui": args.comfyui, "python": args.python, "args": args.comfy_args, "work": args.work,
                   "start_timeout": args.start_timeout}
-        workers += [actor.options(**resources, max_restarts=3).remote(f"worker-{index}", workflow, args.timeout,
-                                                                      launch=launch)
+        workers += [(actor.options(**resources, max_restarts=3).remote(f"worker-{index}", workflow, args.timeout,
+                                                                       launch=launch), f"worker-{index}")
                     for index in range(count)]
     return workers
 
@@ -333,8 +335,8 @@ def run(args, workflow: dict, todo: list, manifest: Manifest) -> Counter:
     ray.init(address=args.address, runtime_env={"working_dir": os.path.dirname(os.path.abspath(__file__))},
              **({} if args.address else {"include_dashboard": False}), log_to_driver=False)
     counts, attempts, avoid = Counter(), Counter(), {}
-    workers = start_workers(ray, args, workflow)
-    names = {worker: index for index, worker in enumerate(workers)}
+    named = start_workers(ray, args, workflow)
+    workers, names = [worker for worker, _ in named], dict(named)
     pending, running = deque(todo), {}
     idle = list(workers)
     try:
@@ -355,7 +357,7 @@ def run(args, workflow: dict, todo: list, manifest: Manifest) -> Counter:
                     result = ray.get(ref)
                 except ray.exceptions.RayActorError as error:
                     result = {"item": item, "status": "retry", "error": f"the worker died: {error}", "wall_s": 0.0,
-                              "worker": f"#{names[worker]}", "node": None}
+                              "worker": names[worker], "node": None}
                 if result["status"] == "retry":
                     if attempts[item] <= args.retries:
                         avoid.setdefault(item, set()).add(names[worker])
@@ -436,6 +438,9 @@ def main(argv: list = None) -> None:
         sys.exit(f"inputs: outputs are named by the item's stem, and these share one: {', '.join(shared[:6])}")
     os.makedirs(args.out, exist_ok=True)
     manifest = Manifest(args.out)
+    if manifest.unreadable:
+        print(f"seedfinder batch: {manifest.unreadable} line(s) of {manifest.path} cut short (a crash mid-write) are "
+              "ignored: their items run again", file=sys.stderr)
     todo = [item for item in items if not manifest.finished(item)]
     skipped = len(items) - len(todo)
     started = time.time()

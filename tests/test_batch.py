@@ -175,3 +175,34 @@ def test_a_killed_server_is_retried_on_the_other_worker_and_every_seed_matches_o
     again = finish(batch(image_set, out, "--comfyui", host.root, "--workers", "2", "--work", str(work)), out)
     assert "0 done, 0 error, 0 failed, 7 skipped" in again and len(manifest(out)) == len(rows), again
     assert "Ray" not in again and time.time() - started < 30  # nothing to do: no cluster, no server started
+
+
+def test_input_sets_folder_glob_list_file_and_uri(tmp_path):
+    """A folder's images, a glob, a list file (relative lines, comments) and the same folder as a file:// URI."""
+    from batch import list_items
+    (tmp_path / "shot" / "deep").mkdir(parents=True)
+    for name in ("a.png", "b.jpg", "notes.txt", "deep/c.png"):
+        (tmp_path / "shot" / name).write_bytes(b"")
+    shot = str(tmp_path / "shot")
+    assert list_items(shot) == [f"{shot}/a.png", f"{shot}/b.jpg"]
+    assert list_items(f"{shot}/**/*.png") == [f"{shot}/a.png", f"{shot}/deep/c.png"]
+    (tmp_path / "items.txt").write_text("# frames\nshot/a.png\n\nshot/deep/c.png\n")
+    assert list_items(str(tmp_path / "items.txt")) == [f"{shot}/a.png", f"{shot}/deep/c.png"]
+    assert list_items(f"file://{shot}") == [f"file://{shot}/a.png", f"file://{shot}/b.jpg"]
+    assert list_items(f"file://{shot}/*.png") == [f"file://{shot}/a.png"]
+    with pytest.raises(ValueError, match="inputs: expected a folder, a glob or a list file"):
+        list_items(str(tmp_path / "missing"))
+
+
+def test_manifest_keeps_the_last_row_of_each_item_and_ignores_a_line_cut_short(tmp_path):
+    from batch import Manifest
+    rows = [{"item": "a", "status": "failed"}, {"item": "b", "status": "error"}, {"item": "a", "status": "done"}]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"item": "c", "st')
+    manifest = Manifest(str(tmp_path))
+    assert manifest.finished("a") and manifest.finished("b") and not manifest.finished("c")
+    assert manifest.unreadable == 1
+    manifest.append({"item": "c", "status": "failed"})
+    manifest.close()
+    lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1]) == {"item": "c", "status": "failed"} and len(lines) == 5
+    assert not Manifest(str(tmp_path)).finished("c")  # failed: a re-run tries it again
