@@ -147,7 +147,7 @@ class Worker:
     def __init__(self, name: str, workflow: dict, timeout: float, server: str = None, launch: dict = None):
         self.name, self.workflow, self.timeout = name, workflow, timeout
         self.attached, self.launch = server, launch
-        self.url, self.process, self.log = server, None, None
+        self.url, self.process, self.log, self.prompt_id = server, None, None, None
         self.client = uuid.uuid4().hex
 
     def start(self) -> None:
@@ -181,16 +181,18 @@ class Worker:
         raise TimeoutError(f"ComfyUI did not answer within {launch['start_timeout']} s (log: {self.log.name})")
 
     def discard(self) -> None:
-        """Kill a server of ours (the next item starts a new one); interrupt an attached one's current prompt."""
+        """Kill a server of ours (the next item starts a new one); on an attached one, take our prompt off its queue
+        or interrupt it (the server's other prompts are not ours to stop)."""
         if self.process is not None:
             if self.process.poll() is None:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
             self.process = None
             self.log.close()
-        elif self.attached:
+        elif self.attached and self.prompt_id:
             try:
-                headless.Server(self.url).json("/interrupt", {}, timeout=10)
+                headless.Server(self.url).json("/queue", {"delete": [self.prompt_id]}, timeout=10)
+                headless.Server(self.url).json("/interrupt", {"prompt_id": self.prompt_id}, timeout=10)
             except OSError:
                 pass  # a server that is down has nothing to interrupt
 
@@ -219,7 +221,8 @@ class Worker:
             name = server.upload(item, name=f"{key}_{uuid.uuid4().hex[:8]}_{posixpath.basename(item)}",
                                  content=content)
             prompt = headless.prompt_for(self.workflow, name, f"{key}_{stem}", folder="seedfinder_batch")
-            entry = headless.wait(server, headless.queue(server, prompt, self.client), self.timeout)
+            self.prompt_id = headless.queue(server, prompt, self.client)
+            entry = headless.wait(server, self.prompt_id, self.timeout)
             files = dict(headless.outputs(server, self.workflow, entry, stem))
         except headless.NodeError as error:
             return {**row, "status": "error", "error": str(error).strip(), "wall_s": time.time() - started}

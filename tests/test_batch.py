@@ -137,6 +137,20 @@ def test_attaches_to_running_servers_and_reads_a_list_file(host, image_set, tmp_
         [("frame_0", "done", host.url), ("frame_1", "done", host.url)], log
 
 
+def test_an_item_past_its_timeout_is_interrupted_retried_and_recorded_as_failed(host, image_set, tmp_path):
+    out = tmp_path / "out"
+    log = finish(batch(image_set, out, "--server", host.url, "--timeout", "0.05", "--retries", "1",
+                       inputs=image_set / "images" / "frame_2.png"), out)
+    [row] = manifest(out)
+    assert row["status"] == "failed" and row["attempts"] == 2 and row["error"].startswith("TimeoutError"), log
+    assert "0 done, 0 error, 1 failed" in log
+    assert "Interrupting prompt" in host.log()  # its own prompt, not a global interrupt
+    deadline = time.time() + 60
+    while host.get("/queue")["queue_running"]:  # and the server is free again
+        assert time.time() < deadline
+        time.sleep(0.1)
+
+
 def test_a_killed_server_is_retried_on_the_other_worker_and_every_seed_matches_one_server(host, image_set,
                                                                                           single_server):
     out, work = image_set / "two", image_set / "work"
