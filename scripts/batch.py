@@ -14,7 +14,7 @@ SaveLatent on a Seedfinder invert node (the seed).
 
 For each item OUT gets `<stem>.seed.latent` (ComfyUI's latent format), the other savers' files (e.g.
 `<stem>.reconstruction.png`) and a row in OUT/manifest.jsonl: item, status (done, error: a node refused the item, or
-failed: its servers died or timed out on every try), error, evaluations and round_trip_estimate (from the invert
+failed: its servers died or timed out on every try), error, evaluations and round_trip_estimate (from the Seedfinder
 nodes' reports), wall_s, server, worker, node, attempts, outputs. A re-run skips every item whose row is done or error
 and tries the failed ones again. An item whose server died or timed out goes to another worker, up to --retries times.
 Ctrl-C stops it with the manifest consistent: an item has a row only once its files are written.
@@ -123,7 +123,7 @@ def seed_savers(workflow: dict) -> list:
 
 
 def reports(workflow: dict, entry: dict) -> list:
-    """The Seedfinder nodes' `ui` reports in a /history record."""
+    """The Seedfinder nodes' `ui` reports in a /history record (the invert nodes' and the prompt-aware encode's)."""
     return [output["seedfinder"][0] for node_id, output in entry.get("outputs", {}).items()
             if workflow.get(node_id, {}).get("class_type", "").startswith("Seedfinder") and output.get("seedfinder")]
 
@@ -231,9 +231,10 @@ class Worker:
             return {**row, "status": "retry", "error": f"{type(error).__name__}: {error}",
                     "wall_s": time.time() - started}
         found = reports(self.workflow, entry)
-        return {**row, "status": "done", "error": None,
-                "evaluations": sum(r["evaluations"] for r in found) if found else None,
-                "round_trip_estimate": max(r["round_trip_estimate"] for r in found) if found else None,
+        evaluations = [r["evaluations"] for r in found if "evaluations" in r]
+        estimates = [r["round_trip_estimate"] for r in found if "round_trip_estimate" in r]
+        return {**row, "status": "done", "error": None, "evaluations": sum(evaluations) if evaluations else None,
+                "round_trip_estimate": max(estimates) if estimates else None,
                 "wall_s": time.time() - started, "files": files}
 
     def stop(self) -> None:
