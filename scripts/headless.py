@@ -122,12 +122,12 @@ def wait(server: Server, prompt_id: str, timeout: float) -> dict:
 
 def outputs(server: Server, workflow: dict, entry: dict, stem: str):
     """Each saver's files, downloaded: (<stem>.<prefix name>[_k].<ext>, content)."""
-    for node_id, outputs in entry.get("outputs", {}).items():
+    for node_id, saved in entry.get("outputs", {}).items():
         node = workflow.get(node_id, {})
         if node.get("class_type") not in SAVERS:
             continue
         kind = os.path.basename(node["inputs"].get("filename_prefix", node_id))
-        records = outputs.get(SAVERS[node["class_type"]], [])
+        records = saved.get(SAVERS[node["class_type"]], [])
         for index, record in enumerate(records):
             suffix = os.path.splitext(record["filename"])[1]
             yield f"{stem}.{kind}{'' if len(records) == 1 else f'_{index}'}{suffix}", server.download(record)

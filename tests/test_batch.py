@@ -127,14 +127,12 @@ def test_ctrl_c_leaves_a_consistent_manifest_and_the_next_run_finishes_it(single
     assert f"{len(rows)} skipped (already in the manifest)" in resumed_log, resumed_log
 
 
-def test_attaches_to_running_servers_and_reads_a_list_file(host, image_set, tmp_path):
-    listed = tmp_path / "items.txt"
-    listed.write_text(f"# two of the frames\n{image_set / 'images' / 'frame_0.png'}\n../{image_set.name}/images/"
-                      "frame_1.png\n")
-    log = finish(batch(image_set, tmp_path / "out", "--server", host.url, inputs=listed), tmp_path / "out")
-    rows = manifest(tmp_path / "out")
-    assert sorted((row["stem"], row["status"], row["server"]) for row in rows) == \
-        [("frame_0", "done", host.url), ("frame_1", "done", host.url)], log
+def test_attaches_to_a_running_server(host, image_set, tmp_path):
+    out = tmp_path / "out"
+    log = finish(batch(image_set, out, "--server", host.url, inputs=image_set / "images" / "frame_0.png"), out)
+    [row] = manifest(out)
+    assert (row["stem"], row["status"], row["server"], row["worker"]) == ("frame_0", "done", host.url, "server-0"), log
+    assert safetensors.torch.load_file(out / "frame_0.seed.latent")["latent_tensor"].shape == (1, 4, 8, 8)
 
 
 def test_an_item_past_its_timeout_is_interrupted_retried_and_recorded_as_failed(host, image_set, tmp_path):
