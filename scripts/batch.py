@@ -351,8 +351,6 @@ def run(args, workflow: dict, todo: list, manifest: Manifest) -> Counter:
                     if item is not None:
                         idle.remove(worker)
                         running[worker.run.remote(item)] = (worker, item)
-                if not running:
-                    raise RuntimeError("no worker can take the pending items")
                 [ref], _ = ray.wait(list(running), num_returns=1)
                 worker, item = running.pop(ref)
                 idle.append(worker)
