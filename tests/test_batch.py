@@ -156,13 +156,15 @@ def test_a_killed_server_is_retried_on_the_other_worker_and_every_seed_matches_o
     servers = [work / f"worker-{index}.json" for index in range(2)]
 
     def busy_server():
-        """A worker's server in the middle of a prompt, once both run and the first item is recorded."""
+        """A worker's server in the middle of a frame's prompt (not the corrupt image's, which would be retried too),
+        once both run and the first item is recorded."""
         if not manifest(out) or not all(path.exists() for path in servers):
             return None
         for path in servers:
             started = json.loads(path.read_text())
             try:
-                if Server(started["url"]).json("/queue", timeout=2)["queue_running"]:
+                running = Server(started["url"]).json("/queue", timeout=2)["queue_running"]
+                if running and "frame_" in json.dumps(running[0][2]):
                     return path, started
             except OSError:
                 pass  # still starting
