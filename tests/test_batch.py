@@ -65,10 +65,12 @@ def manifest(out) -> list:
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 180):
+    """The condition's first true value, while the batch runs."""
     deadline = time.time() + timeout
-    while not condition():
+    while not (value := condition()):
         assert process.poll() is None and time.time() < deadline, "the batch ended (or stalled) before the test acted"
         time.sleep(0.05)
+    return value
 
 
 def seeds(out) -> dict:
@@ -170,8 +172,7 @@ def test_a_killed_server_is_retried_on_the_other_worker_and_every_seed_matches_o
                 pass  # still starting
         return None
 
-    wait_for(busy_server, process)
-    path, killed = busy_server()
+    path, killed = wait_for(busy_server, process)
     os.kill(killed["pid"], signal.SIGKILL)
     log = finish(process, out)
     assert process.returncode == 0, log
