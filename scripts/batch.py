@@ -231,8 +231,9 @@ class Worker:
             return {**row, "status": "retry", "error": f"{type(error).__name__}: {error}",
                     "wall_s": time.time() - started}
         found = reports(self.workflow, entry)
-        evaluations = [r["evaluations"] for r in found if "evaluations" in r]
-        estimates = [r["round_trip_estimate"] for r in found if "round_trip_estimate" in r]
+        # a prompt-aware encode reports no estimate, RF-Inversion and FireFlow report None
+        evaluations = [r["evaluations"] for r in found if r.get("evaluations") is not None]
+        estimates = [r["round_trip_estimate"] for r in found if r.get("round_trip_estimate") is not None]
         return {**row, "status": "done", "error": None, "evaluations": sum(evaluations) if evaluations else None,
                 "round_trip_estimate": max(estimates) if estimates else None,
                 "wall_s": time.time() - started, "files": files}
