@@ -17,7 +17,11 @@ UI_FILES = sorted(glob.glob(os.path.join(REPO, "example_workflows", "*.json")))
 NAMES = [os.path.splitext(os.path.basename(path))[0] for path in UI_FILES]
 ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
 REQUIRED = {"reconstruct_fixed_point", "edit_rnri", "prompt_aware_reconstruct", "interpolate_seeds",
-            "exact_round_trip_edict"}
+            "exact_round_trip_edict", "edit_flowedit", "edit_rf_inversion", "reconstruct_fireflow"}
+STEERED = {"SeedfinderRFInversionInvert"}
+"""Inverters whose seed is steered away from plain reconstruction: they report no round-trip estimate (null)."""
+EDITS = {"edit_flowedit": ("yellow", "blue"), "edit_rf_inversion": ("yellow", "blue")}
+"""The flow edits' (colour, background) by demo_model.measure: the red disc on blue turned yellow."""
 
 
 def load(path: str) -> dict:
@@ -63,9 +67,18 @@ def test_api_twin_runs_and_saves_its_outputs(host, name):
     inverters = [key for key, node in prompt.items() if node["class_type"].endswith("Invert")]
     for key in inverters:
         report = history["outputs"][key]["seedfinder"][0]
-        assert report["evaluations"] >= report["steps"] and report["round_trip_estimate"] >= 0
+        assert report["evaluations"] >= report["steps"]
+        if prompt[key]["class_type"] in STEERED:
+            assert report["round_trip_estimate"] is None
+        else:
+            assert report["round_trip_estimate"] >= 0
     if name == "interpolate_seeds":  # five frames from one batch
         assert len(history["outputs"][savers[0]]["images"]) == 5
+    if name in EDITS:
+        from demo_model import measure
+        edited = Image.open(host.output_file(history["outputs"][savers[-1]]["images"][0])).convert("RGB")
+        colour, _, background = measure.classify(np.asarray(edited))
+        assert (colour, background) == EDITS[name], (name, colour, background)
     sources = [os.path.join(host.base, "input", node["inputs"]["image"]) for node in prompt.values()
                if node["class_type"] == "LoadImage"]
     results = [host.output_file(record) for key in savers if prompt[key]["class_type"] == "SaveImage"
