@@ -89,7 +89,7 @@ class Seed:
     def as_latent(self) -> torch.Tensor:
         """The LATENT-route tensor: what KSamplerAdvanced (add_noise disabled) turns back into x_N."""
         if abs(self.latent_factor) < 1e-4:
-            log.warning("seedfinder: a flow model keeps nothing of a LATENT at σ=%.3g; use the noise output "
+            log.info("seedfinder: a flow model keeps nothing of a LATENT at σ=%.3g; use the noise output "
                         "with SamplerCustomAdvanced and an empty latent", float(self.sigmas[0]))
             return self.latent_format.process_out(self.model_latent())
         return self.latent_format.process_out(self.model_latent() / self.latent_factor)
