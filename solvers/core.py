@@ -61,9 +61,9 @@ class Stage:
     (docs/methods.md §11).
 
     `step(denoiser, x_hi, history) -> (x_lo, records)`: `history` is the flat list of the records of the stages
-    above (earlier in sampling), or None where they are not known yet (inversion's first sweep), and the stage then
-    runs as its sampler's lowest-order first step; `records` are what later stages read (a multistep sampler's
-    denoised outputs)."""
+    above (earlier in sampling; inside an inversion sweep, the previous sweep's records of every stage), or None where
+    they are not known yet (inversion's first sweep), and the stage then runs as its sampler's lowest-order first
+    step; `records` are what later stages read (a multistep sampler's denoised outputs)."""
     sigma_hi: float
     sigma_lo: float
     step: Callable
@@ -216,6 +216,9 @@ class StepProblem:
     sigma_hi: float
     y0: torch.Tensor
     """Initial guess: x_lo as the model would see it at σ_hi (classic DDIM inversion's evaluation point)."""
+    forcing: float = 0.0
+    """The step may stop once its residual is at or under forcing × its first residual (an inexact solve, as inside a
+    multistep sweep whose history is still moving; Dembo, Eisenstat & Steihaug 1982); 0: solve to the tolerance."""
 
 
 StepSolver = Callable[[StepProblem, Callable[[int, float], None]], tuple]
@@ -285,6 +288,11 @@ def stage_step_map(stage: Stage, denoiser: Denoiser, x_lo: torch.Tensor, history
     return T, best
 
 
+SWEEP_FORCING = 0.1
+"""Inside a multistep sweep each stage is solved only to this fraction of its first residual: its history moves until
+the sweeps converge (docs/methods.md §11)."""
+
+
 def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
                      stepper: Stepper, *, input_scale: InputScale = vp_input_scale,
                      callback: Optional[Callback] = None, warm_start: bool = False, sweeps: int = 1,
@@ -307,6 +315,7 @@ def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tenso
     counter = CountingDenoiser(denoiser)
     count = len(stages)
     residuals = [[] for _ in stages]
+    forcing = SWEEP_FORCING if any(stage.reads_history for stage in stages) else 0.0
 
     def sweep(solved: Optional[list], records: Optional[list]) -> tuple:
         """One pass from the clean end up: (solved x_hi per stage, records per stage, each stage's start residual)."""
@@ -314,7 +323,7 @@ def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tenso
         new_solved, new_records = [None] * count, [[] for _ in stages]
         for position, index in enumerate(reversed(range(count))):
             stage = stages[index]
-            history = None if records is None else [record for above in records[:index] for record in above]
+            history = None if records is None else [record for stage_records in records for record in stage_records]
             if solved is not None:
                 y0 = solved[index]
             elif warm_start and direction is not None:
@@ -322,7 +331,8 @@ def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tenso
             else:
                 y0 = x * level_scale(input_scale, stage.sigma_lo, stage.sigma_hi)
             T, best_records = stage_step_map(stage, counter, x, history)
-            problem = StepProblem(T=T, x_lo=x, sigma_lo=stage.sigma_lo, sigma_hi=stage.sigma_hi, y0=y0)
+            problem = StepProblem(T=T, x_lo=x, sigma_lo=stage.sigma_lo, sigma_hi=stage.sigma_hi, y0=y0,
+                                  forcing=forcing)
 
             def on_iteration(iteration: int, residual: float, position=position) -> None:
                 notify(callback, step=position, steps=count, iteration=iteration, residual=residual)
@@ -339,9 +349,16 @@ def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tenso
     if not any(stage.reads_history for stage in stages):
         return InversionResult(latent=solved[0], residuals=residuals, evaluations=counter.evaluations)
     layout = [len(above) for above in records]
+    # mixed as the model sees each level (c_in·x), so that every level weighs alike in Anderson's least squares
+    scales = [input_scale(stage.sigma_hi) for stage in stages]
+
+    def flat_state(solved: list, records: list) -> torch.Tensor:
+        return torch.stack([x * scale for x, scale in zip(solved, scales)]
+                           + [record for above in records for record in above], 1)
+
     best, best_start, iterates, images = solved[0], math.inf, [], []
     for _ in range(sweeps - 1):
-        state = torch.stack(solved + [record for above in records for record in above], 1)
+        state = flat_state(solved, records)
         solved, records, start = sweep(solved, records)
         if start < best_start:
             best, best_start = solved[0], start
@@ -350,10 +367,9 @@ def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tenso
         if mix is None:
             continue
         iterates = (iterates + [state])[-(window + 1):]
-        images = (images + [torch.stack(solved + [record for above in records for record in above], 1)])[
-            -(window + 1):]
+        images = (images + [flat_state(solved, records)])[-(window + 1):]
         if len(iterates) > 1:
             mixed = list(mix(iterates, images).unbind(1))
-            solved, flat = mixed[:count], mixed[count:]
+            solved, flat = [x / scale for x, scale in zip(mixed[:count], scales)], mixed[count:]
             records = [[flat.pop(0) for _ in range(size)] for size in layout]
     return InversionResult(latent=best, residuals=residuals, evaluations=counter.evaluations)

@@ -62,7 +62,9 @@ def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float],
         best, best_residual = keep_best(best, best_residual, candidate, residual)
         trace.append(float(residual.max()))
         on_iteration(iteration, trace[-1])
-        if bool((residual <= tolerance).all()):
+        if not iteration:
+            goal = torch.clamp(problem.forcing * residual, min=tolerance)
+        if bool((residual <= goal).all()):
             break
         if acceleration == "anderson":
             iterates, images = (iterates + [y])[-(window + 1):], (images + [mapped])[-(window + 1):]

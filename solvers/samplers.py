@@ -133,11 +133,14 @@ def two_step_stages(step):
             hi, lo = values[index], values[index + 1]
             prev = values[index - 1] if index else None
 
-            def run(denoiser, x, history):
+            def run(denoiser, x, history, implicit=False):
                 denoised = denoiser(x, hi)
                 old = history[index - 1] if history and index else None
+                if implicit and old is not None:  # the output above as D(y) plus its stale difference to this one
+                    old = denoised + (old - history[index])
                 return step(x, denoised, old, prev, hi, lo), [denoised]
-            return Stage(hi, lo, run, reads_history=index > 0 and lo > 0)
+            return Stage(hi, lo, run, reads_history=index > 0 and lo > 0,
+                         implicit=lambda denoiser, x, history: run(denoiser, x, history, implicit=True))
 
         return [stage(index) for index in range(len(values) - 1)]
     return stepper

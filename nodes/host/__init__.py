@@ -12,7 +12,7 @@ Nodes import this package (`from . import host`) and call these names; nothing e
 sampling internals.
 """
 from .checks import nonfinite_cause, validate_inputs
-from .family import model_family, noising, noising_prior, step_rule
+from .family import model_family, noising, noising_prior, sampler_steps, step_rule
 from .guided import SolverSampler, differentiable, guided_denoiser, run_guided
 from .handoff import CoupledSampler, FixedNoiseSampler, Inversion, Seed, fixed_noises, run_inversion
 from .progress import iteration_reporter, progress_reporter
@@ -20,7 +20,8 @@ from .report import POOR_ROUND_TRIP, summary
 from .schedule import Schedule, build_schedule
 
 __all__ = [
-    "nonfinite_cause", "validate_inputs", "model_family", "noising", "noising_prior", "step_rule", "SolverSampler",
+    "nonfinite_cause", "validate_inputs", "model_family", "noising", "noising_prior", "sampler_steps", "step_rule",
+    "SolverSampler",
     "differentiable", "guided_denoiser", "run_guided", "CoupledSampler", "FixedNoiseSampler", "Inversion", "Seed",
     "fixed_noises", "run_inversion", "iteration_reporter", "progress_reporter", "POOR_ROUND_TRIP", "summary",
     "Schedule", "build_schedule",
