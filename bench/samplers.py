@@ -4,7 +4,8 @@ output, which is what KSamplerAdvanced walks with the same widgets): the latent 
 to DDIM's, and the model evaluations per step, on the trained demo model and on the random smoke-test model.
 
 Everything runs in this process through ComfyUI's own classes and each node's execute() (as bench/fidelity.py).
-usage: .host/venv/bin/python -m bench.samplers [--steps 8] [--scheduler karras] [--out bench/results]
+usage: .host/venv/bin/python -m bench.samplers [--models demo smoke] [--steps 8] [--scheduler karras]
+       [--samplers …] [--out bench/results]   (writes samplers_<models>.md and .json)
 """
 import argparse
 import json
@@ -97,10 +98,15 @@ def main():
                     for r in results.values()) + " |"
                 lines.append(line)
                 print(line, flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "samplers.md"), "w") as f:
+                write(args.out, f"samplers_{'_'.join(args.models)}", lines, rows)
+
+
+def write(folder: str, name: str, lines: list, rows: list) -> None:
+    """The table so far (markdown) and its numbers (JSON)."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{name}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(args.out, "samplers.json"), "w") as f:
+    with open(os.path.join(folder, f"{name}.json"), "w") as f:
         json.dump(rows, f, indent=1)
 
 
