@@ -312,8 +312,10 @@ def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tenso
     if sweeps < 1:
         raise ValueError(f"sweeps: expected at least 1, got {sweeps}")
     stages = stepper(sigmas)
-    counter = CountingDenoiser(denoiser)
     count = len(stages)
+    # a step map may cost several evaluations: progress is reported after each one, with the step's latest residual
+    progress = {"step": 0, "iteration": 0, "residual": math.nan}
+    counter = CountingDenoiser(denoiser, lambda: notify(callback, steps=count, **progress))
     residuals = [[] for _ in stages]
     forcing = SWEEP_FORCING if any(stage.reads_history for stage in stages) else 0.0
 
@@ -334,8 +336,11 @@ def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tenso
             problem = StepProblem(T=T, x_lo=x, sigma_lo=stage.sigma_lo, sigma_hi=stage.sigma_hi, y0=y0,
                                   forcing=forcing)
 
-            def on_iteration(iteration: int, residual: float, position=position) -> None:
-                notify(callback, step=position, steps=count, iteration=iteration, residual=residual)
+            # progress: the first sweep walks the steps; later sweeps refine at the last one
+            progress.update(step=position if solved is None else count - 1, iteration=0, residual=math.nan)
+
+            def on_iteration(iteration: int, residual: float) -> None:
+                progress.update(iteration=iteration + 1, residual=residual)
 
             x_hi, trace = solve_step(problem, on_iteration)
             starts.append(trace[0])

@@ -195,7 +195,8 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
     trace, one entry per evaluation (a Jacobian-vector product's entry is the residual of the iterate it is at)."""
     image, trace, y, residual = fixed_point_solve(problem, on_iteration, max_iterations, tolerance, "anderson",
                                                   keep_iterate=True)
-    if float(residual.max()) <= trigger * tolerance:
+    goal = max(trigger * tolerance, problem.forcing * trace[0])  # an inexact solve inside a sweep stops sooner
+    if float(residual.max()) <= goal:
         return image, trace
     mean, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)
     kappa = torch.full((y.shape[0],), regularization / variance, dtype=torch.float64, device=y.device)
@@ -223,7 +224,7 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
     shape = (-1, *[1] * (y.ndim - 1))
     for _ in range(iterations):
         current = rms(mapped - y)
-        if bool((current <= tolerance).all()):
+        if bool((current <= max(tolerance, problem.forcing * trace[0])).all()):
             break
         forcing = (parts[0].sqrt() / initial.clamp_min(1e-300)).clamp(max=0.1)
         delta, regularized = gmres(

@@ -15,6 +15,7 @@ from solvers import (
     fixed_point_invert,
     prompt_aware_adjust,
     rnri_invert,
+    sampler_stepper,
 )
 
 SHAPE = (2, 4, 4, 4)
@@ -43,6 +44,12 @@ METHODS = {
     "edict_float32": (partial(edict_invert, precision="float32"), lambda n: n, torch.float32),
     "bdia_float64": (bdia_invert, lambda n: n, torch.float64),
     "prompt_aware": (seeded_prompt_aware, lambda n: 1, torch.float32),
+    # samplers given as stages (docs/methods.md §11): two evaluations per map, and multistep sweeps
+    "fixed_point_heun": (partial(fixed_point_invert, stepper=sampler_stepper("heun")), lambda n: n, torch.float32),
+    "ddim_dpmpp_2m": (partial(ddim_invert, stepper=sampler_stepper("dpmpp_2m")), lambda n: n, torch.float32),
+    "fixed_point_dpmpp_2m": (partial(fixed_point_invert, stepper=sampler_stepper("dpmpp_2m"),
+                                     acceleration="anderson", warm_start=True), lambda n: n, torch.float32),
+    "rnri_newton_uni_pc": (partial(rnri_invert, stepper=sampler_stepper("uni_pc")), lambda n: n - 1, torch.float32),
 }
 
 
