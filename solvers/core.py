@@ -58,7 +58,7 @@ def euler_rule(sigma_hi: float, sigma_lo: float) -> tuple:
 @dataclass(frozen=True)
 class Stage:
     """One part of a sampler's run that inversion solves as one step: from x_hi at σ_hi to x_lo at σ_lo
-    (docs/methods.md §11).
+    (docs/methods.md §14).
 
     `step(denoiser, x_hi, history) -> (x_lo, records)`: `history` is the flat list of the records of the stages
     above (earlier in sampling; inside an inversion sweep, the previous sweep's records of every stage), or None where
@@ -75,7 +75,7 @@ class Stage:
 
 
 Stepper = Callable[[torch.Tensor], list]
-"""stepper(sigmas) -> the sampler's stages over this descending schedule, from σ_max down (docs/methods.md §11)."""
+"""stepper(sigmas) -> the sampler's stages over this descending schedule, from σ_max down (docs/methods.md §14)."""
 
 
 def sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, rule: StepRule = euler_rule,
@@ -290,7 +290,7 @@ def stage_step_map(stage: Stage, denoiser: Denoiser, x_lo: torch.Tensor, history
 
 SWEEP_FORCING = 0.1
 """Inside a multistep sweep each stage is solved only to this fraction of its first residual: its history moves until
-the sweeps converge (docs/methods.md §11)."""
+the sweeps converge (docs/methods.md §14)."""
 
 
 def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
@@ -298,7 +298,7 @@ def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tenso
                      callback: Optional[Callback] = None, warm_start: bool = False, sweeps: int = 1,
                      tolerance: float = 0.0, mix: Optional[Callable[[list, list], torch.Tensor]] = None,
                      window: int = 5) -> InversionResult:
-    """Invert a sampler given as stages (docs/methods.md §11): each stage's equation S(x_hi; history) = x_lo solved
+    """Invert a sampler given as stages (docs/methods.md §14): each stage's equation S(x_hi; history) = x_lo solved
     as x_hi = T(x_hi) from the clean end up, in sweeps.
 
     A multistep stage reads the records (denoised outputs) of the stages above it, which inversion has not solved

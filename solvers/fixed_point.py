@@ -22,7 +22,7 @@ from .core import (
 
 ACCELERATIONS = ("anderson", "none")
 SWEEPS = 8
-"""Most sweeps over a multistep sampler's stages (docs/methods.md §11); they stop once a sweep changes nothing."""
+"""Most sweeps over a multistep sampler's stages (docs/methods.md §14); they stop once a sweep changes nothing."""
 
 
 def anderson_step(iterates: list, images: list, regularization: float = 1e-10) -> torch.Tensor:
@@ -83,7 +83,7 @@ def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tenso
                        warm_start: bool = False, stepper: Optional[Stepper] = None,
                        sweeps: int = SWEEPS) -> InversionResult:
     """Invert every sampler step by fixed-point iteration, at most `max_iterations` evaluations (of T) per step
-    (docs/methods.md §3); a multistep `stepper`'s stages in up to `sweeps` sweeps (§11)."""
+    (docs/methods.md §3); a multistep `stepper`'s stages in up to `sweeps` sweeps (§14)."""
     if acceleration not in ACCELERATIONS:
         raise ValueError(f"acceleration: expected one of {ACCELERATIONS}, got {acceleration!r}")
     solve = partial(fixed_point_solve, max_iterations=max_iterations, tolerance=tolerance, acceleration=acceleration)
@@ -97,7 +97,7 @@ def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *,
                 callback: Optional[Callback] = None, rule: StepRule = euler_rule,
                 noises: Optional[list] = None, stepper: Optional[Stepper] = None) -> InversionResult:
     """Classic DDIM inversion: x_hi = T(x̂_lo), the model seeing the previous latent at the next timestep
-    (docs/methods.md §2); for a `stepper`'s stages one sweep, each multistep stage as its first-order step (§11).
+    (docs/methods.md §2); for a `stepper`'s stages one sweep, each multistep stage as its first-order step (§14).
 
     The residual it reports is that of its starting point, ‖T(x̂_lo) − x̂_lo‖/√numel (no extra evaluation).
     """

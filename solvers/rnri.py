@@ -290,7 +290,7 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, u
     max_iterations evaluations, to tolerance) then `iterations` Newton-Krylov iterations where it ends above
     trigger·tolerance, λ a Levenberg-Marquardt term at ill-posed steps; or `paper`, the published per-coordinate
     update, `iterations` evaluations per step. warm_start (None: on for newton, off for paper) as FixedPoint's; a
-    multistep `stepper`'s stages in up to `sweeps` sweeps (docs/methods.md §11; paper: one)."""
+    multistep `stepper`'s stages in up to `sweeps` sweeps (docs/methods.md §14; paper: one)."""
     if update not in UPDATES:
         raise ValueError(f"update: expected one of {UPDATES}, got {update!r}")
     if gradient not in GRADIENTS:

@@ -4,7 +4,7 @@
   per-step noises n_i fixed, each step's deterministic part is an Euler step to s, so every inverter inverts them
   unchanged; the sampler that regenerates the image must reuse the same n_i.
 - heun, dpm_2 (several evaluations per step) and the multistep dpmpp_2m, res_multistep, uni_pc, uni_pc_bh2: stages
-  (docs/methods.md §11), each one small function that steps exactly as ComfyUI's own sampler function does.
+  (docs/methods.md §14), each one small function that steps exactly as ComfyUI's own sampler function does.
 """
 import math
 from typing import Optional
