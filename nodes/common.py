@@ -4,7 +4,8 @@ from functools import partial
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..solvers.samplers import SAMPLERS
+from ..solvers import euler_rule
+from ..solvers.samplers import SAMPLERS, STOCHASTIC_SAMPLERS
 from . import host
 
 CATEGORY = "sampling/seedfinder"
@@ -41,12 +42,12 @@ def invert_outputs() -> list:
     """latent (LATENT route), noise (NOISE route), sigmas."""
     return [
         io.Latent.Output(display_name="latent", tooltip="The seed as a latent, for KSamplerAdvanced with add_noise "
-                         "disabled, sampler euler or ddim, the same steps/scheduler/cfg (EPS and v-prediction "
-                         "models)."),
+                         "disabled, the invert node's sampler (euler = ddim, heun, dpmpp_2m, …), the same "
+                         "steps/scheduler/cfg (EPS and v-prediction models)."),
         io.Noise.Output(display_name="noise", tooltip="The seed as NOISE, for SamplerCustomAdvanced with an empty "
                         "latent of the same size (or the source latent; with a noise mask on it, a masked edit), a "
-                        "CFGGuider with the same cfg and prompts, euler, and the sigmas output. Works for every model "
-                        "family."),
+                        "CFGGuider with the same cfg and prompts, the sampler output, and the sigmas output. Works "
+                        "for every model family."),
         io.Sigmas.Output(display_name="sigmas", tooltip="Exactly the schedule that was inverted; sample with it."),
     ]
 
@@ -55,24 +56,28 @@ def sampler_inputs() -> list:
     """sampler (the one that will regenerate the image) and noise_seed (its fixed per-step noises)."""
     return [
         io.Combo.Input("sampler", options=list(SAMPLERS), default="euler",
-                       tooltip="The sampler that will regenerate the image. euler (= ddim) is deterministic: any "
-                       "stock sampler node reproduces the seed. euler_ancestral (Turbo/Lightning) and lcm (LCM) inject "
-                       "noise at every step: the inversion fixes those noises, so regenerate with the sampler output."),
+                       tooltip="The sampler that will regenerate the image. euler (= ddim), heun, dpm_2, dpmpp_2m, "
+                       "res_multistep, uni_pc and uni_pc_bh2 are deterministic: a stock sampler node with the same "
+                       "sampler reproduces the seed (the multistep ones cost several sweeps over the whole schedule). "
+                       "euler_ancestral (Turbo/Lightning) and lcm (LCM) inject noise at every step: the inversion "
+                       "fixes those noises, so regenerate with the sampler output."),
         io.Int.Input("noise_seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
-                     tooltip="Seed of the fixed per-step noises of euler_ancestral and lcm; unused by euler."),
+                     tooltip="Seed of the fixed per-step noises of euler_ancestral and lcm; unused by the "
+                     "deterministic samplers."),
     ]
 
 
 def sampler_output() -> io.Sampler.Output:
     return io.Sampler.Output(display_name="sampler", tooltip="The sampler to regenerate with in "
-                             "SamplerCustom(Advanced): euler, or euler_ancestral/lcm carrying the fixed noises of "
-                             "this inversion.")
+                             "SamplerCustom(Advanced): ComfyUI's own deterministic sampler of that name, or "
+                             "euler_ancestral/lcm carrying the fixed noises of this inversion.")
 
 
-def schedule_of(inputs: dict) -> "host.Schedule":
-    """The schedule an invert node's widgets (or its sigmas input) ask for."""
+def schedule_of(inputs: dict, sampler: str = "euler") -> "host.Schedule":
+    """The schedule an invert node's widgets (or its sigmas input) ask for, as KSamplerAdvanced walks it with
+    `sampler`."""
     return host.build_schedule(inputs["model"], inputs["steps"], inputs["scheduler"], inputs["strength"],
-                               inputs.get("sigmas"))
+                               inputs.get("sigmas"), sampler)
 
 
 def invert(method_name: str, method, schedule: "host.Schedule", inputs: dict, needs_gradient: bool = False,
@@ -90,11 +95,12 @@ def run_sampler_invert_node(method_name: str, method, sampler: str, noise_seed: 
     """Invert the steps of `sampler` (its per-step noises fixed by noise_seed); outputs the hand-off and the sampler.
     `notes(sigmas, rule)`, if given, returns the method's warnings about this schedule for the node's summary."""
     model, samples = inputs["model"], inputs["latent"]["samples"]
-    schedule = schedule_of(inputs)
+    schedule = schedule_of(inputs, sampler)
     steps = len(schedule.sigmas) - 1
-    noises = host.fixed_noises(tuple(samples.shape), steps, noise_seed) if sampler != "euler" else None
-    rule = host.step_rule(model, sampler)
-    method = partial(method, rule=rule, noises=noises)
+    noises = host.fixed_noises(tuple(samples.shape), steps, noise_seed) if sampler in STOCHASTIC_SAMPLERS else None
+    stepping = host.sampler_steps(model, sampler)
+    method = partial(method, noises=noises, **stepping)
+    rule = stepping.get("rule", euler_rule)  # a stage sampler's step also ends at σ_lo: its fold is judged as euler's
     inversion, ui = invert(method_name, method, schedule, inputs, needs_gradient=needs_gradient, sampler=sampler,
                            step_noises=noises, notes=notes(schedule.sigmas, rule) if notes else ())
     return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,

@@ -10,12 +10,15 @@ from .core import (
                    InputScale,
                    InversionMethod,
                    InversionResult,
+                   Stage,
+                   Stepper,
                    StepProblem,
                    StepRule,
                    describe_sigmas,
                    euler_rule,
                    euler_step,
                    inverse_step_map,
+                   invert_by_stages,
                    invert_by_steps,
                    level_scale,
                    rms,
@@ -39,11 +42,12 @@ from .interpolation import CENTROIDS, PATHS, centroid, interpolate
 from .metrics import PSNR_CAP, psnr, ssim
 from .prompt_aware import MODES, cycle_schedule, prompt_aware_adjust
 from .rnri import FOLD_RATIO, GRADIENTS, UPDATES, flow_transition_prior, fold_ratio, rnri_invert, ve_transition_prior
-from .samplers import SAMPLERS, sampler_rule
+from .samplers import SAMPLERS, STAGE_SAMPLERS, STOCHASTIC_SAMPLERS, sampler_rule, sampler_stepper
 
 __all__ = [
-    "Callback", "CountingDenoiser", "Denoiser", "InputScale", "InversionMethod", "InversionResult", "StepProblem",
-    "StepRule", "describe_sigmas", "euler_rule", "euler_step", "inverse_step_map", "invert_by_steps", "level_scale",
+    "Callback", "CountingDenoiser", "Denoiser", "InputScale", "InversionMethod", "InversionResult", "Stage", "Stepper",
+    "StepProblem", "StepRule", "describe_sigmas", "euler_rule", "euler_step", "inverse_step_map", "invert_by_stages",
+    "invert_by_steps", "level_scale",
     "rms", "sample", "to_d", "validate_schedule", "vp_input_scale",
     "PRECISIONS", "bdia_generate", "bdia_invert", "edict_generate", "edict_invert",
     "FLOW_SOLVERS", "eta_schedule", "flow_edit", "flow_solver_invert", "flow_solver_sample", "rf_inversion_invert",
@@ -54,5 +58,5 @@ __all__ = [
     "MODES", "cycle_schedule", "prompt_aware_adjust",
     "FOLD_RATIO", "GRADIENTS", "UPDATES", "flow_transition_prior", "fold_ratio", "rnri_invert",
     "ve_transition_prior",
-    "SAMPLERS", "sampler_rule",
+    "SAMPLERS", "STAGE_SAMPLERS", "STOCHASTIC_SAMPLERS", "sampler_rule", "sampler_stepper",
 ]

@@ -4,6 +4,7 @@ implicit equation that inverts it (docs/architecture.md §3, docs/methods.md §1
 A denoiser is any callable D(x, sigma) -> x0-estimate for a batched latent x and a scalar sigma,
 with classifier-free guidance already applied. Nothing here imports ComfyUI.
 """
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Protocol
 
@@ -54,9 +55,41 @@ def euler_rule(sigma_hi: float, sigma_lo: float) -> tuple:
     return 1.0, 0.0, sigma_lo
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One part of a sampler's run that inversion solves as one step: from x_hi at σ_hi to x_lo at σ_lo
+    (docs/methods.md §14).
+
+    `step(denoiser, x_hi, history) -> (x_lo, records)`: `history` is the flat list of the records of the stages
+    above (earlier in sampling; inside an inversion sweep, the previous sweep's records of every stage), or None where
+    they are not known yet (inversion's first sweep), and the stage then runs as its sampler's lowest-order first
+    step; `records` are what later stages read (a multistep sampler's denoised outputs)."""
+    sigma_hi: float
+    sigma_lo: float
+    step: Callable
+    reads_history: bool = False
+    implicit: Optional[Callable] = None
+    """The form inversion solves, if not `step` itself: the same step with the history it reads re-expressed around
+    the unknown (e.g. a denoised output above as D(y + its stale offset)), so that a stale history moves the solution
+    less; it equals `step` once the history is the one the solution produces."""
+
+
+Stepper = Callable[[torch.Tensor], list]
+"""stepper(sigmas) -> the sampler's stages over this descending schedule, from σ_max down (docs/methods.md §14)."""
+
+
 def sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, rule: StepRule = euler_rule,
-           noises: Optional[list] = None, callback: Optional["Callback"] = None) -> torch.Tensor:
-    """ComfyUI's euler, euler_ancestral and lcm samplers as one rule: x_lo = a·Euler(x_hi; σ_hi → s) + b·n_i."""
+           noises: Optional[list] = None, callback: Optional["Callback"] = None,
+           stepper: Optional[Stepper] = None) -> torch.Tensor:
+    """ComfyUI's euler, euler_ancestral and lcm samplers as one rule: x_lo = a·Euler(x_hi; σ_hi → s) + b·n_i; or a
+    sampler given by its `stepper`, stage after stage, each reading the records of those before."""
+    if stepper is not None:
+        stages, history = stepper(sigmas), []
+        for index, stage in enumerate(stages):
+            x, records = stage.step(denoiser, x, history)
+            history = history + records
+            notify(callback, step=index, steps=len(stages), iteration=0, residual=0.0)
+        return x
     steps = len(sigmas) - 1
     for index, (sigma_hi, sigma_lo) in enumerate(zip(sigmas[:-1].tolist(), sigmas[1:].tolist())):
         a, b, s = rule(sigma_hi, sigma_lo)
@@ -183,6 +216,9 @@ class StepProblem:
     sigma_hi: float
     y0: torch.Tensor
     """Initial guess: x_lo as the model would see it at σ_hi (classic DDIM inversion's evaluation point)."""
+    forcing: float = 0.0
+    """The step may stop once its residual is at or under forcing × its first residual (an inexact solve, as inside a
+    multistep sweep whose history is still moving; Dembo, Eisenstat & Steihaug 1982); 0: solve to the tolerance."""
 
 
 StepSolver = Callable[[StepProblem, Callable[[int, float], None]], tuple]
@@ -192,15 +228,23 @@ StepSolver = Callable[[StepProblem, Callable[[int, float], None]], tuple]
 def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *,
                     input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None,
                     rule: StepRule = euler_rule, noises: Optional[list] = None,
-                    warm_start: bool = False) -> InversionResult:
+                    warm_start: bool = False, stepper: Optional[Stepper] = None, sweeps: int = 1,
+                    tolerance: float = 0.0, mix: Optional[Callable[[list, list], torch.Tensor]] = None
+                    ) -> InversionResult:
     """Invert a sampler step by step from σ = 0 up to sigmas[0], solving x_hi = T(x_hi) at each step
     (docs/methods.md §1, §5).
 
     With a stochastic rule the step's fixed noise n_i is removed first: its deterministic part
     (x_lo − b·n_i)/a is then an Euler step to s, inverted like any other. The initial guess is classic DDIM's
     evaluation point, or with `warm_start` the previous step's solved direction d extrapolated: x_lo + (σ_hi − s)·d.
+    A sampler given by its `stepper` is inverted stage by stage in up to `sweeps` sweeps, accelerated by `mix`
+    (`invert_by_stages`).
     """
     validate_schedule(sigmas)
+    if stepper is not None:
+        return invert_by_stages(solve_step, denoiser, x0, sigmas, stepper, input_scale=input_scale,
+                                callback=callback, warm_start=warm_start, sweeps=sweeps, tolerance=tolerance,
+                                mix=mix)
     counter = CountingDenoiser(denoiser)
     steps = len(sigmas) - 1
     x, residuals, direction = x0, [], None
@@ -221,3 +265,116 @@ def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor
         direction = (x - target) / (sigma_hi - s)
         residuals.append(trace)
     return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations)
+
+
+def stage_step_map(stage: Stage, denoiser: Denoiser, x_lo: torch.Tensor, history: Optional[list]):
+    """T(y) = y + x_lo − S(y), S the stage's step; its fixed point is the exact inverse of the stage (for euler
+    exactly the T of §1). Also returns best(): the records of the iterate with the smallest residual so far."""
+    kept = {"best": None, "score": None}
+
+    step = stage.implicit or stage.step
+
+    def T(y: torch.Tensor) -> torch.Tensor:
+        stepped, records = step(denoiser, y, history)
+        mapped = y + (x_lo - stepped)
+        if records:
+            kept["best"], kept["score"] = keep_best(kept["best"], kept["score"], torch.stack(records, 1),
+                                                    rms(mapped - y))
+        return mapped
+
+    def best() -> list:
+        return [] if kept["best"] is None else list(kept["best"].unbind(1))
+
+    return T, best
+
+
+SWEEP_FORCING = 0.1
+"""Inside a multistep sweep each stage is solved only to this fraction of its first residual: its history moves until
+the sweeps converge (docs/methods.md §14)."""
+
+
+def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
+                     stepper: Stepper, *, input_scale: InputScale = vp_input_scale,
+                     callback: Optional[Callback] = None, warm_start: bool = False, sweeps: int = 1,
+                     tolerance: float = 0.0, mix: Optional[Callable[[list, list], torch.Tensor]] = None,
+                     window: int = 5) -> InversionResult:
+    """Invert a sampler given as stages (docs/methods.md §14): each stage's equation S(x_hi; history) = x_lo solved
+    as x_hi = T(x_hi) from the clean end up, in sweeps.
+
+    A multistep stage reads the records (denoised outputs) of the stages above it, which inversion has not solved
+    yet: the first sweep runs each stage as its sampler's first, lowest-order step; each later sweep solves every
+    stage again, from the previous solution, with the records left above it (Gauss-Seidel from the clean end). The
+    state a sweep maps to the next is the whole trajectory with its records; `mix(iterates, images)` (Anderson) may
+    accelerate that map over the last `window` sweeps. It stops once a sweep finds every stage already within
+    `tolerance` at its start (the full forward run reproduces every level), or after `sweeps` sweeps, and returns
+    the sweep whose start was the most consistent; a sampler whose stages read no history needs one sweep. Residual
+    trace: per stage from the clean end, its iterations over all sweeps."""
+    if sweeps < 1:
+        raise ValueError(f"sweeps: expected at least 1, got {sweeps}")
+    stages = stepper(sigmas)
+    count = len(stages)
+    # a step map may cost several evaluations: progress is reported after each one, with the step's latest residual
+    progress = {"step": 0, "iteration": 0, "residual": math.nan}
+    counter = CountingDenoiser(denoiser, lambda: notify(callback, steps=count, **progress))
+    residuals = [[] for _ in stages]
+    forcing = SWEEP_FORCING if any(stage.reads_history for stage in stages) else 0.0
+
+    def sweep(solved: Optional[list], records: Optional[list]) -> tuple:
+        """One pass from the clean end up: (solved x_hi per stage, records per stage, each stage's start residual)."""
+        x, direction, starts = x0, None, []
+        new_solved, new_records = [None] * count, [[] for _ in stages]
+        for position, index in enumerate(reversed(range(count))):
+            stage = stages[index]
+            history = None if records is None else [record for stage_records in records for record in stage_records]
+            if solved is not None:
+                y0 = solved[index]
+            elif warm_start and direction is not None:
+                y0 = x + (stage.sigma_hi - stage.sigma_lo) * direction
+            else:
+                y0 = x * level_scale(input_scale, stage.sigma_lo, stage.sigma_hi)
+            T, best_records = stage_step_map(stage, counter, x, history)
+            problem = StepProblem(T=T, x_lo=x, sigma_lo=stage.sigma_lo, sigma_hi=stage.sigma_hi, y0=y0,
+                                  forcing=forcing)
+
+            # progress: the first sweep walks the steps; later sweeps refine at the last one
+            progress.update(step=position if solved is None else count - 1, iteration=0, residual=math.nan)
+
+            def on_iteration(iteration: int, residual: float) -> None:
+                progress.update(iteration=iteration + 1, residual=residual)
+
+            x_hi, trace = solve_step(problem, on_iteration)
+            starts.append(trace[0])
+            residuals[position].extend(trace)
+            new_records[index], new_solved[index] = best_records(), x_hi
+            direction = (x_hi - x) / (stage.sigma_hi - stage.sigma_lo)
+            x = x_hi
+        return new_solved, new_records, max(starts)
+
+    solved, records, _ = sweep(None, None)
+    if not any(stage.reads_history for stage in stages):
+        return InversionResult(latent=solved[0], residuals=residuals, evaluations=counter.evaluations)
+    layout = [len(above) for above in records]
+    # mixed as the model sees each level (c_in·x), so that every level weighs alike in Anderson's least squares
+    scales = [input_scale(stage.sigma_hi) for stage in stages]
+
+    def flat_state(solved: list, records: list) -> torch.Tensor:
+        return torch.stack([x * scale for x, scale in zip(solved, scales)]
+                           + [record for above in records for record in above], 1)
+
+    best, best_start, iterates, images = solved[0], math.inf, [], []
+    for _ in range(sweeps - 1):
+        state = flat_state(solved, records)
+        solved, records, start = sweep(solved, records)
+        if start < best_start:
+            best, best_start = solved[0], start
+        if start <= tolerance:
+            break
+        if mix is None:
+            continue
+        iterates = (iterates + [state])[-(window + 1):]
+        images = (images + [flat_state(solved, records)])[-(window + 1):]
+        if len(iterates) > 1:
+            mixed = list(mix(iterates, images).unbind(1))
+            solved, flat = [x / scale for x, scale in zip(mixed[:count], scales)], mixed[count:]
+            records = [[flat.pop(0) for _ in range(size)] for size in layout]
+    return InversionResult(latent=best, residuals=residuals, evaluations=counter.evaluations)

@@ -10,6 +10,7 @@ from .core import (
     Denoiser,
     InputScale,
     InversionResult,
+    Stepper,
     StepProblem,
     StepRule,
     euler_rule,
@@ -20,6 +21,8 @@ from .core import (
 )
 
 ACCELERATIONS = ("anderson", "none")
+SWEEPS = 8
+"""Most sweeps over a multistep sampler's stages (docs/methods.md §14); they stop once a sweep changes nothing."""
 
 
 def anderson_step(iterates: list, images: list, regularization: float = 1e-10) -> torch.Tensor:
@@ -59,7 +62,9 @@ def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float],
         best, best_residual = keep_best(best, best_residual, candidate, residual)
         trace.append(float(residual.max()))
         on_iteration(iteration, trace[-1])
-        if bool((residual <= tolerance).all()):
+        if not iteration:
+            goal = torch.clamp(problem.forcing * residual, min=tolerance)
+        if bool((residual <= goal).all()):
             break
         if acceleration == "anderson":
             iterates, images = (iterates + [y])[-(window + 1):], (images + [mapped])[-(window + 1):]
@@ -75,24 +80,26 @@ def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tenso
                        tolerance: float = 1e-4, input_scale: InputScale = vp_input_scale,
                        callback: Optional[Callback] = None, rule: StepRule = euler_rule,
                        noises: Optional[list] = None, acceleration: str = "none",
-                       warm_start: bool = False) -> InversionResult:
-    """Invert every sampler step by fixed-point iteration, at most `max_iterations` evaluations per step
-    (docs/methods.md §3)."""
+                       warm_start: bool = False, stepper: Optional[Stepper] = None,
+                       sweeps: int = SWEEPS) -> InversionResult:
+    """Invert every sampler step by fixed-point iteration, at most `max_iterations` evaluations (of T) per step
+    (docs/methods.md §3); a multistep `stepper`'s stages in up to `sweeps` sweeps (§14)."""
     if acceleration not in ACCELERATIONS:
         raise ValueError(f"acceleration: expected one of {ACCELERATIONS}, got {acceleration!r}")
     solve = partial(fixed_point_solve, max_iterations=max_iterations, tolerance=tolerance, acceleration=acceleration)
     return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, rule=rule,
-                           noises=noises, warm_start=warm_start)
+                           noises=noises, warm_start=warm_start, stepper=stepper, sweeps=sweeps, tolerance=tolerance,
+                           mix=anderson_step if acceleration == "anderson" else None)
 
 
 def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *,
                 input_scale: InputScale = vp_input_scale,
                 callback: Optional[Callback] = None, rule: StepRule = euler_rule,
-                noises: Optional[list] = None) -> InversionResult:
+                noises: Optional[list] = None, stepper: Optional[Stepper] = None) -> InversionResult:
     """Classic DDIM inversion: x_hi = T(x̂_lo), the model seeing the previous latent at the next timestep
-    (docs/methods.md §2).
+    (docs/methods.md §2); for a `stepper`'s stages one sweep, each multistep stage as its first-order step (§14).
 
     The residual it reports is that of its starting point, ‖T(x̂_lo) − x̂_lo‖/√numel (no extra evaluation).
     """
     return fixed_point_invert(denoiser, x0, sigmas, max_iterations=1, tolerance=0.0, input_scale=input_scale,
-                              callback=callback, rule=rule, noises=noises)
+                              callback=callback, rule=rule, noises=noises, stepper=stepper, sweeps=1)

@@ -18,6 +18,7 @@ from .core import (
     Denoiser,
     InputScale,
     InversionResult,
+    Stepper,
     StepProblem,
     StepRule,
     euler_rule,
@@ -26,7 +27,7 @@ from .core import (
     rms,
     vp_input_scale,
 )
-from .fixed_point import fixed_point_solve
+from .fixed_point import SWEEPS, anderson_step, fixed_point_solve
 
 GRADIENTS = ("autograd", "jacobian-free")
 UPDATES = ("newton", "paper")
@@ -194,7 +195,8 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
     trace, one entry per evaluation (a Jacobian-vector product's entry is the residual of the iterate it is at)."""
     image, trace, y, residual = fixed_point_solve(problem, on_iteration, max_iterations, tolerance, "anderson",
                                                   keep_iterate=True)
-    if float(residual.max()) <= trigger * tolerance:
+    goal = max(trigger * tolerance, problem.forcing * trace[0])  # an inexact solve inside a sweep stops sooner
+    if float(residual.max()) <= goal:
         return image, trace
     mean, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)
     kappa = torch.full((y.shape[0],), regularization / variance, dtype=torch.float64, device=y.device)
@@ -222,7 +224,7 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
     shape = (-1, *[1] * (y.ndim - 1))
     for _ in range(iterations):
         current = rms(mapped - y)
-        if bool((current <= tolerance).all()):
+        if bool((current <= max(tolerance, problem.forcing * trace[0])).all()):
             break
         forcing = (parts[0].sqrt() / initial.clamp_min(1e-300)).clamp(max=0.1)
         delta, regularized = gmres(
@@ -282,11 +284,13 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, u
                 noises: Optional[list] = None, max_iterations: int = 20,
                 tolerance: float = 1e-4, trigger: float = 1.0, krylov: int = 5, restarts: int = 1,
                 line_search: int = 3, epsilon: Optional[float] = None,
-                warm_start: Optional[bool] = None) -> InversionResult:
+                warm_start: Optional[bool] = None, stepper: Optional[Stepper] = None,
+                sweeps: int = SWEEPS) -> InversionResult:
     """Invert every Euler step by RNRI (docs/methods.md §4): `newton`, the Anderson phase of FixedPoint (at most
     max_iterations evaluations, to tolerance) then `iterations` Newton-Krylov iterations where it ends above
     trigger·tolerance, λ a Levenberg-Marquardt term at ill-posed steps; or `paper`, the published per-coordinate
-    update, `iterations` evaluations per step. warm_start (None: on for newton, off for paper) as FixedPoint's."""
+    update, `iterations` evaluations per step. warm_start (None: on for newton, off for paper) as FixedPoint's; a
+    multistep `stepper`'s stages in up to `sweeps` sweeps (docs/methods.md §14; paper: one)."""
     if update not in UPDATES:
         raise ValueError(f"update: expected one of {UPDATES}, got {update!r}")
     if gradient not in GRADIENTS:
@@ -301,7 +305,7 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, u
         solve = partial(rnri_solve, iterations=iterations, regularization=regularization, gradient=gradient,
                         damping=damping, prior=prior)
         return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, rule=rule,
-                               noises=noises, warm_start=bool(warm_start))
+                               noises=noises, warm_start=bool(warm_start), stepper=stepper)
     for name, value, least in (("max_iterations", max_iterations, 1), ("krylov", krylov, 1),
                                ("restarts", restarts, 1), ("line_search", line_search, 1)):
         if value < least:
@@ -310,4 +314,5 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, u
                     max_iterations=max_iterations, tolerance=tolerance, trigger=trigger, krylov=krylov,
                     restarts=restarts, line_search=line_search, epsilon=epsilon)
     return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, rule=rule,
-                           noises=noises, warm_start=True if warm_start is None else warm_start)
+                           noises=noises, warm_start=True if warm_start is None else warm_start, stepper=stepper,
+                           sweeps=sweeps, tolerance=tolerance, mix=anderson_step)

@@ -50,7 +50,7 @@ SWEEP_STEPS = [*range(1, 41), 50, 100, 500, 1000]
 SWEEP_STRENGTHS = (1.0, 0.75, 0.5, 0.1, 0.02)
 
 
-def ksampler_advanced_sigmas(model, steps: int, scheduler: str, start_at_step: int):
+def ksampler_advanced_sigmas(model, steps: int, scheduler: str, start_at_step: int, sampler: str = "euler"):
     """The σ's KSamplerAdvanced (add_noise off, euler) walks for these widgets: its own KSampler.sample, with the
     function that would run the sampler replaced by one that records them (None: it returns the latent unchanged)."""
     import comfy.samplers
@@ -60,13 +60,26 @@ def ksampler_advanced_sigmas(model, steps: int, scheduler: str, start_at_step: i
         seen.append(sigmas.float().cpu()))
     try:
         latent = torch.zeros(1, 4, 8, 8)
-        sampler = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler="euler", scheduler=scheduler,
-                                          denoise=1.0, model_options=model.model_options)
-        sampler.sample(latent, [], [], 1.0, latent_image=latent, start_step=start_at_step, last_step=10000,
-                       force_full_denoise=False)
+        ksampler = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler, scheduler=scheduler,
+                                           denoise=1.0, model_options=model.model_options)
+        ksampler.sample(latent, [], [], 1.0, latent_image=latent, start_step=start_at_step, last_step=10000,
+                        force_full_denoise=False)
     finally:
         comfy.samplers.sample = original
     return seen[0] if seen else None
+
+
+def test_dpm_2_and_uni_pc_invert_the_schedule_ksampler_gives_them(pack, model):
+    """KSampler computes steps + 1 σ's for dpm_2 and uni_pc and drops the penultimate: the inverted schedule is
+    that one, for every scheduler, at full and partial strength."""
+    import comfy.samplers
+    from seedfinder.nodes import host
+    for sampler in ("dpm_2", "uni_pc", "uni_pc_bh2", "heun"):
+        for scheduler in comfy.samplers.SCHEDULER_NAMES:
+            for steps, strength in ((4, 1.0), (10, 1.0), (10, 0.5)):
+                schedule = host.build_schedule(model, steps, scheduler, strength, None, sampler)
+                walked = ksampler_advanced_sigmas(model, steps, scheduler, schedule.start_at_step, sampler)
+                assert torch.equal(schedule.sigmas, walked), (sampler, scheduler, steps, strength)
 
 
 def test_the_latent_route_inverts_exactly_what_ksampler_advanced_samples(pack, model):

@@ -17,6 +17,7 @@ from solvers import (
     prompt_aware_adjust,
     rf_inversion_invert,
     rnri_invert,
+    sampler_stepper,
 )
 
 SHAPE = (2, 4, 4, 4)
@@ -50,6 +51,12 @@ METHODS = {
                      lambda n: n, torch.float32),
     "fireflow": (flow_solver_invert, lambda n: n, torch.float32),
     "rf_solver": (partial(flow_solver_invert, solver="rf_solver"), lambda n: n, torch.float32),
+    # samplers given as stages (docs/methods.md §14): two evaluations per map, and multistep sweeps
+    "fixed_point_heun": (partial(fixed_point_invert, stepper=sampler_stepper("heun")), lambda n: n, torch.float32),
+    "ddim_dpmpp_2m": (partial(ddim_invert, stepper=sampler_stepper("dpmpp_2m")), lambda n: n, torch.float32),
+    "fixed_point_dpmpp_2m": (partial(fixed_point_invert, stepper=sampler_stepper("dpmpp_2m"),
+                                     acceleration="anderson", warm_start=True), lambda n: n, torch.float32),
+    "rnri_newton_uni_pc": (partial(rnri_invert, stepper=sampler_stepper("uni_pc")), lambda n: n - 1, torch.float32),
 }
 
 

@@ -58,7 +58,7 @@ def test_rules_reduce_to_their_definitions():
     assert lcm_rule(False)(1.0, 0.5) == (1.0, 0.5, 0.0) and lcm_rule(True)(0.8, 0.5) == (0.5, 0.5, 0.0)
     assert flow_ancestral_rule()(0.5, 0.0) == (1.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="sampler: expected one of"):
-        sampler_rule("dpmpp_2m", False)
+        sampler_rule("dpmpp_3m_sde", False)
 
 
 class _Wrapped:

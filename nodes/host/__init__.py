@@ -13,7 +13,7 @@ Nodes import this package (`from . import host`) and call these names; nothing e
 sampling internals.
 """
 from .checks import nonfinite_cause, validate_inputs
-from .family import model_family, noising, noising_prior, require_flow, sampling_shift, step_rule
+from .family import model_family, noising, noising_prior, require_flow, sampler_steps, sampling_shift, step_rule
 from .guided import Prompt, SolverSampler, differentiable, guided_denoiser, run_edit, run_guided
 from .handoff import CoupledSampler, FixedNoiseSampler, FunctionSampler, Inversion, Seed, fixed_noises, run_inversion
 from .progress import iteration_reporter, progress_reporter, sampler_progress
@@ -21,9 +21,9 @@ from .report import POOR_ROUND_TRIP, summary
 from .schedule import Schedule, build_schedule
 
 __all__ = [
-    "nonfinite_cause", "validate_inputs", "model_family", "noising", "noising_prior", "require_flow", "sampling_shift",
-    "step_rule", "Prompt", "SolverSampler", "differentiable", "guided_denoiser", "run_edit", "run_guided",
-    "CoupledSampler", "FixedNoiseSampler", "FunctionSampler", "Inversion", "Seed", "fixed_noises", "run_inversion",
-    "iteration_reporter", "progress_reporter", "sampler_progress", "POOR_ROUND_TRIP", "summary",
+    "nonfinite_cause", "validate_inputs", "model_family", "noising", "noising_prior", "require_flow", "sampler_steps",
+    "sampling_shift", "step_rule", "Prompt", "SolverSampler", "differentiable", "guided_denoiser", "run_edit",
+    "run_guided", "CoupledSampler", "FixedNoiseSampler", "FunctionSampler", "Inversion", "Seed", "fixed_noises",
+    "run_inversion", "iteration_reporter", "progress_reporter", "sampler_progress", "POOR_ROUND_TRIP", "summary",
     "Schedule", "build_schedule",
 ]

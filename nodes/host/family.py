@@ -5,7 +5,7 @@ import math
 import comfy.model_sampling
 import torch
 
-from ...solvers import StepRule, flow_transition_prior, sampler_rule, ve_transition_prior
+from ...solvers import StepRule, flow_transition_prior, sampler_rule, sampler_stepper, ve_transition_prior
 
 FAMILIES = (  # most specific first: EDM subclasses V_PREDICTION, which (like X0) subclasses EPS
     (comfy.model_sampling.EDM, "EDM"),
@@ -41,6 +41,14 @@ def noising_prior(model):
 def step_rule(model, sampler: str) -> StepRule:
     """How ComfyUI's sampler `sampler` steps for this model's family (flow models have their own ancestral step)."""
     return sampler_rule(sampler, model_family(model) == "CONST")
+
+
+def sampler_steps(model, sampler: str) -> dict:
+    """How inversion steps ComfyUI's sampler `sampler` on this model, as the solvers' keyword: {'rule': its step rule}
+    (euler, euler_ancestral, lcm) or {'stepper': its stages} (heun, dpm_2, the multistep samplers, which ComfyUI
+    runs alike for every family)."""
+    stepper = sampler_stepper(sampler)
+    return {"stepper": stepper} if stepper is not None else {"rule": step_rule(model, sampler)}
 
 
 def noising(model):

@@ -16,10 +16,11 @@ class Schedule:
     start_at_step: Optional[int]
 
 
-def build_schedule(model, steps: int, scheduler: str, strength: float, sigmas: Optional[torch.Tensor]) -> Schedule:
+def build_schedule(model, steps: int, scheduler: str, strength: float, sigmas: Optional[torch.Tensor],
+                   sampler: str = "euler") -> Schedule:
     """The user's SIGMAS, or what KSamplerAdvanced samples with the same widgets: `scheduler`'s real schedule at
-    `steps` (some schedulers return more or fewer steps, e.g. ddim_uniform at 6 gives 7) from
-    start_at_step = steps − round(steps·strength) on."""
+    `steps` (some schedulers return more or fewer steps, e.g. ddim_uniform at 6 gives 7; for dpm_2 and uni_pc
+    KSampler computes steps + 1 and drops the penultimate σ) from start_at_step = steps − round(steps·strength) on."""
     if sigmas is not None:
         sigmas = sigmas.detach().float().cpu()
         validate_schedule(sigmas)
@@ -30,7 +31,11 @@ def build_schedule(model, steps: int, scheduler: str, strength: float, sigmas: O
         raise ValueError(f"steps: expected at least 1, got {steps}")
     if scheduler not in comfy.samplers.SCHEDULER_NAMES:
         raise ValueError(f"scheduler: expected one of {', '.join(comfy.samplers.SCHEDULER_NAMES)}, got {scheduler!r}")
-    full = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).float().cpu()
+    discard = sampler in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
+    full = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler,
+                                           steps + 1 if discard else steps).float().cpu()
+    if discard:
+        full = torch.cat([full[:-2], full[-1:]])
     if not torch.isfinite(full).all():
         raise ValueError(f"scheduler: {scheduler} at {steps} steps gives non-finite σ's {describe_sigmas(full)}; "
                          f"use more steps or another scheduler")

@@ -52,10 +52,14 @@ def batch_graph(steps: int = 3, max_iterations: int = 4) -> dict:
     return graph
 
 
+STOCHASTIC = ("euler_ancestral", "lcm")
+
+
 def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = "ddim_uniform", cfg: float = 1.0,
                      use_negative: bool = False, strength: float = 1.0, options: dict | None = None,
-                     latent_node=("encode", 0)) -> dict:
-    """Invert the encoded image, then regenerate it with KSamplerAdvanced (LATENT) and SamplerCustomAdvanced (NOISE).
+                     latent_node=("encode", 0), sampler: str = "euler") -> dict:
+    """Invert the encoded image, then regenerate it with KSamplerAdvanced (LATENT) and SamplerCustomAdvanced (NOISE),
+    both with the stock `sampler` (KSamplerAdvanced's sampler_name, KSamplerSelect).
 
     With a stochastic `sampler` option or an exact method, both routes sample with the invert node's sampler output
     (the LATENT route through SamplerCustom with add_noise off): only it carries the fixed noises or the partner.
@@ -63,8 +67,9 @@ def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = 
     graph = base_graph(image)
     inputs = {"model": ["unet", 0], "positive": ["pos", 0], "latent": list(latent_node), "steps": steps,
               "scheduler": scheduler, "cfg": cfg, "strength": strength,
-              **({} if method in EXACT else {"sampler": "euler", "noise_seed": 0}),
+              **({} if method in EXACT else {"sampler": sampler, "noise_seed": 0}),
               **DEFAULT_OPTIONS.get(method, {}), **(options or {})}
+    stock = "euler" if inputs.get("sampler", "euler") in STOCHASTIC else inputs.get("sampler", "euler")
     if use_negative:
         inputs["negative"] = ["neg", 0]
     inverted = max(1, round(steps * strength))
@@ -72,12 +77,12 @@ def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = 
         "invert": {"class_type": INVERT.get(method, method), "inputs": inputs},
         "ksampler": {"class_type": "KSamplerAdvanced", "inputs": {
             "model": ["unet", 0], "add_noise": "disable", "noise_seed": 0, "steps": steps, "cfg": cfg,
-            "sampler_name": "euler", "scheduler": scheduler, "positive": ["pos", 0], "negative": ["neg", 0],
+            "sampler_name": stock, "scheduler": scheduler, "positive": ["pos", 0], "negative": ["neg", 0],
             "latent_image": ["invert", 0], "start_at_step": steps - inverted, "end_at_step": 10000,
             "return_with_leftover_noise": "disable"}},
         "guider": {"class_type": "CFGGuider", "inputs": {"model": ["unet", 0], "positive": ["pos", 0],
                                                          "negative": ["neg", 0], "cfg": cfg}},
-        "euler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "euler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": stock}},
         "empty": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
         "custom": {"class_type": "SamplerCustomAdvanced", "inputs": {
             "noise": ["invert", 1], "guider": ["guider", 0], "sampler": ["euler", 0], "sigmas": ["invert", 2],
@@ -87,11 +92,24 @@ def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = 
         "save_noise_route": {"class_type": "SaveLatent", "inputs": {"samples": ["custom", 0],
                                                                     "filename_prefix": "latents/noise_route"}},
     })
-    if method in EXACT or inputs["sampler"] != "euler":
+    if method in EXACT or inputs["sampler"] in STOCHASTIC:
         graph["custom"]["inputs"]["sampler"] = ["invert", 3]
         graph["ksampler"] = {"class_type": "SamplerCustom", "inputs": {
             "model": ["unet", 0], "add_noise": False, "noise_seed": 0, "cfg": cfg, "positive": ["pos", 0],
             "negative": ["neg", 0], "sampler": ["invert", 3], "sigmas": ["invert", 2], "latent_image": ["invert", 0]}}
+    return graph
+
+
+def on_demo_model(graph: dict, label=("red", "disc", "blue")) -> dict:
+    """The same graph on the trained demo model (installed by the host fixture), with its demo image of `label` and
+    that image's caption as the prompt."""
+    from demo_model import data, install
+    graph["unet"]["inputs"]["unet_name"] = install.UNET_FILES["eps"]
+    graph["clip"]["inputs"]["clip_name"] = install.CLIP_FILE
+    graph["vae"]["inputs"]["vae_name"] = install.VAE_FILE
+    graph["image"]["inputs"]["image"] = install.image_name(label)
+    graph["pos"]["inputs"]["text"] = data.caption(label)
+    graph["neg"]["inputs"]["text"] = ""
     return graph
 
 
@@ -120,9 +138,11 @@ def relative_error(reconstructed, target) -> float:
     return float((reconstructed - target).norm() / target.norm())
 
 
-def round_trip(host, method, image, **kwargs) -> tuple:
-    """Run round_trip_graph: ({route: relative error to the encoded latent}, the invert node's ui report)."""
-    history = host.run(round_trip_graph(method, image, **kwargs))
+def round_trip(host, method, image, demo: bool = False, **kwargs) -> tuple:
+    """Run round_trip_graph (`demo`: on the demo model, `image` a label of its demo images): ({route: relative error
+    to the encoded latent}, the invert node's ui report)."""
+    graph = round_trip_graph(method, image if not demo else "", **kwargs)
+    history = host.run(on_demo_model(graph, image) if demo else graph)
     encoded = saved_latent(host, history, "save_encoded")
     errors = {route: relative_error(saved_latent(host, history, f"save_{route}_route"), encoded)
               for route in ("latent", "noise")}

@@ -1,0 +1,48 @@
+"""The deterministic samplers users pick, inverted on a real ComfyUI server and regenerated through the STOCK sampler
+nodes: KSamplerAdvanced with that sampler (add_noise off) and SamplerCustomAdvanced with KSamplerSelect(that sampler)
+and the NOISE output. On the trained demo model (what a real model does) and on the random smoke-test model."""
+import pytest
+from conftest import IMAGES
+from support.graphs import round_trip
+
+pytestmark = pytest.mark.host
+
+DEMO_LABEL = ("red", "disc", "blue")
+EVALUATIONS_PER_MAP = {"heun": 2, "dpm_2": 2, "dpmpp_2m": 1, "res_multistep": 1, "uni_pc": 2, "uni_pc_bh2": 2}
+
+
+def compare(host, sampler: str, demo: bool, methods=("ddim", "fixed_point"), **kwargs) -> dict:
+    """{method: (errors per route, ui report)} for one image; both stock routes agree."""
+    image = DEMO_LABEL if demo else IMAGES[0]
+    results = {method: round_trip(host, method, image, demo=demo, sampler=sampler, **kwargs) for method in methods}
+    print(f"\n{sampler} on the {'demo' if demo else 'smoke'} model: " + ", ".join(
+        f"{method} {errors['latent']:.3g}/{errors['noise']:.3g} ({info['evaluations']} evaluations)"
+        for method, (errors, info) in results.items()))
+    for method, (errors, info) in results.items():
+        assert info["sampler"] == sampler
+        assert errors["latent"] == pytest.approx(errors["noise"], rel=0.05, abs=1e-4), (method, errors)
+    ddim_info = results["ddim"][1]
+    single_step = sampler in ("heun", "dpm_2")  # their step onto σ = 0 is one Euler step
+    assert ddim_info["evaluations"] == EVALUATIONS_PER_MAP[sampler] * len(ddim_info["residuals"]) - single_step
+    return results
+
+
+def assert_closer(results: dict, factor: float, methods=("fixed_point",)) -> None:
+    ddim = results["ddim"][0]
+    for method in methods:
+        for route in ("latent", "noise"):
+            assert results[method][0][route] * factor <= ddim[route], (method, route, results[method][0], ddim)
+
+
+@pytest.mark.parametrize("sampler, steps, methods", [("dpmpp_2m", 4, ("ddim", "fixed_point", "rnri")),
+                                                     ("uni_pc", 2, ("ddim", "fixed_point"))])
+def test_multistep_sampler_round_trips_on_the_demo_model_10x_closer_than_ddim(host, sampler, steps, methods):
+    """The trained model (installed as UNETLoader loads it, 320 channels: the slowest model here), karras steps;
+    uni_pc at 2 steps (its two updates are one stage; the sweeps over coupled stages are dpmpp_2m's case here, and
+    uni_pc's in bench.samplers and the solver tests), through KSampler's own uni_pc schedule."""
+    assert_closer(compare(host, sampler, demo=True, methods=methods, steps=steps, scheduler="karras"), 10, methods[1:])
+
+
+@pytest.mark.parametrize("sampler", ("heun", "dpm_2"))
+def test_single_step_samplers_round_trip_on_the_smoke_model_10x_closer_than_ddim(host, sampler):
+    assert_closer(compare(host, sampler, demo=False), 10)
