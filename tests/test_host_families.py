@@ -260,3 +260,21 @@ def test_prompt_aware_encode_on_every_family(host, family):
                                         saved_latent(host, history, "save_adjusted"))
     print(f"\n{family} prompt-aware: ddim {errors['ddim']:.3g}, fixed point {errors['fixed_point']:.3g}")
     assert errors["fixed_point"] * 10 <= errors["ddim"]
+
+
+@pytest.mark.parametrize("family", list(VIDEO))
+def test_seed_centroid_of_video_seeds(host, family):
+    """Seed Centroid on a batch of 5-D seeds (one clip inverted 3 times over, RepeatLatentBatch): their normalized mean
+    is the clip's seed, so it regenerates the clip from an empty video latent as the seed alone does."""
+    graph = family_graph(family, "fixed_point", IMAGES[0])
+    graph["batch"] = {"class_type": "RepeatLatentBatch", "inputs": {"samples": graph["invert"]["inputs"]["latent"],
+                                                                   "amount": 3}}
+    graph["invert"]["inputs"]["latent"] = ["batch", 0]
+    graph["centroid"] = {"class_type": "SeedfinderSeedCentroid", "inputs": {"seeds": ["invert", 1],
+                                                                           "method": "normalized_mean"}}
+    graph["custom"]["inputs"].update(noise=["centroid", 1], sigmas=["centroid", 2], sampler=["centroid", 3])
+    history = host.run(graph)
+    centroid = saved_latent(host, history, "save_noise_route")
+    error = relative_error(centroid, saved_latent(host, history, "save_encoded"))
+    print(f"\n{family} centroid of 3 copies of one clip's seed: {tuple(centroid.shape)}, round trip {error:.3g}")
+    assert centroid.shape == (1, 16, 2, 8, 8) and error < 1e-3
