@@ -1,4 +1,5 @@
-"""Test-only ComfyUI nodes: tiny in-memory models of families whose file detection needs full-size configs.
+"""Test-only ComfyUI nodes: tiny in-memory models of families whose file detection needs full-size configs, and
+random prompt embeddings for text encoders that cannot be tiny.
 
 Linked into the test host's custom_nodes/ by tests/comfy_host.py; never part of the pack.
 """
