@@ -63,10 +63,11 @@ def photographs(folder: str) -> list:
     return images
 
 
-def load_demo(models: str, wide: bool):
+def load_demo(models: str, wide: bool, objective: str = "eps"):
     """(model, clip, vae) of the demo model: CLIP and VAE as installed, through the functions core's loader nodes
     call; the UNet as installed (`wide`), or by default at its trained width in ComfyUI's SD15 model class — the
-    same function (tests/test_demo_model.py: to 1e-4), 8× faster on this CPU."""
+    same function (tests/test_demo_model.py: to 1e-4), 8× faster on this CPU. The flow twin (`objective` "flow")
+    through ModelSamplingSD3 at shift 1, as a user loads it."""
     import comfy.sd
     import comfy.supported_models
     import comfy.utils
@@ -75,10 +76,13 @@ def load_demo(models: str, wide: bool):
     from demo_model import train, widen
     paths = install.write_demo_models(models)
     if wide:
-        model = comfy.sd.load_diffusion_model(paths["eps"])
+        model = comfy.sd.load_diffusion_model(paths[objective])
     else:
         model = model_of_config(comfy.supported_models.SD15, widen.unet_config(), torch.float32,
-                                train.load_weights("eps")[0])
+                                train.load_weights(objective)[0])
+    if objective == "flow":
+        from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+        (model,) = ModelSamplingSD3().patch(model, shift=1.0)
     clip = comfy.sd.load_clip([paths["clip"]], clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION)
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(paths["vae"]))
     return model, clip, vae

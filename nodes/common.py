@@ -76,13 +76,13 @@ def schedule_of(inputs: dict) -> "host.Schedule":
 
 
 def invert(method_name: str, method, schedule: "host.Schedule", inputs: dict, needs_gradient: bool = False,
-           sampler: str = "euler", step_noises=None, exact: bool = False, notes=()):
+           sampler: str = "euler", step_noises=None, exact: bool = False, notes=(), estimated: bool = True):
     """Invert through the host adapter over `schedule`: (Inversion, ui summary with the method's `notes`)."""
     inversion = host.run_inversion(method, inputs["model"], inputs["positive"], inputs.get("negative"), inputs["cfg"],
                                    inputs["latent"], schedule.sigmas, needs_gradient, method_name, sampler,
                                    step_noises)
     return inversion, {"seedfinder": [host.summary(inversion, method_name, schedule.start_at_step, sampler, exact,
-                                                   notes)]}
+                                                   notes, estimated)]}
 
 
 def run_sampler_invert_node(method_name: str, method, sampler: str, noise_seed: int, needs_gradient: bool = False,

@@ -26,6 +26,15 @@ from .core import (
 )
 from .exact import PRECISIONS, bdia_generate, bdia_invert, edict_generate, edict_invert
 from .fixed_point import ACCELERATIONS, ddim_invert, fixed_point_invert, fixed_point_solve
+from .flow import (
+                   FLOW_SOLVERS,
+                   eta_schedule,
+                   flow_edit,
+                   flow_solver_invert,
+                   flow_solver_sample,
+                   rf_inversion_invert,
+                   rf_inversion_sample,
+)
 from .interpolation import CENTROIDS, PATHS, centroid, interpolate
 from .metrics import PSNR_CAP, psnr, ssim
 from .prompt_aware import MODES, cycle_schedule, prompt_aware_adjust
@@ -37,6 +46,8 @@ __all__ = [
     "StepRule", "describe_sigmas", "euler_rule", "euler_step", "inverse_step_map", "invert_by_steps", "level_scale",
     "rms", "sample", "to_d", "validate_schedule", "vp_input_scale",
     "PRECISIONS", "bdia_generate", "bdia_invert", "edict_generate", "edict_invert",
+    "FLOW_SOLVERS", "eta_schedule", "flow_edit", "flow_solver_invert", "flow_solver_sample", "rf_inversion_invert",
+    "rf_inversion_sample",
     "ACCELERATIONS", "ddim_invert", "fixed_point_invert", "fixed_point_solve",
     "CENTROIDS", "PATHS", "centroid", "interpolate",
     "PSNR_CAP", "psnr", "ssim",

@@ -13,7 +13,9 @@ from solvers import (
     ddim_invert,
     edict_invert,
     fixed_point_invert,
+    flow_solver_invert,
     prompt_aware_adjust,
+    rf_inversion_invert,
     rnri_invert,
 )
 
@@ -43,6 +45,11 @@ METHODS = {
     "edict_float32": (partial(edict_invert, precision="float32"), lambda n: n, torch.float32),
     "bdia_float64": (bdia_invert, lambda n: n, torch.float64),
     "prompt_aware": (seeded_prompt_aware, lambda n: 1, torch.float32),
+    "rf_inversion": (partial(rf_inversion_invert, gamma=0.5,
+                             target_noise=torch.randn(SHAPE, generator=torch.Generator().manual_seed(5))),
+                     lambda n: n, torch.float32),
+    "fireflow": (flow_solver_invert, lambda n: n, torch.float32),
+    "rf_solver": (partial(flow_solver_invert, solver="rf_solver"), lambda n: n, torch.float32),
 }
 
 

@@ -3,8 +3,9 @@
 - family:   which of ComfyUI's prediction types a MODEL samples with; its noising prior and step rules
 - schedule: the σ's to invert (the user's SIGMAS, or what KSamplerAdvanced walks with the same widgets)
 - checks:   input checks with named errors; the cause of a non-finite result
-- guided:   a solver run as a comfy Sampler inside CFGGuider (the denoiser the stock sampler uses)
-- handoff:  the seed as NOISE, LATENT and SAMPLER (fixed noises; EDICT/BDIA's coupled sampler)
+- guided:   a solver run as a comfy Sampler inside CFGGuider (the denoiser the stock sampler uses); an edit's
+            source and target prompts in one guider
+- handoff:  the seed as NOISE, LATENT and SAMPLER (fixed noises; EDICT/BDIA's coupled sampler; a solver's own sampler)
 - report:   the node's ui summary and its quality warning
 - progress: ProgressBar and interruption checks
 
@@ -12,16 +13,17 @@ Nodes import this package (`from . import host`) and call these names; nothing e
 sampling internals.
 """
 from .checks import nonfinite_cause, validate_inputs
-from .family import model_family, noising, noising_prior, step_rule
-from .guided import SolverSampler, differentiable, guided_denoiser, run_guided
-from .handoff import CoupledSampler, FixedNoiseSampler, Inversion, Seed, fixed_noises, run_inversion
-from .progress import iteration_reporter, progress_reporter
+from .family import model_family, noising, noising_prior, require_flow, sampling_shift, step_rule
+from .guided import Prompt, SolverSampler, differentiable, guided_denoiser, run_edit, run_guided
+from .handoff import CoupledSampler, FixedNoiseSampler, FunctionSampler, Inversion, Seed, fixed_noises, run_inversion
+from .progress import iteration_reporter, progress_reporter, sampler_progress
 from .report import POOR_ROUND_TRIP, summary
 from .schedule import Schedule, build_schedule
 
 __all__ = [
-    "nonfinite_cause", "validate_inputs", "model_family", "noising", "noising_prior", "step_rule", "SolverSampler",
-    "differentiable", "guided_denoiser", "run_guided", "CoupledSampler", "FixedNoiseSampler", "Inversion", "Seed",
-    "fixed_noises", "run_inversion", "iteration_reporter", "progress_reporter", "POOR_ROUND_TRIP", "summary",
+    "nonfinite_cause", "validate_inputs", "model_family", "noising", "noising_prior", "require_flow", "sampling_shift",
+    "step_rule", "Prompt", "SolverSampler", "differentiable", "guided_denoiser", "run_edit", "run_guided",
+    "CoupledSampler", "FixedNoiseSampler", "FunctionSampler", "Inversion", "Seed", "fixed_noises", "run_inversion",
+    "iteration_reporter", "progress_reporter", "sampler_progress", "POOR_ROUND_TRIP", "summary",
     "Schedule", "build_schedule",
 ]

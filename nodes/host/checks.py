@@ -11,11 +11,12 @@ LATENT_SHAPES = {4: "(batch, channels, height, width)", 5: "(batch, channels, fr
 """The latents every inverter takes: an image model's, and a video model's (Wan, HunyuanVideo, LTXV, Mochi, Cosmos)."""
 
 
-def validate_inputs(model, positive, negative, cfg: float, latent: dict) -> None:
-    """Refuse inputs that cannot be inverted, naming the input, what was expected and what came."""
+def validate_inputs(model, positive, negative, cfg: float, latent: dict, prefix: str = "") -> None:
+    """Refuse inputs that cannot be inverted, naming the input (the prompt inputs' names start with `prefix`), what
+    was expected and what came."""
     family = model_family(model)
     if not math.isfinite(cfg):
-        raise ValueError(f"cfg: expected a finite number, got {cfg}")
+        raise ValueError(f"{prefix}cfg: expected a finite number, got {cfg}")
     samples = latent["samples"]
     if samples.is_nested or samples.ndim not in LATENT_SHAPES:
         got = (f"a nested latent of parts {[tuple(part.shape) for part in samples.unbind()]}" if samples.is_nested
@@ -37,7 +38,7 @@ def validate_inputs(model, positive, negative, cfg: float, latent: dict) -> None
     if not torch.isfinite(samples).all():
         bad = int((~torch.isfinite(samples)).sum())
         raise ValueError(f"latent: expected finite values, got {bad} NaN/inf of {samples.numel()}")
-    for name, conditioning in (("positive", positive), ("negative", negative)):
+    for name, conditioning in ((f"{prefix}positive", positive), (f"{prefix}negative", negative)):
         if conditioning is None:
             continue
         for cond, _ in conditioning:
@@ -45,7 +46,8 @@ def validate_inputs(model, positive, negative, cfg: float, latent: dict) -> None
                 raise ValueError(f"{name}: expected a conditioning batch of 1 or {samples.shape[0]} (the latent's "
                                  f"batch), got {cond.shape[0]}")
     if negative is None and not math.isclose(cfg, 1.0):
-        raise ValueError(f"negative: required when cfg ≠ 1 (got cfg={cfg}); connect a negative prompt or set cfg to 1")
+        raise ValueError(f"{prefix}negative: required when {prefix}cfg ≠ 1 (got {prefix}cfg={cfg}); connect a "
+                         f"negative prompt or set {prefix}cfg to 1")
 
 
 LATENT_RANGE = 1e3

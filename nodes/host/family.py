@@ -1,5 +1,7 @@
 """The model family: which of ComfyUI's prediction types a MODEL samples with, and what follows from it (the noising
 step's prior, the stochastic samplers' step rules, the forward noising)."""
+import math
+
 import comfy.model_sampling
 import torch
 
@@ -49,3 +51,20 @@ def noising(model):
         return sampling.noise_scaling(torch.tensor(sigma), noise, x0, False)
 
     return add_noise
+
+
+def require_flow(model, method: str) -> None:
+    """Refuse a model that is not rectified flow (CONST): `method` is one of the flow models' own methods."""
+    family = model_family(model)
+    if family != "CONST":
+        raise ValueError(f"model: {method} needs a rectified-flow model (CONST sampling: SD3, Flux, HiDream, Wan, "
+                         f"or any model through ModelSamplingSD3/ModelSamplingFlux), got {family}; invert this model "
+                         f"with FixedPoint Invert instead")
+
+
+def sampling_shift(model) -> float:
+    """The flow model's timestep shift factor s in σ = s·t/(1 + (s − 1)·t): ModelSamplingSD3's `shift`, e^μ for
+    ModelSamplingFlux's μ; 1 (no shift) for other samplings."""
+    sampling = model.get_model_object("model_sampling")
+    shift = float(getattr(sampling, "shift", 1.0))
+    return math.exp(shift) if isinstance(sampling, comfy.model_sampling.ModelSamplingFlux) else shift

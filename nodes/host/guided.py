@@ -2,6 +2,7 @@
 inverts is exactly the one a stock sampler regenerates the image with (same conds, cfg, patches, LoRAs,
 ControlNets)."""
 import math
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import comfy.model_management
@@ -86,11 +87,23 @@ def run_guided(method: InversionMethod, model, positive, negative, cfg: float, l
     """
     validate_inputs(model, positive, negative, cfg, latent)
     guider = comfy.samplers.CFGGuider(differentiable(model) if needs_gradient else model)
-    conds = {"positive": positive} if negative is None else {"positive": positive, "negative": negative}
-    guider.inner_set_conds(conds)
+    guider.inner_set_conds(prompt_conds(positive, negative))
     guider.set_cfg(cfg)
+    sampler = SolverSampler(method, progress_reporter(len(sigmas) - 1))
+    return sample_checked(guider, sampler, model, latent, sigmas, cfg)
+
+
+def prompt_conds(positive, negative, prefix: str = "") -> dict:
+    """A guider's conds for one prompt pair (no negative at cfg 1), under `prefix`-named keys."""
+    conds = {f"{prefix}positive": positive}
+    if negative is not None:
+        conds[f"{prefix}negative"] = negative
+    return conds
+
+
+def sample_checked(guider, sampler: SolverSampler, model, latent: dict, sigmas: torch.Tensor, cfg: float):
+    """guider.sample with `sampler` on `latent`; refuses a non-finite result, naming its likely cause."""
     steps = len(sigmas) - 1
-    sampler = SolverSampler(method, progress_reporter(steps))
     samples = latent["samples"]
     zeros = torch.zeros(samples.shape, dtype=samples.dtype, device="cpu")
     sampler.output = guider.sample(zeros, samples, sampler, sigmas, disable_pbar=True, seed=0)
@@ -100,3 +113,62 @@ def run_guided(method: InversionMethod, model, positive, negative, cfg: float, l
             and all(math.isfinite(r) for r in finals)):
         raise ValueError(nonfinite_cause(model, samples, cfg, sampler.nonfinite_at))
     return sampler
+
+
+@dataclass
+class Prompt:
+    """One side of an edit: its conditioning pair and cfg."""
+    positive: list
+    negative: Optional[list]
+    cfg: float
+
+
+class EditGuider(comfy.samplers.CFGGuider):
+    """CFGGuider holding a source and a target prompt, each with its cfg, so that an edit evaluates both velocities in
+    one sampling run (ComfyUI's own Guider_DualCFG holds several conds the same way). `role` picks the prompt."""
+
+    def set_prompts(self, source: Prompt, target: Prompt) -> None:
+        self.inner_set_conds({**prompt_conds(source.positive, source.negative, "source_"),
+                              **prompt_conds(target.positive, target.negative, "target_")})
+        self.cfgs = {"source": source.cfg, "target": target.cfg}
+        self.role = "target"
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006  (CFGGuider's signature)
+        return comfy.samplers.sampling_function(self.inner_model, x, timestep, self.conds.get(f"{self.role}_negative"),
+                                                self.conds.get(f"{self.role}_positive"), self.cfgs[self.role],
+                                                model_options=model_options, seed=seed)
+
+
+Edit = Callable[..., object]
+"""edit(source_denoiser, target_denoiser, x0, sigmas, callback=) -> InversionResult (the edited latent)."""
+
+
+class EditSampler(SolverSampler):
+    """Runs an edit where ComfyUI runs a sampler, with the source- and the target-prompted denoisers."""
+
+    def __init__(self, edit: Edit, on_event: Callable[[dict], None]):
+        super().__init__(edit, on_event)
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        denoise, _ = guided_denoiser(model_wrap, extra_args, latent_image, self.watch)
+
+        def as_role(role: str):
+            def role_denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
+                model_wrap.role = role
+                return denoise(x, sigma)
+            return role_denoise
+
+        self.result = self.method(as_role("source"), as_role("target"), latent_image, sigmas, callback=self.on_event)
+        return self.result.latent
+
+
+def run_edit(edit: Edit, model, source: Prompt, target: Prompt, latent: dict, sigmas: torch.Tensor) -> SolverSampler:
+    """Run `edit` on `latent` over `sigmas` with the source and target prompts through one EditGuider; returns the
+    sampler with `.result` and `.output` (the edited latent in the LATENT format)."""
+    validate_inputs(model, source.positive, source.negative, source.cfg, latent, prefix="source_")
+    validate_inputs(model, target.positive, target.negative, target.cfg, latent, prefix="target_")
+    guider = EditGuider(model)
+    guider.set_prompts(source, target)
+    sampler = EditSampler(edit, progress_reporter(len(sigmas) - 1))
+    return sample_checked(guider, sampler, model, latent, sigmas, max(source.cfg, target.cfg))

@@ -17,6 +17,7 @@ import torch
 from ...solvers import InversionMethod, InversionResult, describe_sigmas, rms
 from .family import model_family
 from .guided import guided_denoiser, run_guided
+from .progress import sampler_progress
 
 log = logging.getLogger("seedfinder")
 
@@ -136,18 +137,33 @@ class CoupledSampler(comfy.samplers.Sampler):
                              f"made, from that node's latent output (add_noise off) or its noise output with an "
                              f"empty latent; it got another start latent")
         denoise, input_scale = guided_denoiser(model_wrap, extra_args, latent_image)
-
-        def progress(event: dict) -> None:
-            if callback is not None:
-                callback(event["step"], start, start, event["steps"])
-
         device = latent_image.device
         x = self.generate(denoise, state.to(device), partner.to(device), sigmas, input_scale=input_scale,
-                          callback=progress, model_dtype=latent_image.dtype)
+                          callback=sampler_progress(callback, start), model_dtype=latent_image.dtype)
         if not torch.isfinite(x).all():
             raise ValueError(f"sampler: the {method} regeneration diverged to NaN/inf. With other prompts or "
                              f"cfg than the inversion's, a small mix/gamma amplifies the difference at every step: "
                              f"raise it, or lower cfg")
+        return sampling.inverse_noise_scaling(sigmas[-1], x.to(latent_image.dtype))
+
+
+class FunctionSampler(comfy.samplers.Sampler):
+    """A sampler whose steps are a solver's sampling function, run inside the stock sampler nodes' guider: FireFlow's
+    and RF-Solver's midpoint sampling, RF-Inversion's controlled reverse ODE. It starts where any sampler starts
+    (ComfyUI's noise_scaling of NOISE and latent_image), so it generates from fresh noise as well as from a seed.
+    `generate(denoiser, x, sigmas, callback=)` returns x at sigmas[-1]."""
+
+    def __init__(self, name: str, generate: Callable[..., torch.Tensor]):
+        self.name, self.generate = name, generate
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        sampling = model_wrap.inner_model.model_sampling
+        start = sampling.noise_scaling(sigmas[0], noise, latent_image, self.max_denoise(model_wrap, sigmas))
+        denoise, _ = guided_denoiser(model_wrap, extra_args, latent_image)
+        x = self.generate(denoise, start, sigmas.float().cpu(), callback=sampler_progress(callback, start))
+        if not torch.isfinite(x).all():
+            raise ValueError(f"sampler: the {self.name} sampler diverged to NaN/inf; lower cfg or use more steps")
         return sampling.inverse_noise_scaling(sigmas[-1], x.to(latent_image.dtype))
 
 

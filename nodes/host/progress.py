@@ -25,3 +25,14 @@ def iteration_reporter(total: int) -> Callable[[int], None]:
         bar.update_absolute(iteration + 1, total)
 
     return on_iteration
+
+
+def sampler_progress(callback, preview) -> Callable[[dict], None]:
+    """A regenerating sampler's step events to ComfyUI's sampler callback (preview, ProgressBar), checking for
+    interruption at every step."""
+    def on_event(event: dict) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        if callback is not None:
+            callback(event["step"], preview, preview, event["steps"])
+
+    return on_event

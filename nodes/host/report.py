@@ -13,15 +13,19 @@ back faithfully (FixedPoint at its defaults estimates 0.005-0.03 on the test mod
 
 
 def summary(inversion: Inversion, method: str, started_at_step: Optional[int], sampler: str = "euler",
-            exact: bool = False, notes: Sequence[str] = ()) -> dict:
+            exact: bool = False, notes: Sequence[str] = (), estimated: bool = True) -> dict:
     """The node's `ui` data: residual trace, evaluations, how to wire the hand-off and a warning when the seed will
     not give the image back (JSON-safe numbers). Exact methods' residuals are their pair's gaps, not step errors.
-    `notes`: a method's own warnings about its inputs (RNRI's fold), logged and joined into the warning."""
+    `notes`: a method's own warnings about its inputs (RNRI's fold), logged and joined into the warning.
+    `estimated=False`: the method's residuals do not estimate its round trip (RF-Inversion's seed is steered toward
+    a target noise; FireFlow's midpoint corrections overstate it 15-20×), so it is null, with no warning about it."""
     result = inversion.result
     final = [min(trace) if trace else 0.0 for trace in result.residuals]
     # first order: each step's leftover residual shifts the regenerated latent by about that much; how the
     # sampler's later steps amplify it is not counted
     estimate = 0.0 if exact else sum(final) / max(inversion.latent_rms, 1e-12)
+    if not estimated:
+        estimate = None
     report = {
         "method": method,
         "family": inversion.noise.family,
@@ -36,7 +40,7 @@ def summary(inversion: Inversion, method: str, started_at_step: Optional[int], s
         "sigmas": [float(s) for s in inversion.sigmas],
     }
     warnings = list(notes)
-    if estimate > POOR_ROUND_TRIP:
+    if estimate is not None and estimate > POOR_ROUND_TRIP:
         warnings.append(f"round trip ≈ {estimate:.2g} of the latent: this seed will not give the image back "
                         f"faithfully. Use FixedPoint Invert with more max_iterations, more steps, or a lower cfg")
     for warning in warnings:

@@ -1,0 +1,188 @@
+"""The flow models' own methods: RF-Inversion, FireFlow / RF-Solver inversion with their matched samplers, FlowEdit."""
+from functools import partial
+
+import comfy.samplers
+from comfy_api.latest import io
+
+from ..solvers import (
+    FLOW_SOLVERS,
+    eta_schedule,
+    flow_edit,
+    flow_solver_invert,
+    flow_solver_sample,
+    rf_inversion_invert,
+    rf_inversion_sample,
+)
+from . import host
+from .common import CATEGORY, bind, invert, invert_inputs, invert_outputs, schedule_of
+
+ETA_SPAN_TOO_SMALL = 0.15
+"""An η window covering less σ than this barely moves the image toward the reference (README, RF-Inversion
+settings): the "no effect" of a shifted schedule whose first steps all sit near σ = 1."""
+
+
+def eta_window_notes(model, sigmas, eta: float, start_step: int, stop_step: int) -> list:
+    """The warning when RF-Inversion's η acts on too little of the schedule to matter (the shift trap)."""
+    steps = len(sigmas) - 1
+    start, stop = min(start_step, steps), min(stop_step, steps)
+    if not eta or stop <= start:
+        return [] if not eta else [f"eta acts on no step: start_step {start_step} ≥ stop_step {stop_step} (of "
+                                   f"{steps}); the sampler is plain euler"]
+    span = float(sigmas[start] - sigmas[stop])
+    if span >= ETA_SPAN_TOO_SMALL:
+        return []
+    return [f"eta acts on σ {float(sigmas[start]):.3f} → {float(sigmas[stop]):.3f} only (Δσ = {span:.3f} < "
+            f"{ETA_SPAN_TOO_SMALL}), where pulling toward the image does little; this model's shift "
+            f"{host.sampling_shift(model):.3g} keeps the first steps near σ = 1. Raise stop_step, or sample with "
+            f"shift 1 (ModelSamplingSD3 / ModelSamplingFlux)"]
+
+
+def controlled_sampler(reference, eta: float, start_step: int, stop_step: int) -> host.FunctionSampler:
+    """RF-Inversion's controlled reverse ODE pulling toward `reference` (model space) with η on its step window."""
+    def generate(denoiser, x, sigmas, callback):
+        if tuple(x.shape) != tuple(reference.shape):
+            raise ValueError(f"latent_image: this RF-Inversion sampler pulls toward the inverted image of shape "
+                             f"{tuple(reference.shape)}, got a start of shape {tuple(x.shape)}; give the sampler an "
+                             f"empty latent of the inverted image's size and batch")
+        etas = eta_schedule(len(sigmas) - 1, eta, start_step, stop_step)
+        return rf_inversion_sample(denoiser, x, sigmas, reference=reference.to(x), etas=etas, callback=callback)
+
+    return host.FunctionSampler("RF-Inversion", generate)
+
+
+class RFInversionInvert(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderRFInversionInvert",
+            display_name="RF-Inversion Invert",
+            category=CATEGORY,
+            description="RF-Inversion (Rout et al., ICLR 2025) for rectified-flow models: a controlled forward ODE "
+                        "steers the inversion toward a seeded noise (gamma), and its sampler output pulls the reverse "
+                        "ODE toward this image (eta) over its first steps. Sample the noise output with that sampler "
+                        "and a target prompt to edit. gamma = 0 and eta = 0 are plain Euler inversion and sampling.",
+            inputs=invert_inputs() + [
+                io.Float.Input("gamma", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="Controller strength of the inversion: 0 is plain Euler (DDIM) inversion, 1 "
+                               "ends exactly on the seeded noise. Higher makes the seed more Gaussian (more "
+                               "editable), lower keeps more of the image in it."),
+                io.Int.Input("noise_seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
+                             tooltip="Seed of the target noise the inversion is steered toward (gamma > 0)."),
+                io.Float.Input("eta", default=0.9, min=0.0, max=1.0, step=0.05,
+                               tooltip="Strength of the sampler's pull toward this image on its steps start_step … "
+                               "stop_step − 1: higher keeps more of the image's layout and colours, lower follows "
+                               "the target prompt more. 0 is plain euler."),
+                io.Int.Input("start_step", default=0, min=0, max=1000,
+                             tooltip="First sampling step on which eta pulls toward the image."),
+                io.Int.Input("stop_step", default=6, min=0, max=1000,
+                             tooltip="Sampling step at which the pull stops (exclusive). With a shifted schedule "
+                             "(shift > 1) the first steps stay near σ = 1: the node warns when the window covers "
+                             "too little σ to matter."),
+            ],
+            outputs=invert_outputs() + [io.Sampler.Output(
+                display_name="sampler", tooltip="The controlled reverse ODE (euler pulled toward this image by eta) "
+                "for SamplerCustom(Advanced) with the noise output, an empty latent and the sigmas output; with a "
+                "target prompt it edits.")],
+        )
+
+    @classmethod
+    def execute(cls, gamma, noise_seed, eta, start_step, stop_step, **inputs) -> io.NodeOutput:
+        model, latent = inputs["model"], inputs["latent"]
+        host.require_flow(model, "RF-Inversion")
+        schedule = schedule_of(inputs)
+        target = host.fixed_noises(tuple(latent["samples"].shape), 1, noise_seed)[0]
+        method = bind(rf_inversion_invert, gamma=gamma, target_noise=target)
+        notes = eta_window_notes(model, schedule.sigmas, eta, start_step, stop_step)
+        inversion, ui = invert("rf_inversion", method, schedule, inputs, notes=notes, estimated=False)
+        reference = model.get_model_object("latent_format").process_in(latent["samples"].float().cpu())
+        return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
+                             controlled_sampler(reference, eta, start_step, stop_step), ui=ui)
+
+
+class FireFlowInvert(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderFireFlowInvert",
+            display_name="FireFlow Invert",
+            category=CATEGORY,
+            description="Second-order inversion for rectified-flow models: FireFlow (Deng et al., ICML 2025; a "
+                        "midpoint step reusing the previous velocity, about 1 evaluation per step) or RF-Solver (Wang "
+                        "et al. 2024; 2 per step). Regenerate with its sampler output, the same solver in reverse.",
+            inputs=invert_inputs() + [io.Combo.Input(
+                "solver", options=list(FLOW_SOLVERS), default="fireflow",
+                tooltip="fireflow: N + 1 model evaluations for N steps; rf_solver: 2N, a little closer round trip.")],
+            outputs=invert_outputs() + [io.Sampler.Output(
+                display_name="sampler", tooltip="The matched sampler (the same solver, denoising) for "
+                "SamplerCustom(Advanced) with the noise output, an empty latent and the sigmas output; with another "
+                "prompt it edits, with fresh noise it generates.")],
+        )
+
+    @classmethod
+    def execute(cls, solver, **inputs) -> io.NodeOutput:
+        host.require_flow(inputs["model"], "FireFlow / RF-Solver")
+        inversion, ui = invert(solver, bind(flow_solver_invert, solver=solver), schedule_of(inputs), inputs,
+                               estimated=False)
+        sampler = host.FunctionSampler(solver, partial(flow_solver_sample, solver=solver))
+        return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas, sampler, ui=ui)
+
+
+class FlowEdit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderFlowEdit",
+            display_name="FlowEdit",
+            category=CATEGORY,
+            description="FlowEdit (Kulikov et al., ICCV 2025): edits an image with a rectified-flow model without "
+                        "inverting it, by integrating the difference of the target- and source-prompted velocities on "
+                        "noised copies of the image. Works with SD3, Flux (FluxGuidance on both prompts), Wan and any "
+                        "model through ModelSamplingSD3.",
+            inputs=[
+                io.Model.Input("model", tooltip="A rectified-flow model (CONST sampling)."),
+                io.Conditioning.Input("source_positive", tooltip="A prompt that describes the image as it is."),
+                io.Conditioning.Input("source_negative", optional=True,
+                                      tooltip="Negative prompt of the source side; needed when source_cfg ≠ 1."),
+                io.Conditioning.Input("target_positive", tooltip="The prompt of the edited image."),
+                io.Conditioning.Input("target_negative", optional=True,
+                                      tooltip="Negative prompt of the target side; needed when target_cfg ≠ 1."),
+                io.Latent.Input("latent", tooltip="The image latent to edit (VAE Encode)."),
+                io.Int.Input("steps", default=20, min=1, max=1000,
+                             tooltip="Steps of the schedule; the edit runs on its last n_max of them."),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
+                               tooltip="ComfyUI scheduler of the schedule."),
+                io.Int.Input("n_max", default=16, min=1, max=1000,
+                             tooltip="How many of the last steps edit: more changes more (structure), fewer keeps "
+                             "more of the image. Capped at steps."),
+                io.Int.Input("n_min", default=0, min=0, max=1000,
+                             tooltip="The last n_min steps sample plainly with the target prompt (fine detail); 0 "
+                             "edits to the end."),
+                io.Int.Input("n_avg", default=1, min=1, max=32,
+                             tooltip="Noises averaged per step: smoother edits, n_avg× the evaluations."),
+                io.Float.Input("source_cfg", default=2.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Guidance of the source velocity."),
+                io.Float.Input("target_cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Guidance of the target velocity; above source_cfg, as the authors use."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
+                             tooltip="Seed of the noised copies (same seed, same edit)."),
+                io.Sigmas.Input("sigmas", optional=True, tooltip="Optional schedule (σ_max … 0) that overrides "
+                                "steps and scheduler."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent", tooltip="The edited latent (VAE Decode it).")],
+        )
+
+    @classmethod
+    def execute(cls, model, source_positive, target_positive, latent, steps, scheduler, n_max, n_min, n_avg,
+                source_cfg, target_cfg, seed, source_negative=None, target_negative=None,
+                sigmas=None) -> io.NodeOutput:
+        host.require_flow(model, "FlowEdit")
+        schedule = host.build_schedule(model, steps, scheduler, 1.0, sigmas).sigmas
+        edit = partial(flow_edit, n_max=min(n_max, len(schedule) - 1), n_min=n_min, n_avg=n_avg, seed=seed)
+        run = host.run_edit(edit, model, host.Prompt(source_positive, source_negative, source_cfg),
+                            host.Prompt(target_positive, target_negative, target_cfg), latent, schedule)
+        out = dict(latent)
+        out["samples"] = run.output
+        return io.NodeOutput(out)
+
+
+NODES = [RFInversionInvert, FireFlowInvert, FlowEdit]
