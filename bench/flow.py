@@ -5,13 +5,15 @@
   with each method's own sampler: PSNR against the source and the VAE bound, latent round trip, evaluations per
   step. Euler (DDIM) inversion, FixedPoint, RNRI, FireFlow, RF-Solver, RF-Inversion (γ sweep, sampled with its
   η pull at the node's defaults), EDICT, BDIA.
-- Editing: the same images with the caption's colour swapped (and, separately, its shape swapped): how often the
+- Editing: the same images with the caption's colour swapped (never to the background's) and, separately, its
+  shape swapped: how often the
   result shows the target attribute by demo_model.measure (colour: target colour and the source's background;
   shape: target shape and the source's colour), and the PSNR of the source's background pixels. RF-Inversion (η
   sweep), FireFlow (invert, sample with the target prompt), FlowEdit (node defaults) and plain Euler inversion then
   re-prompting.
 - The shift trap: RF-Inversion's edit with its default η window at shift 1 and 3 (the window's σ span, whether
   the node warns).
+- Settings around the defaults: FlowEdit's n_max and cfgs, RF-Inversion's γ and η window (colour edits).
 - A picture: source | RF-Inversion | FireFlow | FlowEdit | re-prompt, per image (colour swap).
 usage: .host/venv/bin/python -m bench.flow [--images 6] [--steps 10 20] [--edit-steps 20] [--out bench/results]
 """
@@ -43,8 +45,59 @@ RECONSTRUCTION = [  # (label, node, options)
     ("EDICT", "EDICTInvert", {"mix": 0.93, "precision": "float64"}),
     ("BDIA", "BDIAInvert", {"gamma": 0.96, "precision": "float64"}),
 ]
-FLOWEDIT_DEFAULT = {"n_max": 16, "n_min": 0, "n_avg": 1, "source_cfg": 2.0, "target_cfg": 5.0, "seed": 0}
+FLOWEDIT_DEFAULT = {"n_max": 16, "n_min": 0, "n_avg": 1, "source_cfg": 1.0, "target_cfg": 3.0, "seed": 0}
 SHAPE_SWAP = {"disc": "square", "square": "triangle", "triangle": "disc"}
+FLOWEDIT_SWEEP = [(12, 1.0, 3.0), (16, 1.0, 3.0), (20, 1.0, 3.0), (12, 2.0, 5.0), (16, 2.0, 5.0), (16, 1.0, 5.0),
+                  (16, 2.0, 8.0), (16, 3.5, 13.5)]
+RF_SWEEP = [(0.3, 6), (0.5, 3), (0.5, 6), (0.5, 10), (0.7, 6), (0.9, 6)]  # (γ, stop_step), η 0.9
+
+
+def colour_swap(label) -> tuple:
+    """The label with its colour swapped as bench.editing swaps it, never to the background's colour (the model
+    never saw a shape on its own colour)."""
+    from demo_model import data
+    colours = list(data.PALETTE)
+    colour = SWAP[label[0]]
+    while colour in (label[0], label[2]):
+        colour = colours[(colours.index(colour) + 1) % len(colours)]
+    return colour, label[1], label[2]
+
+
+def colour_edit_score(vae, image, label, target, edited_latent) -> tuple:
+    """(target colour and the source's background shown, background PSNR) of one colour edit."""
+    from demo_model import measure
+    picture = pictures(vae, edited_latent)[0]
+    colour, _, background = measure.classify(picture)
+    return (colour, background) == (target[0], target[2]), background_psnr(image, picture, label)
+
+
+def sweep_rows(nodes, model, clip, vae, images, steps) -> list:
+    """Colour edits at the settings around each method's defaults: FlowEdit's n_max and cfgs, RF-Inversion's γ and
+    η window."""
+    from demo_model import data
+    empty = conditioning(clip, "")
+    settings = [("FlowEdit", f"n_max {n}, cfg {a:g} → {b:g}", {**FLOWEDIT_DEFAULT, "n_max": n, "source_cfg": a,
+                                                               "target_cfg": b}) for n, a, b in FLOWEDIT_SWEEP]
+    settings += [("RF-Inversion", f"γ {g:g}, η 0.9, steps 0-{stop - 1}", {**RF_DEFAULT, "gamma": g,
+                                                                          "stop_step": stop}) for g, stop in RF_SWEEP]
+    rows = []
+    for method, text, options in settings:
+        scores = []
+        for label, image in images:
+            target = colour_swap(label)
+            source, wanted = conditioning(clip, data.caption(label)), conditioning(clip, data.caption(target))
+            latent = {"samples": vae.encode(torch.from_numpy(image.copy()).float().div(255).unsqueeze(0))}
+            if method == "FlowEdit":
+                edited = nodes.FlowEdit.execute(model=model, source_positive=source, source_negative=empty,
+                                                target_positive=wanted, target_negative=empty, latent=latent,
+                                                steps=steps, scheduler="simple", **options).args[0]["samples"]
+            else:
+                out = invert(nodes, "RFInversionInvert", options, model, source, empty, latent, steps)
+                edited = sample_noise(model, wanted, empty, 1.0, out.args[1], out.args[2], out.args[3])
+            scores.append(colour_edit_score(vae, image, label, target, edited))
+        rows.append({"method": method, "setting": text, "shown": 100 * statistics.mean(s for s, _ in scores),
+                     "background_psnr": statistics.mean(p for _, p in scores)})
+    return rows
 
 
 def sample_noise(model, positive, negative, cfg, seed, sigmas, sampler) -> torch.Tensor:
@@ -94,7 +147,7 @@ def edit_methods(nodes, model, source, target, negative, latent, steps) -> dict:
     edited = nodes.FlowEdit.execute(model=model, source_positive=source, source_negative=negative,
                                     target_positive=target, target_negative=negative, latent=latent, steps=steps,
                                     scheduler="simple", **FLOWEDIT_DEFAULT)
-    edits[f"FlowEdit (n_max {min(FLOWEDIT_DEFAULT['n_max'], steps)} of {steps}, cfg 2 → 5)"] = edited.args[0]["samples"]
+    edits[f"FlowEdit (n_max {min(FLOWEDIT_DEFAULT['n_max'], steps)} of {steps}, cfg 1 → 3)"] = edited.args[0]["samples"]
     out = invert(nodes, "DDIMInvert", {"sampler": "euler", "noise_seed": 0}, model, source, negative, latent, steps)
     edits["Euler inversion, re-prompted"] = sample_noise(model, target, negative, 1.0, out.args[1], out.args[2],
                                                          out.args[3])
@@ -108,8 +161,7 @@ def editing_rows(nodes, model, clip, vae, images, steps) -> tuple:
     scores, strips = {}, []
     for swap in ("colour", "shape"):
         for label, image in images:
-            target = ((SWAP[label[0]], label[1], label[2]) if swap == "colour"
-                      else (label[0], SHAPE_SWAP[label[1]], label[2]))
+            target = colour_swap(label) if swap == "colour" else (label[0], SHAPE_SWAP[label[1]], label[2])
             latent = {"samples": vae.encode(torch.from_numpy(image.copy()).float().div(255).unsqueeze(0))}
             edits = edit_methods(nodes, model, conditioning(clip, data.caption(label)),
                                  conditioning(clip, data.caption(target)), empty, latent, steps)
@@ -141,7 +193,7 @@ def shift_rows(nodes, model, clip, vae, images, steps) -> list:
         (shifted,) = ModelSamplingSD3().patch(model, shift=shift)
         hits, kept, notes = [], [], []
         for label, image in images:
-            target = (SWAP[label[0]], label[1], label[2])
+            target = colour_swap(label)
             latent = {"samples": vae.encode(torch.from_numpy(image.copy()).float().div(255).unsqueeze(0))}
             out = invert(nodes, "RFInversionInvert", {**RF_DEFAULT, "stop_step": stop_step}, shifted,
                          conditioning(clip, data.caption(label)), empty, latent, steps)
@@ -152,7 +204,8 @@ def shift_rows(nodes, model, clip, vae, images, steps) -> list:
             kept.append(background_psnr(image, picture, label))
             notes.append("warning" in out.ui["seedfinder"][0])
         sigmas = out.args[2]
-        rows.append({"shift": shift, "stop_step": stop_step, "sigma_window": float(sigmas[0] - sigmas[stop_step]),
+        window = float(sigmas[0] - sigmas[min(stop_step, len(sigmas) - 1)])
+        rows.append({"shift": shift, "stop_step": stop_step, "sigma_window": window,
                      "shown": 100 * statistics.mean(hits), "background_psnr": statistics.mean(kept),
                      "warned": all(notes)})
     return rows
@@ -188,6 +241,7 @@ def main():
         reconstruction = [row for steps in args.steps for row in reconstruction_rows(nodes, model, vae, cases, steps)]
         edits, strips, methods = editing_rows(nodes, model, clip, vae, images, args.edit_steps)
         shifts = shift_rows(nodes, model, clip, vae, images, args.edit_steps)
+        sweeps = sweep_rows(nodes, model, clip, vae, images, args.edit_steps)
     lines = [f"Flow demo model (ModelSamplingSD3 shift 1), 64×64, simple schedule, cfg 1; {args.images} held-out "
              "procedural images, each regenerated through the NOISE route with the method's own sampler", "",
              "| steps | method | PSNR (dB) | VAE bound (dB) | gap (dB) | latent round trip | evaluations / step |",
@@ -202,13 +256,17 @@ def main():
               "|---|---|---|---|---|---|"]
     lines += [f"| {r['shift']:g} | {r['stop_step']} | {r['sigma_window']:.3f} | {r['shown']:.0f} | "
               f"{r['background_psnr']:.2f} | {'yes' if r['warned'] else 'no'} |" for r in shifts]
+    lines += ["", f"Settings around the defaults, colour edit, {args.edit_steps} steps", "",
+              "| method | setting | target shown (%) | background PSNR (dB) |", "|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['setting']} | {r['shown']:.0f} | {r['background_psnr']:.2f} |" for r in sweeps]
     lines += ["", "Picture (`flow_edits.png`, colour swap), columns: source | " + " | ".join(methods)]
     print("\n".join(lines))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "flow.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out, "flow.json"), "w") as f:
-        json.dump({"reconstruction": reconstruction, "editing": edits, "shift": shifts}, f, indent=1)
+        json.dump({"reconstruction": reconstruction, "editing": edits, "shift": shifts, "settings": sweeps}, f,
+                  indent=1)
     from PIL import Image
     grid = np.concatenate(strips, axis=0)
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(

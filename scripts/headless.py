@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -43,13 +44,16 @@ class Server:
         body = self.request(path, data, {"Content-Type": "application/json"} if data else None, timeout)
         return json.loads(body) if body.strip() else None
 
-    def upload(self, path: str) -> str:
-        """POST /upload/image (multipart); returns the name the server stored it under."""
+    def upload(self, path: str, name: str = None, content: bytes = None) -> str:
+        """POST /upload/image (multipart) the file at `path` (or `content`, as `name`); returns the name the server
+        stored it under."""
         boundary = uuid.uuid4().hex
-        with open(path, "rb") as f:
-            content = f.read()
+        if content is None:
+            with open(path, "rb") as f:
+                content = f.read()
         body = b"".join([
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{os.path.basename(path)}\"\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+            f"filename=\"{name or os.path.basename(path)}\"\r\n"
             f"Content-Type: application/octet-stream\r\n\r\n".encode(), content,
             f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n"
             f"--{boundary}--\r\n".encode()])
@@ -63,6 +67,10 @@ class Server:
         return self.request(f"/view?{query}")
 
 
+class NodeError(RuntimeError):
+    """The server refused the prompt or a node raised: the item's own fault, the server is fine."""
+
+
 def image_node(workflow: dict) -> str:
     for node_id, node in workflow.items():
         if node["class_type"] == "LoadImage":
@@ -70,19 +78,32 @@ def image_node(workflow: dict) -> str:
     raise ValueError("--workflow: expected an API-format workflow with a LoadImage node, found none")
 
 
-def prompt_for(workflow: dict, image_name: str, stem: str) -> dict:
-    """The workflow with this image loaded and every saver writing under seedfinder_headless/<stem>."""
+def prompt_for(workflow: dict, image_name: str, stem: str, folder: str = "seedfinder_headless") -> dict:
+    """The workflow with this image loaded and every saver writing under <folder>/<stem>."""
     prompt = copy.deepcopy(workflow)
     prompt[image_node(prompt)]["inputs"]["image"] = image_name
     for node_id, node in prompt.items():
         if node["class_type"] in SAVERS:
             kind = os.path.basename(node["inputs"].get("filename_prefix", node_id))
-            node["inputs"]["filename_prefix"] = f"seedfinder_headless/{stem}.{kind}"
+            node["inputs"]["filename_prefix"] = f"{folder}/{stem}.{kind}"
     return prompt
 
 
+def queue(server: Server, prompt: dict, client: str) -> str:
+    """POST the prompt; its prompt id. A prompt the server rejects (HTTP 400, node_errors) raises NodeError."""
+    try:
+        answer = server.json("/prompt", {"prompt": prompt, "client_id": client})
+    except urllib.error.HTTPError as error:
+        if error.code != 400:
+            raise
+        raise NodeError(f"the server rejected the workflow: {error.read().decode()[:2000]}") from None
+    if answer.get("node_errors"):
+        raise NodeError(f"the server rejected the workflow: {json.dumps(answer['node_errors'])[:2000]}")
+    return answer["prompt_id"]
+
+
 def wait(server: Server, prompt_id: str, timeout: float) -> dict:
-    """Poll /history until the prompt ends; a node's error is raised with its message."""
+    """Poll /history until the prompt ends; a node's error is raised as NodeError with its message."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         history = server.json(f"/history/{prompt_id}")
@@ -92,29 +113,34 @@ def wait(server: Server, prompt_id: str, timeout: float) -> dict:
             if status.get("status_str") == "error":
                 errors = [m[1] for m in status.get("messages", []) if m[0] == "execution_error"]
                 detail = errors[0] if errors else status
-                raise RuntimeError(f"{detail.get('node_type', '')}: {detail.get('exception_message', detail)}")
+                raise NodeError(f"{detail.get('node_type', '')}: {detail.get('exception_message', detail)}")
             if status.get("completed"):
                 return entry
         time.sleep(0.2)
     raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
 
 
-def save_outputs(server: Server, workflow: dict, entry: dict, out_dir: str, stem: str) -> list:
-    """Download each saver's files as <stem>.<prefix name>[_k].<ext>; returns the paths written."""
-    written = []
-    for node_id, outputs in entry.get("outputs", {}).items():
+def outputs(server: Server, workflow: dict, entry: dict, stem: str):
+    """Each saver's files, downloaded: (<stem>.<prefix name>[_k].<ext>, content)."""
+    for node_id, saved in entry.get("outputs", {}).items():
         node = workflow.get(node_id, {})
         if node.get("class_type") not in SAVERS:
             continue
         kind = os.path.basename(node["inputs"].get("filename_prefix", node_id))
-        records = outputs.get(SAVERS[node["class_type"]], [])
+        records = saved.get(SAVERS[node["class_type"]], [])
         for index, record in enumerate(records):
             suffix = os.path.splitext(record["filename"])[1]
-            name = f"{stem}.{kind}{'' if len(records) == 1 else f'_{index}'}{suffix}"
-            path = os.path.join(out_dir, name)
-            with open(path, "wb") as f:
-                f.write(server.download(record))
-            written.append(path)
+            yield f"{stem}.{kind}{'' if len(records) == 1 else f'_{index}'}{suffix}", server.download(record)
+
+
+def save_outputs(server: Server, workflow: dict, entry: dict, out_dir: str, stem: str) -> list:
+    """Download each saver's files into `out_dir` (named as `outputs` says); returns the paths written."""
+    written = []
+    for name, content in outputs(server, workflow, entry, stem):
+        path = os.path.join(out_dir, name)
+        with open(path, "wb") as f:
+            f.write(content)
+        written.append(path)
     return written
 
 
@@ -141,10 +167,10 @@ def main() -> None:
             stem = os.path.splitext(os.path.basename(path))[0]
             bar.set_postfix_str(stem)
             prompt = prompt_for(workflow, server.upload(path), stem)
-            answer = server.json("/prompt", {"prompt": prompt, "client_id": client})
-            if answer.get("node_errors"):
-                sys.exit(f"{path}: the server rejected the workflow: {json.dumps(answer['node_errors'])[:2000]}")
-            entry = wait(server, answer["prompt_id"], args.timeout)
+            try:
+                entry = wait(server, queue(server, prompt, client), args.timeout)
+            except NodeError as error:
+                sys.exit(f"{path}: {error}")
             for written in save_outputs(server, workflow, entry, args.out, stem):
                 bar.write(f"  {written}")
 

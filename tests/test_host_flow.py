@@ -1,8 +1,11 @@
 """RF-Inversion, FireFlow / RF-Solver and FlowEdit on a real server: on the trained flow demo model (UNETLoader →
 ModelSamplingSD3 shift 1, the way a user loads it), the tiny random flow, SD3 and Flux fixtures, and refused on
 an ε model."""
+import time
+
 import pytest
 from conftest import IMAGES
+from support.comfy_host import PromptFailed
 from support.graphs import expect_failure, relative_error, saved_latent
 from test_host_families import family_graph
 
@@ -172,6 +175,11 @@ def test_flow_methods_run_on_every_flow_family(host, family):
         result = saved_latent(host, history, f"save_{name}")
         assert result.isfinite().all() and result.shape == source.shape, (family, name)
     assert history["outputs"]["fireflow"]["seedfinder"][0]["family"] == "CONST"
+    errors = {name: relative_error(saved_latent(host, history, f"save_{name}"), source)
+              for name in ("noise_route", "fireflow")}
+    print(f"\n{family}: round trip DDIM (10 steps) {errors['noise_route']:.4g}, FireFlow (6 steps) "
+          f"{errors['fireflow']:.4g}")
+    assert errors["fireflow"] < errors["noise_route"]
 
 
 @pytest.mark.parametrize("node", ["SeedfinderRFInversionInvert", "SeedfinderFireFlowInvert", "SeedfinderFlowEdit"])
@@ -209,3 +217,27 @@ def test_flowedit_refuses_a_missing_target_negative_by_name(host):
     graph["save"] = {"class_type": "SaveLatent", "inputs": {"samples": ["edit", 0], "filename_prefix": "x"}}
     expect_failure(host, graph, "target_negative: required when target_cfg ≠ 1 (got target_cfg=5.0)")
 
+
+
+def test_interrupt_stops_a_long_flowedit_promptly(host):
+    """8000 evaluations queued; Cancel stops them within a few, and the next prompt runs."""
+    graph = family_graph("flow", "ddim", IMAGES[0])
+    graph = {key: graph[key] for key in ("unet", "patched", "clip", "vae", "image", "encode", "pos")}
+    graph["edit"] = {"class_type": "SeedfinderFlowEdit", "inputs": {
+        "model": ["patched", 0], "source_positive": ["pos", 0], "target_positive": ["pos", 0],
+        "latent": ["encode", 0], "steps": 1000, "scheduler": "simple", "n_max": 1000, "n_min": 0, "n_avg": 4,
+        "source_cfg": 1.0, "target_cfg": 1.0, "seed": 0}}
+    graph["save"] = {"class_type": "SaveLatent", "inputs": {"samples": ["edit", 0], "filename_prefix": "long"}}
+    prompt_id = host.queue(graph)
+    deadline = time.time() + 60
+    while time.time() < deadline and not host.get("/queue")["queue_running"]:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    interrupted_at = time.time()
+    host.post("/interrupt", {})
+    with pytest.raises(PromptFailed) as caught:
+        host.wait(prompt_id, timeout=60)
+    assert "execution_interrupted" in caught.value.kinds
+    assert time.time() - interrupted_at < 5.0
+    graph["edit"]["inputs"].update(steps=4, n_max=2, n_avg=1)
+    assert saved_latent(host, host.run(graph), "save").isfinite().all()

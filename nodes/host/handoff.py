@@ -161,7 +161,13 @@ class FunctionSampler(comfy.samplers.Sampler):
         sampling = model_wrap.inner_model.model_sampling
         start = sampling.noise_scaling(sigmas[0], noise, latent_image, self.max_denoise(model_wrap, sigmas))
         denoise, _ = guided_denoiser(model_wrap, extra_args, latent_image)
-        x = self.generate(denoise, start, sigmas.float().cpu(), callback=sampler_progress(callback, start))
+
+        def interruptible(x: torch.Tensor, sigma: float) -> torch.Tensor:
+            denoised = denoise(x, sigma)
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            return denoised
+
+        x = self.generate(interruptible, start, sigmas.float().cpu(), callback=sampler_progress(callback, start))
         if not torch.isfinite(x).all():
             raise ValueError(f"sampler: the {self.name} sampler diverged to NaN/inf; lower cfg or use more steps")
         return sampling.inverse_noise_scaling(sigmas[-1], x.to(latent_image.dtype))

@@ -28,6 +28,30 @@ def base_graph(image: str, positive: str = "a photo of a cat", negative: str = "
     }
 
 
+def batch_graph(steps: int = 3, max_iterations: int = 4) -> dict:
+    """scripts/batch.py's kind of workflow on the smoke-test model: FixedPoint-invert the image, regenerate it, save the
+    seed (SaveLatent on the invert node) and the picture."""
+    graph = {**base_graph("replaced by each item", positive="a photo")}
+    del graph["neg"], graph["save_encoded"]
+    graph.update({
+        "invert": {"class_type": INVERT["fixed_point"], "inputs": {
+            "model": ["unet", 0], "positive": ["pos", 0], "latent": ["encode", 0], "steps": steps,
+            "scheduler": "simple", "cfg": 1.0, "strength": 1.0, "sampler": "euler", "noise_seed": 0,
+            **DEFAULT_OPTIONS["fixed_point"], "max_iterations": max_iterations}},
+        "sample": {"class_type": "KSamplerAdvanced", "inputs": {
+            "model": ["unet", 0], "add_noise": "disable", "noise_seed": 0, "steps": steps, "cfg": 1.0,
+            "sampler_name": "euler", "scheduler": "simple", "positive": ["pos", 0], "negative": ["pos", 0],
+            "latent_image": ["invert", 0], "start_at_step": 0, "end_at_step": 10000,
+            "return_with_leftover_noise": "disable"}},
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["vae", 0]}},
+        "save_seed": {"class_type": "SaveLatent", "inputs": {"samples": ["invert", 0],
+                                                             "filename_prefix": "seedfinder/seed"}},
+        "save_image": {"class_type": "SaveImage", "inputs": {"images": ["decode", 0],
+                                                             "filename_prefix": "seedfinder/reconstruction"}},
+    })
+    return graph
+
+
 def round_trip_graph(method: str, image: str, steps: int = 10, scheduler: str = "ddim_uniform", cfg: float = 1.0,
                      use_negative: bool = False, strength: float = 1.0, options: dict | None = None,
                      latent_node=("encode", 0)) -> dict:
