@@ -20,6 +20,18 @@ def checked_images(source, reconstruction):
     return source[..., :3].float().cpu(), reconstruction[..., :3].float().cpu()
 
 
+def vae_round_trip(vae, source):
+    """decode(encode(source)) as a batch of frames: a video VAE encodes the batch as one clip and decodes 5-D, which
+    core's VAE Decode also flattens into frames."""
+    decoded = vae.decode(vae.encode(source))
+    frames = decoded.reshape(-1, *decoded.shape[-3:])[..., :3].float().cpu()
+    if frames.shape != source.shape:
+        raise ValueError(f"vae: decode(encode(source)) gives {frames.shape[0]} frames of {frames.shape[2]}×"
+                         f"{frames.shape[1]} for a source of {source.shape[0]} of {source.shape[2]}×{source.shape[1]}; "
+                         f"a video VAE takes the frame counts it can encode (Wan: 1 + 4k frames)")
+    return frames
+
+
 class Fidelity(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -30,9 +42,10 @@ class Fidelity(io.ComfyNode):
             is_output_node=True,  # a readout: it runs even when nothing takes its numbers
             description="How faithful a reconstruction is: PSNR and SSIM against the source image and, with the VAE, "
                         "the VAE bound (decode(encode(source)): no seed can do better through this VAE) and the gap "
-                        "to it in dB. Shown on the node and returned as numbers (batch means).",
+                        "to it in dB. Shown on the node and returned as numbers (batch means). A video compares "
+                        "frame by frame (VAE Decode gives its frames as a batch) and its VAE bound is the clip's.",
             inputs=[
-                io.Image.Input("source", tooltip="The original image."),
+                io.Image.Input("source", tooltip="The original image (or a video's frames)."),
                 io.Image.Input("reconstruction", tooltip="The decoded regeneration of the seed (same size; a batch "
                                "is compared to one source image each or to a single source)."),
                 io.Vae.Input("vae", optional=True, tooltip="The VAE the image was encoded with: gives the VAE bound "
@@ -58,7 +71,7 @@ class Fidelity(io.ComfyNode):
         bound = gap = 0.0
         lines = [f"PSNR {mean_psnr:.2f} dB · SSIM {mean_ssim:.4f}"]
         if vae is not None:
-            through_vae = vae.decode(vae.encode(source))[..., :3].float().cpu()
+            through_vae = vae_round_trip(vae, source)
             bound = float(psnr(source, through_vae).mean())
             gap = bound - mean_psnr
             report.update(vae_bound_psnr=bound, gap_db=gap)

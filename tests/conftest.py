@@ -13,15 +13,18 @@ from support.tinymodels import DEMO_IMAGES as IMAGES  # noqa: E402, F401  (workf
 
 BAD_LATENTS = {"nan": "seedfinder_nan.latent", "three_channels": "seedfinder_3ch.latent",
                "video": "seedfinder_video_5d.latent", "empty_batch": "seedfinder_empty_batch.latent",
-               "huge": "seedfinder_huge.latent"}
+               "huge": "seedfinder_huge.latent", "audio": "seedfinder_audio_3d.latent"}
 SD3_LATENTS = ("seedfinder_sd3_16ch.latent", "seedfinder_sd3_16ch_b.latent")
 SD3_LATENT = SD3_LATENTS[0]
+VIDEO_LATENTS = ("seedfinder_video_16ch.latent", "seedfinder_video_16ch_b.latent")
+"""5-D latents (1, 16, 2, 8, 8) for the HunyuanVideo-class model: 5 frames of 64×64 in its VAE's units."""
 
 
 def write_latents(folder: str) -> None:
     """Latent files for LoadLatent: ones no inverter should accept (NaN values; 3 channels for a 4-channel model; a
-    5-D video latent; a batch of 0; finite values ×1e30), and two 16-channel latents for the SD3/Flux-class models
-    (the test VAE encodes to 4)."""
+    5-D video latent for an image model; a 3-D audio latent; a batch of 0; finite values ×1e30), two 16-channel
+    latents for the SD3/Flux-class models (the test VAE encodes to 4) and two 5-D ones for the HunyuanVideo-class
+    model."""
     import safetensors.torch
     import torch
     generator = torch.Generator().manual_seed(16)
@@ -31,7 +34,9 @@ def write_latents(folder: str) -> None:
              BAD_LATENTS["video"]: torch.randn(1, 4, 3, 8, 8, generator=generator),
              BAD_LATENTS["empty_batch"]: torch.zeros(0, 4, 8, 8),
              BAD_LATENTS["huge"]: torch.randn(1, 4, 8, 8, generator=generator) * 1e30,
-             **{name: torch.randn(1, 16, 8, 8, generator=generator) for name in SD3_LATENTS}}
+             **{name: torch.randn(1, 16, 8, 8, generator=generator) for name in SD3_LATENTS},
+             BAD_LATENTS["audio"]: torch.randn(1, 4, 64, generator=generator),
+             **{name: torch.randn(1, 16, 2, 8, 8, generator=generator) for name in VIDEO_LATENTS}}
     for name, tensor in files.items():
         safetensors.torch.save_file({"latent_tensor": tensor, "latent_format_version_0": torch.tensor([])},
                                     os.path.join(folder, name))
@@ -54,12 +59,14 @@ def comfy_inprocess():
 
 @pytest.fixture(scope="session")
 def host(tmp_path_factory, comfy_inprocess):
-    """One real ComfyUI server for the session, with the tiny smoke-test models and images, the trained demo model
-    and its images, and the test latents."""
+    """One real ComfyUI server for the session, with the tiny smoke-test models and images, the tiny video models and
+    clips, the trained demo model and its images, and the test latents."""
     from support.comfy_host import ComfyHost
     server = ComfyHost(str(tmp_path_factory.mktemp("comfy")))
     comfy_inprocess.write_models(os.path.join(server.base, "models"))
     comfy_inprocess.write_images(os.path.join(server.base, "input"))
+    comfy_inprocess.write_video_models(os.path.join(server.base, "models"))
+    comfy_inprocess.write_clips(os.path.join(server.base, "input"))
     from demo_model import install  # the trained demo model the example workflows use, beside the smoke-test one
     server.demo_files = (install.write_demo_models(os.path.join(server.base, "models")),
                          install.write_demo_images(os.path.join(server.base, "input")))

@@ -132,6 +132,36 @@ def test_family_and_conditioning_batch(pack, model):
         host.validate_inputs(model, random_conditioning(0, batch=2), None, 1.0, latent)
 
 
+def test_audio_and_nested_latents_are_refused_naming_the_shapes(pack, model):
+    """An audio (3-D) or nested latent (e.g. LTXV's audio + video) is no image or video latent; the message says
+    which shapes are taken and what came (ComfyUI cannot even print a nested tensor's shape)."""
+    from seedfinder.nodes import host
+    expected = r"latent: expected an image latent of shape \(batch, channels, height, width\) or a video latent of " \
+               r"shape \(batch, channels, frames, height, width\), got "
+    with pytest.raises(ValueError, match=expected + r"shape \(1, 4, 64\); audio \(3-D\) and nested latents"):
+        host.validate_inputs(model, random_conditioning(0), None, 1.0, {"samples": torch.zeros(1, 4, 64)})
+    nested = torch.nested.nested_tensor([torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 2, 2)])
+    with pytest.raises(ValueError, match=expected + r"a nested latent of parts \[\(1, 4, 8, 8\), \(1, 4, 2, 2\)\]"):
+        host.validate_inputs(model, random_conditioning(0), None, 1.0, {"samples": nested})
+
+
+def test_a_video_model_takes_video_latents_and_an_image_model_image_latents(pack, model):
+    import comfy.sd
+    from seedfinder.nodes import host
+    from support import tinymodels
+    with torch.inference_mode():
+        wan = comfy.sd.load_diffusion_model_state_dict(tinymodels.wan21_state_dicts()[0])
+    prompt = random_conditioning(0, tokens=4096)
+    host.validate_inputs(wan, prompt, None, 1.0, {"samples": torch.zeros(1, 16, 2, 8, 8)})
+    with pytest.raises(ValueError, match=r"latent: this model \(CONST\) takes video latents of shape \(batch, "
+                                         r"channels, frames, height, width\), got shape \(1, 16, 8, 8\); encode the "
+                                         r"video with this model's VAE"):
+        host.validate_inputs(wan, prompt, None, 1.0, {"samples": torch.zeros(1, 16, 8, 8)})
+    with pytest.raises(ValueError, match=r"latent: this model \(EPS\) takes image latents .* got shape "
+                                         r"\(1, 4, 2, 8, 8\)"):
+        host.validate_inputs(model, random_conditioning(0), None, 1.0, {"samples": torch.zeros(1, 4, 2, 8, 8)})
+
+
 @pytest.mark.parametrize("sampling, family", [("eps", "EPS"), ("v_prediction", "V_PREDICTION"), ("x0", "X0"),
                                                 ("lcm", "EPS"), ("img_to_img", "X0")])
 def test_family_names_follow_core_model_sampling(pack, model, sampling, family):

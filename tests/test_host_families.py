@@ -1,14 +1,16 @@
 """Every inverter on every model family the test host can build, through the matching sampler (real server).
 
 Families are made the way users make them: the tiny SD1.5-architecture UNet with ComfyUI's own model-sampling
-patch nodes (ModelSamplingDiscrete v_prediction / lcm, ModelSamplingSD3 for rectified flow), and the
-SDXL-Turbo setting (euler_ancestral on the 4-step trailing schedule).
+patch nodes (ModelSamplingDiscrete v_prediction / lcm, ModelSamplingSD3 for rectified flow), the
+SDXL-Turbo setting (euler_ancestral on the 4-step trailing schedule), and the video models (5-D latents) from files
+that core's UNETLoader detects as Wan 2.1 and HunyuanVideo.
 """
 import copy
 
 import pytest
-from conftest import IMAGES, SD3_LATENT, SD3_LATENTS
+from conftest import IMAGES, SD3_LATENT, SD3_LATENTS, VIDEO_LATENTS
 from support.graphs import patch_model, relative_error, rewire, round_trip_graph, saved_latent
+from support.tinymodels import CLIP_FRAMES, HUNYUAN_VIDEO_FILE, VIDEO_CLIPS, WAN21_UNET_FILE, WAN21_VAE_FILE
 
 pytestmark = pytest.mark.host
 
@@ -44,27 +46,65 @@ FAMILIES = {
     # ComfyUI's Flux model class: double/single-stream transformer, Flux latent format, guidance embedding,
     # ModelSamplingFlux's resolution-dependent shift
     "flux": ("flux", "euler", "simple", 10, ("noise",)),
+    # Video: 5-D latents (1, 16, 2, 8, 8: 5 frames of 64×64), flow models, sampled from an empty video latent.
+    # ComfyUI's Wan 2.1 t2v (WanModel, Wan21 latent format, shift 8) with its VAE encoding a 5-frame clip
+    "wan21": ("wan21", "euler", "simple", 10, ("noise",)),
+    # ComfyUI's HunyuanVideo (double/single-stream video transformer, HunyuanVideo latent format, shift 7)
+    "hunyuan_video": ("hunyuan_video", "euler", "simple", 10, ("noise",)),
 }
 # An x0-prediction network's last step is x₀ = D(x₁, σ₁). A trained one maps the noisy latent near x₀ (D ≈ identity
 # at small σ); a random one has no x₁ with D(x₁) = the image, so no inverter but the exact ones can round-trip it.
 RANDOM_X0 = {"x0"}
 TESTKIT = {"sdxl": ("SeedfinderTestTinySDXL", None), "sdxl_v": ("SeedfinderTestTinySDXL", None),
            "sd3": ("SeedfinderTestTinySD3", SD3_LATENT), "flux": ("SeedfinderTestTinyFlux", SD3_LATENT)}
-FAMILY_OF = {"flow": "CONST", "flux_sampling": "CONST", "sd3": "CONST", "flux": "CONST",
+# video family: (diffusion model file, pooled width of its prompts, VAE file or None for a latent file)
+VIDEO = {"wan21": (WAN21_UNET_FILE, 0, WAN21_VAE_FILE), "hunyuan_video": (HUNYUAN_VIDEO_FILE, 768, None)}
+FAMILY_OF = {"flow": "CONST", "flux_sampling": "CONST", "sd3": "CONST", "flux": "CONST", "wan21": "CONST",
+             "hunyuan_video": "CONST",
              "v_prediction": "V_PREDICTION", "sdxl_v_prediction": "V_PREDICTION", "x0": "X0", "edm": "EDM",
              "cosmos_rflow": "COSMOS_RFLOW"}
 METHODS = {"ddim": {}, "fixed_point": {"max_iterations": 20, "tolerance": 1e-4},
            "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free", "update": "paper"},
            "edict": {}, "bdia": {}}
+# Video families run RNRI's other update too (the default, newton), so every inverter has met a 5-D latent.
+VIDEO_METHODS = {**METHODS, "rnri_newton": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free",
+                                            "update": "newton"}}
+SECOND = {IMAGES[0]: IMAGES[1], SD3_LATENTS[0]: SD3_LATENTS[1], VIDEO_CLIPS[0]: VIDEO_CLIPS[1],
+          VIDEO_LATENTS[0]: VIDEO_LATENTS[1]}
+
+
+def video_graph(graph: dict, family: str, image: str) -> dict:
+    """The round trip on a video model: its file in UNETLoader, prompts of its text encoder's shape, a clip through
+    its VAE (or a 5-D latent file) and an empty video latent for the NOISE route."""
+    unet_file, pooled, vae_file = VIDEO[family]
+    index = IMAGES.index(image) % len(VIDEO_CLIPS)
+    graph["unet"]["inputs"]["unet_name"] = unet_file
+    del graph["clip"]
+    for name in ("pos", "neg"):
+        graph[name] = {"class_type": "SeedfinderTestTextEmbedding", "inputs": {
+            "text": {"pos": "a photo of a cat", "neg": "blurry"}[name], "width": 4096, "pooled": pooled}}
+    if vae_file:
+        graph["vae"]["inputs"]["vae_name"] = vae_file
+        graph["image"]["inputs"]["image"] = VIDEO_CLIPS[index]
+    else:
+        graph["load16"] = {"class_type": "LoadLatent", "inputs": {"latent": VIDEO_LATENTS[index]}}
+        rewire(graph, ["encode", 0], ["load16", 0])
+        del graph["encode"], graph["image"], graph["vae"]
+    graph["empty"] = {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64,
+                                                                          "length": CLIP_FRAMES, "batch_size": 1}}
+    return graph
 
 
 def family_graph(family: str, method: str, image: str, strength: float = 1.0) -> dict:
     patch, sampler, scheduler, steps, routes = FAMILIES[family]
     stochastic = {} if method in ("edict", "bdia") else {"sampler": sampler, "noise_seed": 7}
-    graph = round_trip_graph(method, image, steps=steps, scheduler="simple" if scheduler == "trailing" else scheduler,
-                             strength=strength, options={**METHODS[method], **stochastic})
+    graph = round_trip_graph("rnri" if method == "rnri_newton" else method, image, steps=steps,
+                             scheduler="simple" if scheduler == "trailing" else scheduler, strength=strength,
+                             options={**VIDEO_METHODS[method], **stochastic})
     if "latent" not in routes and strength == 1.0:  # flow at σ = 1: a LATENT cannot carry the seed
         del graph["ksampler"], graph["save_latent_route"]
+    if family in VIDEO:
+        return video_graph(graph, family, image)
     if scheduler == "trailing":
         graph["trailing"] = {"class_type": "SeedfinderTrailingScheduler", "inputs": {"model": ["unet", 0],
                                                                                    "steps": steps}}
@@ -94,9 +134,10 @@ def add_interpolation(graph: dict) -> dict:
     sampled through its sampler output (per-frame fixed noises for lcm and euler_ancestral) and sigmas, and the
     second seed regenerated alone."""
     if graph["invert"]["inputs"]["latent"] == ["load16", 0]:
-        graph["latent_b"] = {"class_type": "LoadLatent", "inputs": {"latent": SD3_LATENTS[1]}}
+        graph["latent_b"] = {"class_type": "LoadLatent", "inputs": {
+            "latent": SECOND[graph["load16"]["inputs"]["latent"]]}}
     else:
-        graph["image_b"] = {"class_type": "LoadImage", "inputs": {"image": IMAGES[1]}}
+        graph["image_b"] = {"class_type": "LoadImage", "inputs": {"image": SECOND[graph["image"]["inputs"]["image"]]}}
         graph["latent_b"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["image_b", 0], "vae": ["vae", 0]}}
     graph["invert_b"] = copy.deepcopy(graph["invert"])
     graph["invert_b"]["inputs"]["latent"] = ["latent_b", 0]
@@ -107,7 +148,8 @@ def add_interpolation(graph: dict) -> dict:
     graph["custom_b"] = copy.deepcopy(graph["custom"])
     rewire({"custom_b": graph["custom_b"]}, ["invert", 1], ["invert_b", 1])
     rewire({"custom_b": graph["custom_b"]}, ["invert", 3], ["invert_b", 3])  # b's own fixed noises
-    graph["empty_frames"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 3}}
+    graph["empty_frames"] = copy.deepcopy(graph["empty"])  # an empty image or video latent of 3
+    graph["empty_frames"]["inputs"]["batch_size"] = 3
     graph["frames"] = copy.deepcopy(graph["custom"])
     graph["frames"]["inputs"].update(noise=["interpolate", 1], sigmas=["interpolate", 2], sampler=["interpolate", 3],
                                      latent_image=["empty_frames", 0])
@@ -133,6 +175,7 @@ def measure(host, family, method, image, strength=1.0, interpolate=False):
     if interpolate:
         check_interpolation(host, history, family)
     encoded = saved_latent(host, history, "save_encoded")
+    assert encoded.ndim == (5 if family in VIDEO else 4), (family, encoded.shape)
     routes = FAMILIES[family][4] if strength == 1.0 else ("latent", "noise")
     info = history["outputs"]["invert"]["seedfinder"][0]
     return {route: relative_error(saved_latent(host, history, f"save_{route}_route"), encoded)
@@ -143,7 +186,8 @@ def measure(host, family, method, image, strength=1.0, interpolate=False):
 def test_family_round_trips(host, family):
     """Every inverter round-trips through the family's sampler; and Seed Interpolate's batch (in the DDIM graph)
     hands off like an invert node on this family."""
-    rows = {method: measure(host, family, method, IMAGES[0], interpolate=method == "ddim") for method in METHODS}
+    methods = VIDEO_METHODS if family in VIDEO else METHODS
+    rows = {method: measure(host, family, method, IMAGES[0], interpolate=method == "ddim") for method in methods}
     for method, (errors, info) in rows.items():
         print(f"\n{family:13s} {method:12s} {info['evaluations']:4d} evaluations  " +
               "  ".join(f"{route} {error:.3g}" for route, error in errors.items()))
@@ -196,7 +240,7 @@ def test_schedules_round_trip_consistently(host, scheduler):
     assert rows["fixed_point"] * 10 <= rows["ddim"]
 
 
-@pytest.mark.parametrize("family", ["v_prediction", "flow", "sdxl", "sd3", "flux"])
+@pytest.mark.parametrize("family", ["v_prediction", "flow", "sdxl", "sd3", "flux", "wan21", "hunyuan_video"])
 def test_prompt_aware_encode_on_every_family(host, family):
     """The adjustment noises with the family's own noise scaling and runs its sampler steps; FixedPoint then
     round-trips the adjusted latent as closely as it does a plain one."""
@@ -216,3 +260,21 @@ def test_prompt_aware_encode_on_every_family(host, family):
                                         saved_latent(host, history, "save_adjusted"))
     print(f"\n{family} prompt-aware: ddim {errors['ddim']:.3g}, fixed point {errors['fixed_point']:.3g}")
     assert errors["fixed_point"] * 10 <= errors["ddim"]
+
+
+@pytest.mark.parametrize("family", list(VIDEO))
+def test_seed_centroid_of_video_seeds(host, family):
+    """Seed Centroid on a batch of 5-D seeds (one clip inverted 3 times over, RepeatLatentBatch): their normalized mean
+    is the clip's seed, so it regenerates the clip from an empty video latent as the seed alone does."""
+    graph = family_graph(family, "fixed_point", IMAGES[0])
+    graph["batch"] = {"class_type": "RepeatLatentBatch", "inputs": {"samples": graph["invert"]["inputs"]["latent"],
+                                                                   "amount": 3}}
+    graph["invert"]["inputs"]["latent"] = ["batch", 0]
+    graph["centroid"] = {"class_type": "SeedfinderSeedCentroid", "inputs": {"seeds": ["invert", 1],
+                                                                           "method": "normalized_mean"}}
+    graph["custom"]["inputs"].update(noise=["centroid", 1], sigmas=["centroid", 2], sampler=["centroid", 3])
+    history = host.run(graph)
+    centroid = saved_latent(host, history, "save_noise_route")
+    error = relative_error(centroid, saved_latent(host, history, "save_encoded"))
+    print(f"\n{family} centroid of 3 copies of one clip's seed: {tuple(centroid.shape)}, round trip {error:.3g}")
+    assert centroid.shape == (1, 16, 2, 8, 8) and error < 1e-3

@@ -2,6 +2,7 @@
 import pytest
 from conftest import IMAGES
 from support.graphs import base_graph, expect_failure
+from support.tinymodels import CLIP_FRAMES, VIDEO_CLIPS, WAN21_VAE_FILE
 
 pytestmark = pytest.mark.host
 
@@ -36,3 +37,18 @@ def test_fidelity_reads_psnr_ssim_and_the_vae_bound(host):
 
 def test_fidelity_refuses_images_of_another_size(host):
     expect_failure(host, fidelity_graph(["small", 0]), "reconstruction:", "64×64", "got 32×32")
+
+
+def test_fidelity_on_a_video_compares_frame_by_frame(host):
+    """A clip's frames (LoadImage of an animated WEBP) through the Wan 2.1 VAE: one PSNR and SSIM per frame, and the
+    VAE bound is the clip's own round trip."""
+    graph = fidelity_graph(["decode", 0])
+    graph["image"]["inputs"]["image"] = VIDEO_CLIPS[0]
+    graph["vae"]["inputs"]["vae_name"] = WAN21_VAE_FILE
+    clip = report(host, graph)
+    print(f"\nWan 2.1 VAE round trip of {VIDEO_CLIPS[0]}: {clip['text']}, per frame {clip['psnr']}")
+    assert len(clip["psnr"]) == len(clip["ssim"]) == CLIP_FRAMES
+    assert sum(clip["psnr"]) / CLIP_FRAMES == pytest.approx(clip["vae_bound_psnr"], abs=1e-3)
+    graph["four"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["image", 0], "batch_index": 0, "length": 4}}
+    graph["fidelity"]["inputs"].update(source=["four", 0], reconstruction=["four", 0])
+    expect_failure(host, graph, "vae:", "gives 1 frames", "source of 4", "1 + 4k frames")

@@ -143,10 +143,10 @@ def test_flowedit_edits_the_colour_and_keeps_the_image_with_its_own_prompt(host)
     assert (colour, background) == ("yellow", "blue")
 
 
-@pytest.mark.parametrize("family", ["flow", "sd3", "flux"])
+@pytest.mark.parametrize("family", ["flow", "sd3", "flux", "wan21", "hunyuan_video"])
 def test_flow_methods_run_on_every_flow_family(host, family):
     """The tiny random fixtures: each node runs and regenerates (structure, not quality); Flux with FluxGuidance on
-    both of FlowEdit's prompts."""
+    both of FlowEdit's prompts; the video models on 5-D latents."""
     graph = family_graph(family, "ddim", IMAGES[0])
     model = graph["invert"]["inputs"]["model"]
     positive, latent = graph["invert"]["inputs"]["positive"], graph["invert"]["inputs"]["latent"]

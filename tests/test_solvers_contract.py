@@ -119,3 +119,22 @@ def test_bad_schedules_are_refused(name, schedule, message):
     oracle, x0, _ = problem()
     with pytest.raises(ValueError, match=f"sigmas: expected .*{message}"):
         method(oracle, x0, torch.tensor(schedule), input_scale=lambda s: 1.0, callback=None)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_video_latent_inverts_as_the_same_numbers_in_image_shape(name):
+    """A video latent (batch, channels, frames, height, width) is the same problem as its frames side by side: every
+    norm, residual and solve runs over all non-batch dimensions, so the 5-D seed is the 4-D one reshaped."""
+    method, _, _ = METHODS[name]
+    oracle, x0, sigmas = problem()
+    video = (2, 4, 2, 2, 4)  # SHAPE's 4×4 as 2 frames of 2×4
+    image_result = method(oracle, x0, sigmas, input_scale=lambda s: 1.0, callback=None)
+    video_oracle = GaussianDataDenoiser(oracle.mean.reshape(video), oracle.std)
+    if isinstance(method, partial):  # a latent-shaped option (RF-Inversion's target noise) in the video's shape too
+        method = partial(method.func, *method.args, **{key: value.reshape(video) if torch.is_tensor(value) else value
+                                                       for key, value in method.keywords.items()})
+    video_result = method(video_oracle, x0.reshape(video), sigmas, input_scale=lambda s: 1.0, callback=None)
+    assert video_result.latent.shape == video
+    assert torch.allclose(video_result.latent.reshape(SHAPE), image_result.latent, rtol=1e-5, atol=1e-6)
+    assert [len(trace) for trace in video_result.residuals] == [len(trace) for trace in image_result.residuals]
+    assert sum(video_result.residuals, []) == pytest.approx(sum(image_result.residuals, []), rel=1e-4, abs=1e-7)

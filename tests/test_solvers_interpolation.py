@@ -80,3 +80,18 @@ def test_bad_options(call, message):
     a, b = seeds()
     with pytest.raises(ValueError, match=message):
         call(a, b)
+
+
+@pytest.mark.parametrize("method", ["lerp", "slerp", "nao"])
+def test_video_seeds_interpolate_and_average_over_all_non_batch_dimensions(method):
+    """A 5-D video seed (1, channels, frames, height, width) is one point of dimension d = its numel: its paths and
+    centroids are the 4-D seed's of the same numbers, reshaped (norms over every non-batch dimension)."""
+    a, b, c = seeds(3, seed=3)
+    video = (1, 4, 4, 4, 16)  # SHAPE's 16×16 as 4 frames of 4×16
+    path = interpolate(a.reshape(video), b.reshape(video), 5, method)
+    assert path.shape == (5, *video[1:])
+    assert torch.allclose(path.reshape(5, *SHAPE[1:]), interpolate(a, b, 5, method), atol=1e-5)
+    batch = torch.cat([a, b, c])
+    centre = {"lerp": "mean", "slerp": "normalized_mean", "nao": "nao"}[method]
+    assert torch.allclose(centroid(batch.reshape(3, *video[1:]), centre).reshape(1, *SHAPE[1:]),
+                          centroid(batch, centre), atol=1e-5)

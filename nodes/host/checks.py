@@ -7,6 +7,9 @@ import torch
 
 from .family import model_family
 
+LATENT_SHAPES = {4: "(batch, channels, height, width)", 5: "(batch, channels, frames, height, width)"}
+"""The latents every inverter takes: an image model's, and a video model's (Wan, HunyuanVideo, LTXV, Mochi, Cosmos)."""
+
 
 def validate_inputs(model, positive, negative, cfg: float, latent: dict, prefix: str = "") -> None:
     """Refuse inputs that cannot be inverted, naming the input (the prompt inputs' names start with `prefix`), what
@@ -15,9 +18,17 @@ def validate_inputs(model, positive, negative, cfg: float, latent: dict, prefix:
     if not math.isfinite(cfg):
         raise ValueError(f"{prefix}cfg: expected a finite number, got {cfg}")
     samples = latent["samples"]
-    if samples.is_nested or samples.ndim != 4:
-        raise ValueError(f"latent: expected an image latent of shape (batch, channels, height, width), got shape "
-                         f"{tuple(samples.shape)}; video (5-D), audio (3-D) and nested latents are not supported")
+    if samples.is_nested or samples.ndim not in LATENT_SHAPES:
+        got = (f"a nested latent of parts {[tuple(part.shape) for part in samples.unbind()]}" if samples.is_nested
+               else f"shape {tuple(samples.shape)}")
+        raise ValueError(f"latent: expected an image latent of shape {LATENT_SHAPES[4]} or a video latent of shape "
+                         f"{LATENT_SHAPES[5]}, got {got}; audio (3-D) and nested latents are not supported")
+    expected = model.get_model_object("latent_format").latent_dimensions + 2
+    if samples.ndim != expected:
+        kind = {4: "image", 5: "video"}.get(expected, f"{expected}-D")
+        raise ValueError(f"latent: this model ({family}) takes {kind} latents of shape "
+                         f"{LATENT_SHAPES.get(expected, f'({expected} dimensions)')}, got shape "
+                         f"{tuple(samples.shape)}; encode the {kind} with this model's VAE")
     if samples.numel() == 0:
         raise ValueError(f"latent: expected at least one latent of non-zero size, got shape {tuple(samples.shape)}")
     channels = model.get_model_object("latent_format").latent_channels

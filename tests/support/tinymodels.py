@@ -68,6 +68,48 @@ def clip_l_state_dict(seed=0, dtype=torch.float16) -> dict:
     return random_state_dict(meta_shapes(clip.transformer), seed, dtype=dtype)
 
 
+# Video models (5-D latents: batch, 16 channels, frames, height, width), as files ComfyUI's UNETLoader and VAELoader
+# detect like the real ones. Wan 2.1 t2v: detection reads dim (heads = dim / 128), ffn_dim and the block count from
+# the weights and fixes text_dim at UMT5-XXL's 4096; one block at dim 128 (0.9 M parameters). Its VAE: detection
+# reads dim from decoder.head.0.gamma; dim 8 (0.9 M). The Wan files carry the names a user's ComfyUI has, so the
+# video example workflow runs on the test host unchanged (they are only ever written there).
+WAN21_UNET = dict(model_type="t2v", dim=128, ffn_dim=256, num_heads=1, num_layers=1, text_dim=4096, in_dim=16,
+                  out_dim=16, freq_dim=256)
+WAN21_VAE = dict(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                 temperal_downsample=[False, True, True])
+WAN21_UNET_FILE = "wan2.1_t2v_1.3B_fp16.safetensors"
+WAN21_VAE_FILE = "wan_2.1_vae.safetensors"
+# HunyuanVideo: detection reads hidden_size (heads = hidden / 128), the text width and the block counts; one double
+# and one single block at hidden size 128 with HunyuanVideo's 4096-d text tokens and 768-d pooled vector (2.7 M).
+HUNYUAN_VIDEO = dict(image_model="hunyuan_video", in_channels=16, out_channels=16, vec_in_dim=768,
+                     context_in_dim=4096, hidden_size=128, mlp_ratio=4.0, num_heads=1, depth=1, depth_single_blocks=1,
+                     axes_dim=[16, 56, 56], theta=256, patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=True,
+                     byt5=False, meanflow=False, use_cond_type_embedding=False, vision_in_dim=None)
+HUNYUAN_VIDEO_FILE = "SMOKE-TEST_seedfinder_hunyuan_video_makes-noise-not-pictures.safetensors"
+VIDEO_CLIPS = [f"seedfinder_clip_{i}.webp" for i in range(2)]
+CLIP_FRAMES = 5
+"""Wan's VAE encodes 1 + 4k frames: 5 frames are 2 latent frames."""
+
+
+def wan21_state_dicts(seed=0) -> tuple:
+    """(diffusion model, VAE) state dicts of the tiny Wan 2.1 t2v."""
+    import comfy.ops
+    from comfy.ldm.wan.model import WanModel
+    from comfy.ldm.wan.vae import WanVAE
+    unet = WanModel(**WAN21_UNET, device="meta", operations=comfy.ops.disable_weight_init)
+    with torch.device("meta"):
+        vae = WanVAE(**WAN21_VAE)
+    return (random_state_dict(meta_shapes(unet), seed, WEIGHT_SCALE, torch.float16),
+            random_state_dict(meta_shapes(vae), seed + 1))
+
+
+def hunyuan_video_state_dict(seed=0) -> dict:
+    import comfy.ops
+    from comfy.ldm.hunyuan_video.model import HunyuanVideo
+    model = HunyuanVideo(**HUNYUAN_VIDEO, device="meta", operations=comfy.ops.disable_weight_init)
+    return random_state_dict(meta_shapes(model), seed, WEIGHT_SCALE)
+
+
 def save(state_dict: dict, path: str) -> None:
     import safetensors.torch
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -84,6 +126,14 @@ def write_models(models_dir: str, seed: int = 0) -> None:
            "vae_scale": torch.tensor(0.18215), "vae_shift": torch.tensor(0.0)}
     save(vae, os.path.join(models_dir, "vae", VAE_FILE))
     save(clip_l_state_dict(seed + 20), os.path.join(models_dir, "text_encoders", CLIP_FILE))
+
+
+def write_video_models(models_dir: str, seed: int = 0) -> None:
+    """UNETLoader's tiny Wan 2.1 t2v and HunyuanVideo, VAELoader's tiny Wan 2.1 VAE, all random."""
+    unet, vae = wan21_state_dicts(seed)
+    save(unet, os.path.join(models_dir, "diffusion_models", WAN21_UNET_FILE))
+    save(vae, os.path.join(models_dir, "vae", WAN21_VAE_FILE))
+    save(hunyuan_video_state_dict(seed + 30), os.path.join(models_dir, "diffusion_models", HUNYUAN_VIDEO_FILE))
 
 
 def smooth_image(seed: int, size: int = 64):
@@ -105,3 +155,15 @@ def write_images(input_dir: str, names=DEMO_IMAGES) -> None:
     os.makedirs(input_dir, exist_ok=True)
     for index, name in enumerate(names):
         Image.fromarray(smooth_image(index)).save(os.path.join(input_dir, name))
+
+
+def write_clips(input_dir: str, names=VIDEO_CLIPS, frames: int = CLIP_FRAMES, size: int = 64) -> None:
+    """Short clips as lossless animated WEBPs for LoadImage (which returns every frame): a window panning over a
+    smooth random image, 4 pixels a frame."""
+    from PIL import Image
+    os.makedirs(input_dir, exist_ok=True)
+    for index, name in enumerate(names):
+        scene = smooth_image(100 + index, size + 4 * frames)
+        clip = [Image.fromarray(scene[4 * t:4 * t + size, 4 * t:4 * t + size]) for t in range(frames)]
+        clip[0].save(os.path.join(input_dir, name), save_all=True, append_images=clip[1:], lossless=True,
+                     duration=62, loop=0)

@@ -1,9 +1,11 @@
-"""Test-only ComfyUI nodes: tiny in-memory models of families whose file detection needs full-size configs.
+"""Test-only ComfyUI nodes: tiny in-memory models of families whose file detection needs full-size configs, and
+random prompt embeddings for text encoders that cannot be tiny.
 
 Linked into the test host's custom_nodes/ by tests/comfy_host.py; never part of the pack.
 """
 import os
 import sys
+import zlib
 
 import torch
 from comfy_api.latest import ComfyExtension, io
@@ -113,10 +115,32 @@ class TinyFlux(io.ComfyNode):
                              random_conditioning(seed + 2, tokens=4096, pooled=768))
 
 
+class TextEmbedding(io.ComfyNode):
+    """A prompt's stand-in where the real text encoder cannot run on the test host: UMT5-XXL (Wan) and HunyuanVideo's
+    LLaMA are built at full size whatever the file holds, and their tokenizers need sentencepiece."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderTestTextEmbedding", display_name="Text embedding (test)", category="seedfinder_test",
+            description="Test-only: random prompt embeddings seeded by the text (same text, same embedding), of a "
+                        "text encoder's width.",
+            inputs=[io.String.Input("text", tooltip="The prompt; only its hash is used."),
+                    io.Int.Input("width", default=4096, min=1, max=8192, tooltip="Token width (UMT5-XXL: 4096)."),
+                    io.Int.Input("pooled", default=0, min=0, max=4096, tooltip="Pooled vector width, 0 for none "
+                                 "(HunyuanVideo: CLIP-L's 768).")],
+            outputs=[io.Conditioning.Output()],
+        )
+
+    @classmethod
+    def execute(cls, text, width, pooled) -> io.NodeOutput:
+        return io.NodeOutput(random_conditioning(zlib.crc32(text.encode()), tokens=width, pooled=pooled))
+
+
 class TestkitExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TinySDXL, TinySD3, TinyFlux]
+        return [TinySDXL, TinySD3, TinyFlux, TextEmbedding]
 
 
 async def comfy_entrypoint() -> TestkitExtension:
