@@ -352,7 +352,10 @@ def run(args, workflow: dict, todo: list, manifest: Manifest) -> Counter:
                     if item is not None:
                         idle.remove(worker)
                         running[worker.run.remote(item)] = (worker, item)
-                [ref], _ = ray.wait(list(running), num_returns=1)
+                ready = []
+                while not ready:  # a bounded wait, so that Ctrl-C is handled while every worker is busy
+                    ready, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
+                [ref] = ready
                 worker, item = running.pop(ref)
                 idle.append(worker)
                 attempts[item] += 1
