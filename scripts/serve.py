@@ -5,7 +5,7 @@ Without --comfyui: a copy of the test host's ComfyUI 0.3.75 tree under .serve/, 
 ComfyUI, Seedfinder linked into PATH/custom_nodes/, run with that ComfyUI's Python. Where no model of the user's is
 found, the demo model (a small SD1.5-class text-to-image model the project trained on procedural shapes, widened
 from the shipped narrow weights in demo_model/) and its demo images are installed, so every example workflow runs
-and makes pictures.
+and makes pictures, except the video edit, which needs the Wan 2.1 files.
 """
 import argparse
 import glob
