@@ -1,10 +1,7 @@
 """DDIM Invert and FixedPoint Invert on a real ComfyUI server with the tiny SD1.5-architecture model."""
-import time
-
 import pytest
 from conftest import IMAGES
-from support.comfy_host import PromptFailed
-from support.graphs import round_trip, round_trip_graph
+from support.graphs import round_trip, round_trip_graph, seconds_to_interrupt
 
 pytestmark = pytest.mark.host
 
@@ -67,17 +64,7 @@ def test_partial_inversion_hands_off_the_tail_of_the_schedule(host):
 
 def test_interrupt_stops_a_long_inversion_promptly(host):
     graph = round_trip_graph("fixed_point", IMAGES[3], steps=200, options={"max_iterations": 200, "tolerance": 0.0})
-    prompt_id = host.queue(graph)
-    deadline = time.time() + 60
-    while time.time() < deadline and not host.get("/queue")["queue_running"]:
-        time.sleep(0.05)
-    time.sleep(1.0)
-    interrupted_at = time.time()
-    host.post("/interrupt", {})
-    with pytest.raises(PromptFailed) as caught:
-        host.wait(prompt_id, timeout=60)
-    stopped_after = time.time() - interrupted_at
-    assert "execution_interrupted" in caught.value.kinds
+    stopped_after = seconds_to_interrupt(host, graph)
     assert stopped_after < 5.0, stopped_after
     errors, info = round_trip(host, "ddim", IMAGES[3])  # and the next prompt runs in full
     assert info["evaluations"] == 10 and errors["latent"] == pytest.approx(errors["noise"], rel=0.01)

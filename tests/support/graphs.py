@@ -1,4 +1,6 @@
 """API-format graphs for the host tests: load the tiny models, invert, regenerate through both routes."""
+import time
+
 import pytest
 import safetensors.torch
 
@@ -157,6 +159,21 @@ def expect_failure(host, graph, *fragments) -> str:
     for fragment in fragments:
         assert fragment in text, text
     return text
+
+
+def seconds_to_interrupt(host, graph: dict) -> float:
+    """Queue a long `graph`, press Cancel a second after it starts, expect it interrupted; the seconds it took."""
+    prompt_id = host.queue(graph)
+    deadline = time.time() + 60
+    while time.time() < deadline and not host.get("/queue")["queue_running"]:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    interrupted_at = time.time()
+    host.post("/interrupt", {})
+    with pytest.raises(PromptFailed) as caught:
+        host.wait(prompt_id, timeout=60)
+    assert "execution_interrupted" in caught.value.kinds
+    return time.time() - interrupted_at
 
 
 def loaded_latent_graph(name: str, image: str, **kwargs) -> dict:
