@@ -43,7 +43,14 @@ def batch(image_set, out, *args, inputs=None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=STUBS, HF_HUB_OFFLINE="1", DO_NOT_TRACK="1")
     log = open(f"{out}.log", "w")
     return subprocess.Popen([*BATCH, str(image_set / "workflow.json"), str(inputs or image_set / "images"), str(out),
-                             *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                             *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=take_ctrl_c)
+
+
+def take_ctrl_c() -> None:
+    """Ctrl-C as in a terminal, also where the suite itself runs as a background job (which ignores SIGINT, and a
+    child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(process: subprocess.Popen, out, timeout: float = 240) -> str:
