@@ -63,6 +63,11 @@ def colour_swap(label) -> tuple:
     return colour, label[1], label[2]
 
 
+def encoded(vae, image: np.ndarray) -> dict:
+    """The LATENT of one uint8 (64, 64, 3) image, as VAE Encode gives it."""
+    return {"samples": vae.encode(torch.from_numpy(image.copy()).float().div(255).unsqueeze(0))}
+
+
 def colour_edit_score(vae, image, label, target, edited_latent) -> tuple:
     """(target colour and the source's background shown, background PSNR) of one colour edit."""
     from demo_model import measure
@@ -86,7 +91,7 @@ def sweep_rows(nodes, model, clip, vae, images, steps) -> list:
         for label, image in images:
             target = colour_swap(label)
             source, wanted = conditioning(clip, data.caption(label)), conditioning(clip, data.caption(target))
-            latent = {"samples": vae.encode(torch.from_numpy(image.copy()).float().div(255).unsqueeze(0))}
+            latent = encoded(vae, image)
             if method == "FlowEdit":
                 edited = nodes.FlowEdit.execute(model=model, source_positive=source, source_negative=empty,
                                                 target_positive=wanted, target_negative=empty, latent=latent,
@@ -162,7 +167,7 @@ def editing_rows(nodes, model, clip, vae, images, steps) -> tuple:
     for swap in ("colour", "shape"):
         for label, image in images:
             target = colour_swap(label) if swap == "colour" else (label[0], SHAPE_SWAP[label[1]], label[2])
-            latent = {"samples": vae.encode(torch.from_numpy(image.copy()).float().div(255).unsqueeze(0))}
+            latent = encoded(vae, image)
             edits = edit_methods(nodes, model, conditioning(clip, data.caption(label)),
                                  conditioning(clip, data.caption(target)), empty, latent, steps)
             row = [image]
@@ -186,7 +191,7 @@ def shift_rows(nodes, model, clip, vae, images, steps) -> list:
     and the background kept."""
     from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 
-    from demo_model import data, measure
+    from demo_model import data
     empty = conditioning(clip, "")
     rows = []
     for shift, stop_step in ((1.0, 6), (3.0, 6), (3.0, 12)):
@@ -194,14 +199,14 @@ def shift_rows(nodes, model, clip, vae, images, steps) -> list:
         hits, kept, notes = [], [], []
         for label, image in images:
             target = colour_swap(label)
-            latent = {"samples": vae.encode(torch.from_numpy(image.copy()).float().div(255).unsqueeze(0))}
+            latent = encoded(vae, image)
             out = invert(nodes, "RFInversionInvert", {**RF_DEFAULT, "stop_step": stop_step}, shifted,
                          conditioning(clip, data.caption(label)), empty, latent, steps)
-            picture = pictures(vae, sample_noise(shifted, conditioning(clip, data.caption(target)), empty, 1.0,
-                                                 out.args[1], out.args[2], out.args[3]))[0]
-            colour, _, background = measure.classify(picture)
-            hits.append((colour, background) == (target[0], target[2]))
-            kept.append(background_psnr(image, picture, label))
+            edited = sample_noise(shifted, conditioning(clip, data.caption(target)), empty, 1.0, out.args[1],
+                                  out.args[2], out.args[3])
+            shown, background = colour_edit_score(vae, image, label, target, edited)
+            hits.append(shown)
+            kept.append(background)
             notes.append("warning" in out.ui["seedfinder"][0])
         sigmas = out.args[2]
         window = float(sigmas[0] - sigmas[min(stop_step, len(sigmas) - 1)])

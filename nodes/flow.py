@@ -25,9 +25,11 @@ def eta_window_notes(model, sigmas, eta: float, start_step: int, stop_step: int)
     """The warning when RF-Inversion's η acts on too little of the schedule to matter (the shift trap)."""
     steps = len(sigmas) - 1
     start, stop = min(start_step, steps), min(stop_step, steps)
-    if not eta or stop <= start:
-        return [] if not eta else [f"eta acts on no step: start_step {start_step} ≥ stop_step {stop_step} (of "
-                                   f"{steps}); the sampler is plain euler"]
+    if not eta:
+        return []
+    if stop <= start:
+        return [f"eta acts on no step: start_step {start_step} ≥ stop_step {stop_step} (of {steps}); the sampler is "
+                f"plain euler"]
     span = float(sigmas[start] - sigmas[stop])
     if span >= ETA_SPAN_TOO_SMALL:
         return []

@@ -146,9 +146,6 @@ Edit = Callable[..., object]
 class EditSampler(SolverSampler):
     """Runs an edit where ComfyUI runs a sampler, with the source- and the target-prompted denoisers."""
 
-    def __init__(self, edit: Edit, on_event: Callable[[dict], None]):
-        super().__init__(edit, on_event)
-
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         denoise, _ = guided_denoiser(model_wrap, extra_args, latent_image, self.watch)
