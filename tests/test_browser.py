@@ -182,3 +182,42 @@ def test_the_chart_follows_reruns_with_other_settings(page):
         assert node["chart"]["steps"] == steps
         reports.append(node)
     assert reports[1]["chart"]["drawnAt"] > reports[0]["chart"]["drawnAt"]
+
+
+
+# Selects one node of the loaded graph, as a click on it does (the selection toolbox then offers its Info button).
+SELECT_NODE = """([type]) => {
+    const node = app.graph._nodes.find((n) => n.type === type);
+    app.canvas.deselectAll();
+    app.canvas.select(node);
+    app.canvas.setDirty(true, true);
+    app.canvas.draw(true, true);
+}"""
+
+
+def node_help(page, node_type: str, shows: str) -> str:
+    """Select a node, click the selection toolbox's Info button and wait until the node-help panel shows `shows`;
+    its text. (Without a page the panel falls back to the node's description and tooltips: `shows` must be a
+    phrase only the page has.)"""
+    page.evaluate(SELECT_NODE, [node_type])
+    page.click("[data-testid='info-button']")
+    page.wait_for_function("([phrase]) => document.querySelector('.node-help-content')?.innerText.includes(phrase)",
+                           arg=[shows], timeout=30_000)
+    return page.locator(".node-help-content").inner_text()
+
+
+def test_the_node_help_panel_shows_our_page_and_core_nodes_pages(page):
+    """Our nodes' pages are found where the frontend looks (web/docs/<NodeId>.md, tests/test_docs.py), and core
+    nodes' pages come from ComfyUI's own comfyui-embedded-docs, as in a user's ComfyUI."""
+    with open(os.path.join(REPO, "example_workflows", "reconstruct_fixed_point.json")) as f:
+        workflow = json.load(f)
+    page.evaluate("async (workflow) => { await app.loadGraphData(workflow); }", workflow)
+    fetched = []
+    page.on("response", lambda response: fetched.append((response.url, response.status)))
+    text = node_help(page, "SeedfinderFixedPointInvert", "the seed is valid only together with them")
+    assert "Warning: euler_ancestral and lcm seeds" in text and "max_iterations" in text, text[:500]
+    assert any(url.endswith("/extensions/seedfinder/docs/SeedfinderFixedPointInvert.md") and status == 200
+               for url, status in fetched), fetched
+    node_help(page, "KSamplerAdvanced", "designed to enhance the sampling process")
+    assert any(url.endswith("/docs/KSamplerAdvanced/en.md") and status == 200 for url, status in fetched), fetched
+    assert not page.console_errors, page.console_errors
