@@ -185,21 +185,22 @@ def test_the_chart_follows_reruns_with_other_settings(page):
 
 
 
-# Selects one node of the loaded graph, as a click on it does (the selection toolbox then offers its Info button).
-SELECT_NODE = """([type]) => {
+# Where a node's title bar is on the page, in CSS pixels (the whole graph is in view: FIT_VIEW).
+NODE_TITLE = """([type]) => {
     const node = app.graph._nodes.find((n) => n.type === type);
-    app.canvas.deselectAll();
-    app.canvas.select(node);
-    app.canvas.setDirty(true, true);
-    app.canvas.draw(true, true);
+    const [x, y] = app.canvas.ds.convertOffsetToCanvas([node.pos[0] + node.size[0] / 2,
+                                                        node.pos[1] - LiteGraph.NODE_TITLE_HEIGHT / 2]);
+    const box = app.canvas.canvas.getBoundingClientRect();
+    return [box.left + x / (window.devicePixelRatio || 1), box.top + y / (window.devicePixelRatio || 1)];
 }"""
 
 
 def node_help(page, node_type: str, shows: str) -> str:
-    """Select a node, click the selection toolbox's Info button and wait until the node-help panel shows `shows`;
+    """Click a node's title, then the selection toolbox's Info button, and wait until the node-help panel shows `shows`;
     its text. (Without a page the panel falls back to the node's description and tooltips: `shows` must be a
     phrase only the page has.)"""
-    page.evaluate(SELECT_NODE, [node_type])
+    page.evaluate(FIT_VIEW)
+    page.mouse.click(*page.evaluate(NODE_TITLE, [node_type]))
     page.click("[data-testid='info-button']")
     page.wait_for_function("([phrase]) => document.querySelector('.node-help-content')?.innerText.includes(phrase)",
                            arg=[shows], timeout=30_000)
