@@ -2,7 +2,7 @@
 
 Debian's chromium runs with the flags that keep it off the network (no component updates, sync, metrics or
 background requests); Playwright drives it through the DevTools protocol. Screenshots of each finished workflow go
-to tests/artifacts/ (the README's screenshot is one of them).
+to tests/artifacts/ (docs/usage.md shows one of them, docs/screenshot.png).
 """
 import glob
 import json

@@ -33,6 +33,7 @@ def test_the_readme_fits_on_a_page():
 
 
 def test_every_node_has_a_help_page_naming_each_input_and_output(schemas):
+    assert os.path.normpath(os.path.join(REPO, import_pack().WEB_DIRECTORY)) == os.path.dirname(HELP)
     missing = [schema.node_id for schema in schemas if not os.path.isfile(os.path.join(HELP, f"{schema.node_id}.md"))]
     assert not missing, f"no web/docs/<NodeId>.md for {missing}"
     for schema in schemas:
