@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ..solvers import (
     FLOW_SOLVERS,
+    check_eta,
     eta_schedule,
     flow_edit,
     flow_solver_invert,
@@ -91,6 +92,7 @@ class RFInversionInvert(io.ComfyNode):
     def execute(cls, gamma, noise_seed, eta, start_step, stop_step, **inputs) -> io.NodeOutput:
         model, latent = inputs["model"], inputs["latent"]
         host.require_flow(model, "RF-Inversion")
+        check_eta(eta)  # here, not first in the sampler it configures, which would blame that sampler's inputs
         schedule = schedule_of(inputs)
         target = host.fixed_noises(tuple(latent["samples"].shape), 1, noise_seed)[0]
         method = bind(rf_inversion_invert, gamma=gamma, target_noise=target)

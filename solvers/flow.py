@@ -68,9 +68,16 @@ def rf_inversion_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tens
     return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations)
 
 
+def check_eta(eta: float) -> None:
+    """η is a convex weight between the model's denoised estimate and the reference (Rout et al. 2025)."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta: expected a pull strength in [0, 1] (0 = plain euler), got {eta}")
+
+
 def eta_schedule(steps: int, eta: float, start_step: int, stop_step: int) -> list:
     """η_i per sampling step: `eta` on steps start_step ≤ i < stop_step, 0 elsewhere (Rout et al.'s controller
     schedule)."""
+    check_eta(eta)
     return [eta if start_step <= i < stop_step else 0.0 for i in range(steps)]
 
 
