@@ -25,7 +25,8 @@ Without --address the command starts a Ray cluster of this machine for the run, 
 (--listen-all: on every interface).
 
 Exit status, from every item's row (this run's or an earlier one's): 0 when every item is done; 3 when some are error
-(and none failed); 4 when some failed (a re-run tries them again); 130 on Ctrl-C; 1 for a mistake in the arguments, said in one line naming it. The summary says which.
+(and none failed); 4 when some failed (a re-run tries them again); 130 on Ctrl-C; 1 for a mistake in the arguments,
+said in one line naming it. The summary says which.
 """
 import argparse
 import glob
