@@ -150,7 +150,8 @@ class FlowEdit(io.ComfyNode):
                 io.Conditioning.Input("target_positive", tooltip="The prompt of the edited image."),
                 io.Conditioning.Input("target_negative", optional=True,
                                       tooltip="Negative prompt of the target side; needed when target_cfg ≠ 1."),
-                io.Latent.Input("latent", tooltip="The image latent to edit (VAE Encode)."),
+                io.Latent.Input("latent", tooltip="The image latent to edit (VAE Encode). With a noise_mask (Set "
+                                "Latent Noise Mask) only the masked part is edited; the rest stays the source."),
                 io.Int.Input("steps", default=20, min=1, max=1000,
                              tooltip="Steps of the schedule; the edit runs on its last n_max of them."),
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
