@@ -1,4 +1,7 @@
 """Fidelity: how close a reconstruction is to its source, in PSNR and SSIM, against what the VAE alone allows."""
+import logging
+
+import torch
 from comfy_api.latest import io
 
 from ..solvers.metrics import PSNR_CAP, psnr, ssim
@@ -6,10 +9,15 @@ from .common import CATEGORY
 
 
 def checked_images(source, reconstruction):
-    """The pair as comparable RGB batches: same size; a single source broadcasts over a batch of reconstructions."""
+    """The pair as comparable batches (RGB, or one channel each): same size and channels, finite; a single source
+    broadcasts over a batch of reconstructions."""
     if source.ndim != 4 or reconstruction.ndim != 4:
         raise ValueError(f"reconstruction: expected images of shape (batch, height, width, channels), got "
                          f"{tuple(source.shape)} and {tuple(reconstruction.shape)}")
+    for name, image in (("source", source), ("reconstruction", reconstruction)):
+        if image.shape[0] < 1 or image.shape[1] < 1 or image.shape[2] < 1:
+            raise ValueError(f"{name}: expected at least one image of at least 1×1 pixels, got {image.shape[0]} of "
+                             f"{image.shape[2]}×{image.shape[1]}")
     if source.shape[1:3] != reconstruction.shape[1:3]:
         raise ValueError(f"reconstruction: expected the source's size {source.shape[2]}×{source.shape[1]}, got "
                          f"{reconstruction.shape[2]}×{reconstruction.shape[1]}; decode the seed's regeneration of "
@@ -17,18 +25,49 @@ def checked_images(source, reconstruction):
     if source.shape[0] not in (1, reconstruction.shape[0]):
         raise ValueError(f"reconstruction: expected a batch of {source.shape[0]} like the source (or a source of 1), "
                          f"got {reconstruction.shape[0]}")
-    return source[..., :3].float().cpu(), reconstruction[..., :3].float().cpu()
+    source, reconstruction = source[..., :3].float().cpu(), reconstruction[..., :3].float().cpu()
+    if source.shape[-1] != reconstruction.shape[-1]:
+        raise ValueError(f"reconstruction: expected the source's {source.shape[-1]} colour channel(s), got "
+                         f"{reconstruction.shape[-1]}; compare images of the same kind (both RGB, or both greyscale)")
+    for name, image in (("source", source), ("reconstruction", reconstruction)):
+        if not torch.isfinite(image).all():
+            raise ValueError(f"{name}: expected finite pixel values, got {int((~torch.isfinite(image)).sum())} "
+                             f"NaN/inf of {image.numel()}")
+    return source, reconstruction
+
+
+def range_warning(source, reconstruction) -> str:
+    """A warning when pixel values leave [0, 1] ('' when none do): PSNR and SSIM take 1 as the peak (ComfyUI's IMAGE
+    range)."""
+    outside = [f"{name} {float(image.min()):.3g} … {float(image.max()):.3g}"
+               for name, image in (("source", source), ("reconstruction", reconstruction))
+               if float(image.min()) < 0.0 or float(image.max()) > 1.0]
+    if not outside:
+        return ""
+    return (f"{' and '.join(name.split()[0] for name in outside)}: pixel values outside [0, 1] ({'; '.join(outside)}); "
+            f"PSNR and SSIM assume images in [0, 1] and misread these. Feed images as VAE Decode and Load Image give "
+            f"them")
 
 
 def vae_round_trip(vae, source):
     """decode(encode(source)) as a batch of frames: a video VAE encodes the batch as one clip and decodes 5-D, which
     core's VAE Decode also flattens into frames."""
+    smallest = vae.spacial_compression_encode()
+    if min(source.shape[1:3]) < smallest:
+        raise ValueError(f"source: the vae encodes images of at least {smallest}×{smallest} pixels, got "
+                         f"{source.shape[2]}×{source.shape[1]}; measure without the vae")
+    if source.shape[-1] != 3:
+        raise ValueError(f"source: the vae encodes RGB images (3 channels), got {source.shape[-1]}; measure without "
+                         f"the vae")
     decoded = vae.decode(vae.encode(source))
     frames = decoded.reshape(-1, *decoded.shape[-3:])[..., :3].float().cpu()
     if frames.shape != source.shape:
         raise ValueError(f"vae: decode(encode(source)) gives {frames.shape[0]} frames of {frames.shape[2]}×"
                          f"{frames.shape[1]} for a source of {source.shape[0]} of {source.shape[2]}×{source.shape[1]}; "
                          f"a video VAE takes the frame counts it can encode (Wan: 1 + 4k frames)")
+    if not torch.isfinite(frames).all():
+        raise ValueError("vae: decode(encode(source)) gave NaN/inf; load the VAE in float32 (a half-precision "
+                         "overflow is the usual cause), or measure without it")
     return frames
 
 
@@ -76,6 +115,11 @@ class Fidelity(io.ComfyNode):
             gap = bound - mean_psnr
             report.update(vae_bound_psnr=bound, gap_db=gap)
             lines.append(f"VAE bound {bound:.2f} dB · gap {gap:.2f} dB")
+        warning = range_warning(source, reconstruction)
+        if warning:
+            logging.warning("Seedfinder Fidelity: %s", warning)
+            report["warning"] = warning
+            lines.append("⚠ values outside [0, 1]: PSNR/SSIM misread")
         report["text"] = lines
         return io.NodeOutput(mean_psnr, mean_ssim, bound, gap, ui={"seedfinder_fidelity": [report]})
 

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ..solvers import (
     FLOW_SOLVERS,
+    check_eta,
     eta_schedule,
     flow_edit,
     flow_solver_invert,
@@ -91,6 +92,7 @@ class RFInversionInvert(io.ComfyNode):
     def execute(cls, gamma, noise_seed, eta, start_step, stop_step, **inputs) -> io.NodeOutput:
         model, latent = inputs["model"], inputs["latent"]
         host.require_flow(model, "RF-Inversion")
+        check_eta(eta)  # here, not first in the sampler it configures, which would blame that sampler's inputs
         schedule = schedule_of(inputs)
         target = host.fixed_noises(tuple(latent["samples"].shape), 1, noise_seed)[0]
         method = bind(rf_inversion_invert, gamma=gamma, target_noise=target)
@@ -148,7 +150,8 @@ class FlowEdit(io.ComfyNode):
                 io.Conditioning.Input("target_positive", tooltip="The prompt of the edited image."),
                 io.Conditioning.Input("target_negative", optional=True,
                                       tooltip="Negative prompt of the target side; needed when target_cfg ≠ 1."),
-                io.Latent.Input("latent", tooltip="The image latent to edit (VAE Encode)."),
+                io.Latent.Input("latent", tooltip="The image latent to edit (VAE Encode). With a noise_mask (Set "
+                                "Latent Noise Mask) only the masked part is edited; the rest stays the source."),
                 io.Int.Input("steps", default=20, min=1, max=1000,
                              tooltip="Steps of the schedule; the edit runs on its last n_max of them."),
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",

@@ -1,6 +1,6 @@
 """Run an API-format workflow for every image of a set on a Ray cluster, one ComfyUI server per worker, resumable.
 
-usage: python scripts/batch.py WORKFLOW INPUTS OUT [--address ADDRESS] [--server URL ...]
+usage: python scripts/batch.py WORKFLOW INPUTS OUT [--address ADDRESS | --listen-all] [--server URL ...]
                                [--comfyui PATH [--workers N] [--python PYTHON]] [--retries 2] [--timeout S]
                                [-- ARGS FOR COMFYUI'S main.py]
 
@@ -17,12 +17,19 @@ For each item OUT gets `<stem>.seed.latent` (ComfyUI's latent format), the other
 failed: its servers died or timed out on every try), error, evaluations and round_trip_estimate (from the Seedfinder
 nodes' reports), wall_s, server, worker, node, attempts, outputs. A re-run skips every item whose row is done or error
 and tries the failed ones again. An item whose server died or timed out goes to another worker, up to --retries times.
-Ctrl-C stops it with the manifest consistent: an item has a row only once its files are written.
+Ctrl-C stops it with the manifest consistent: an item has a row only once its files are written. On the servers the
+files get names of their own (safe for any item's name); OUT names them by the item's stem, so items that share a stem
+are refused.
+
+Without --address the command starts a Ray cluster of this machine for the run, listening on 127.0.0.1 only
+(--listen-all: on every interface).
+
+Exit status, from every item's row (this run's or an earlier one's): 0 when every item is done; 3 when some are error
+(and none failed); 4 when some failed (a re-run tries them again); 130 on Ctrl-C; 1 for a mistake in the arguments,
+said in one line naming it. The summary says which.
 """
 import argparse
 import glob
-import hashlib
-import http.client
 import json
 import os
 import posixpath
@@ -38,11 +45,9 @@ from collections import Counter, deque
 import headless
 from tqdm import tqdm
 
-MANIFEST = "manifest.jsonl"
-FINAL = ("done", "error")
-"""Statuses a re-run skips: the item's outputs are written, or the item itself is at fault (retrying cannot help)."""
-SERVER_FAILURES = (OSError, http.client.HTTPException, RuntimeError)
-"""What a dead, hung or unstartable server raises through headless.Server (urllib, http.client, startup)."""
+RAY_LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for a cluster of one machine: at 0 every Ray process of it listens on 127.0.0.1 only (Ray's default on
+Windows and macOS; on Linux they listen on every interface)."""
 
 
 def is_uri(spec: str) -> bool:
@@ -63,8 +68,7 @@ def list_items(spec: str) -> list:
                       if os.path.isfile(p))
     path = os.path.abspath(os.path.expanduser(spec))
     if os.path.isdir(path):
-        return sorted(os.path.join(path, name) for name in os.listdir(path)
-                      if name.lower().endswith(headless.IMAGE_SUFFIXES))
+        return headless.folder_images(path)
     if not os.path.isfile(path):
         raise ValueError(f"inputs: expected a folder, a glob or a list file, got {spec} (not found)")
     if path.lower().endswith(headless.IMAGE_SUFFIXES):
@@ -105,27 +109,12 @@ def read_item(item: str) -> bytes:
         return f.read()
 
 
-def stem_of(item: str) -> str:
-    return os.path.splitext(posixpath.basename(item))[0]
-
-
-def key_of(item: str) -> str:
-    """A short name unique to the item, for the server's copies (uploads, saved files) of different items."""
-    return hashlib.sha1(item.encode()).hexdigest()[:12]
-
-
 def seed_savers(workflow: dict) -> list:
     """The SaveLatent nodes that save a Seedfinder invert node's output (the seed)."""
     inverters = {node_id for node_id, node in workflow.items()
                  if node["class_type"].startswith("Seedfinder") and node["class_type"].endswith("Invert")}
     return [node_id for node_id, node in workflow.items() if node["class_type"] == "SaveLatent"
             and isinstance(node["inputs"].get("samples"), list) and str(node["inputs"]["samples"][0]) in inverters]
-
-
-def reports(workflow: dict, entry: dict) -> list:
-    """The Seedfinder nodes' `ui` reports in a /history record (the invert nodes' and the prompt-aware encode's)."""
-    return [output["seedfinder"][0] for node_id, output in entry.get("outputs", {}).items()
-            if workflow.get(node_id, {}).get("class_type", "").startswith("Seedfinder") and output.get("seedfinder")]
 
 
 def free_port() -> int:
@@ -190,11 +179,7 @@ class Worker:
             self.process = None
             self.log.close()
         elif self.attached and self.prompt_id:
-            try:
-                headless.Server(self.url).json("/queue", {"delete": [self.prompt_id]}, timeout=10)
-                headless.Server(self.url).json("/interrupt", {"prompt_id": self.prompt_id}, timeout=10)
-            except OSError:
-                pass  # a server that is down has nothing to interrupt
+            headless.discard(headless.Server(self.url), self.prompt_id)
 
     def ready(self) -> headless.Server:
         if self.launch and (self.process is None or self.process.poll() is not None):
@@ -204,101 +189,31 @@ class Worker:
 
     def run(self, item: str) -> dict:
         """One item: a manifest row (status done, error or retry) and, when done, its output files' contents."""
-        started = time.time()
         row = {"item": item, "worker": self.name, "node": socket.gethostname()}
         try:
             content = read_item(item)
         except OSError as error:
-            return {**row, "status": "error", "error": f"inputs: cannot read {item}: {error}",
-                    "wall_s": time.time() - started}
+            return {**row, "status": "error", "error": f"inputs: cannot read {item}: {error}", "wall_s": 0.0}
+        started = time.time()
         try:
             server = self.ready()
-            started = time.time()  # the item's own time: a server's start is not counted
-            row["server"] = self.url
-            stem, key = stem_of(item), key_of(item)
-            # a fresh name on every try: a prompt the server has run before comes from its cache without the
-            # invert node's report
-            name = server.upload(item, name=f"{key}_{uuid.uuid4().hex[:8]}_{posixpath.basename(item)}",
-                                 content=content)
-            prompt = headless.prompt_for(self.workflow, name, f"{key}_{stem}", folder="seedfinder_batch")
-            self.prompt_id = headless.queue(server, prompt, self.client)
-            entry = headless.wait(server, self.prompt_id, self.timeout)
-            files = dict(headless.outputs(server, self.workflow, entry, stem))
-        except headless.NodeError as error:
-            return {**row, "status": "error", "error": str(error).strip(), "wall_s": time.time() - started}
-        except SERVER_FAILURES as error:
+        except headless.SERVER_FAILURES as error:
             self.discard()
             return {**row, "status": "retry", "error": f"{type(error).__name__}: {error}",
                     "wall_s": time.time() - started}
-        found = reports(self.workflow, entry)
-        # a prompt-aware encode reports no estimate, RF-Inversion and FireFlow report None
-        evaluations = [r["evaluations"] for r in found if r.get("evaluations") is not None]
-        estimates = [r["round_trip_estimate"] for r in found if r.get("round_trip_estimate") is not None]
-        return {**row, "status": "done", "error": None, "evaluations": sum(evaluations) if evaluations else None,
-                "round_trip_estimate": max(estimates) if estimates else None,
-                "wall_s": time.time() - started, "files": files}
+        result = headless.try_item(server, self.workflow, item, content, self.client, self.timeout, "seedfinder_batch",
+                                   queued=self.queued)
+        if result["status"] == "retry":
+            self.discard()
+        self.prompt_id = None
+        return {**row, "server": self.url, **result}
+
+    def queued(self, prompt_id: str) -> None:
+        self.prompt_id = prompt_id
 
     def stop(self) -> None:
         if self.process is not None:
             self.discard()
-
-
-class Manifest:
-    """OUT/manifest.jsonl: one JSON row per finished try of an item, appended whole and synced; the last row of an
-    item says where it stands. A line cut short (the machine died mid-write) is ignored."""
-
-    def __init__(self, out: str):
-        self.path = os.path.join(out, MANIFEST)
-        self.rows, self.unreadable = {}, 0
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                for line in f:
-                    try:
-                        row = json.loads(line)
-                        self.rows[row["item"]] = row
-                    except (ValueError, KeyError, TypeError):
-                        self.unreadable += 1
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        if os.fstat(self.fd).st_size and not self._ends_with_newline():
-            os.write(self.fd, b"\n")
-
-    def _ends_with_newline(self) -> bool:
-        with open(self.path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) == b"\n"
-
-    def finished(self, item: str) -> bool:
-        return self.rows.get(item, {}).get("status") in FINAL
-
-    def append(self, row: dict) -> None:
-        os.write(self.fd, (json.dumps(row) + "\n").encode())
-        os.fsync(self.fd)
-        self.rows[row["item"]] = row
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def write_atomically(path: str, content: bytes) -> None:
-    """A file is either whole or absent, even under Ctrl-C."""
-    partial = f"{path}.partial"
-    with open(partial, "wb") as f:
-        f.write(content)
-    os.replace(partial, path)
-
-
-def record(manifest: Manifest, out: str, result: dict, attempts: int) -> dict:
-    """Write a finished item's files, then its row (so a row always means its files are there)."""
-    files = result.pop("files", {})
-    for name, content in files.items():
-        write_atomically(os.path.join(out, name), content)
-    row = {"item": result["item"], "stem": stem_of(result["item"]), "status": result["status"],
-           "error": result.get("error"), "evaluations": result.get("evaluations"),
-           "round_trip_estimate": result.get("round_trip_estimate"), "wall_s": round(result["wall_s"], 3),
-           "server": result.get("server"), "worker": result["worker"], "node": result["node"], "attempts": attempts,
-           "outputs": sorted(files), "finished_at": time.time()}
-    manifest.append(row)
-    return row
 
 
 def next_item(pending: deque, worker: str, avoid: dict, workers: int):
@@ -334,11 +249,14 @@ def start_workers(ray, args, workflow: dict) -> list:
     return workers
 
 
-def run(args, workflow: dict, todo: list, manifest: Manifest) -> Counter:
+def run(args, workflow: dict, todo: list, manifest: headless.Manifest) -> Counter:
     """Hand the items to the workers, one at a time each, retry server failures elsewhere, record every result."""
+    if not args.address:
+        os.environ[RAY_LOOPBACK_SWITCH] = "1" if args.listen_all else "0"  # read when ray is imported
     import ray
-    ray.init(address=args.address, runtime_env={"working_dir": os.path.dirname(os.path.abspath(__file__))},
-             **({} if args.address else {"include_dashboard": False}), log_to_driver=False)
+    ray.init(address=args.address or "local", log_to_driver=False,
+             runtime_env={"working_dir": os.path.dirname(os.path.abspath(__file__))},
+             **({} if args.address else {"include_dashboard": False}))
     counts, attempts, avoid = Counter(), Counter(), {}
     named = start_workers(ray, args, workflow)
     workers, names = [worker for worker, _ in named], dict(named)
@@ -371,7 +289,7 @@ def run(args, workflow: dict, todo: list, manifest: Manifest) -> Counter:
                         bar.write(f"retrying {item} on another worker: {result['error']}")
                         continue
                     result["status"] = "failed"
-                row = record(manifest, args.out, result, attempts[item])
+                row = headless.record(manifest, args.out, result, attempts[item])
                 counts[row["status"]] += 1
                 if row["status"] != "done":
                     bar.write(f"{row['status']}: {item}: {row['error']}")
@@ -402,7 +320,10 @@ def parse(argv: list):
     parser.add_argument("workflow", help="API-format workflow (LoadImage, a Seedfinder invert node, its SaveLatent)")
     parser.add_argument("inputs", help="folder, glob or list file of images (local paths or fsspec URIs)")
     parser.add_argument("out", help="local folder for the seeds, the other outputs and manifest.jsonl")
-    parser.add_argument("--address", help="Ray cluster to join (e.g. auto, or ray://head:10001); default: a local one")
+    parser.add_argument("--address", help="Ray cluster to join (e.g. auto, or ray://head:10001); default: a new one "
+                        "on this machine, listening on 127.0.0.1 only")
+    parser.add_argument("--listen-all", action="store_true", help="the cluster started without --address listens on "
+                        "every interface (other machines can reach its ports) instead of 127.0.0.1 only")
     parser.add_argument("--server", action="append", default=[], help="a running ComfyUI server to use (repeatable)")
     parser.add_argument("--comfyui", help="ComfyUI folder (with Seedfinder in custom_nodes/) each worker starts")
     parser.add_argument("--workers", type=int, help="servers to start from --comfyui (default: one per GPU, else 1)")
@@ -426,29 +347,20 @@ def parse(argv: list):
 
 def main(argv: list = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)
-    with open(args.workflow) as f:
-        workflow = json.load(f)
-    headless.image_node(workflow)
-    if not seed_savers(workflow):
-        sys.exit("--workflow: expected a SaveLatent that saves a Seedfinder invert node's output (the seed), "
-                 "found none")
     try:
+        workflow = headless.load_workflow(args.workflow, "workflow")
+        if not seed_savers(workflow):
+            raise ValueError(f"workflow: expected a SaveLatent that saves a Seedfinder invert node's output (the "
+                             f"seed) in {args.workflow}, found none")
         items = list_items(args.inputs)
+        if not items:
+            raise ValueError(f"inputs: expected images in {args.inputs}, found none")
+        headless.check_stems(items, "inputs")
     except ValueError as error:
         sys.exit(str(error))
-    if not items:
-        sys.exit(f"inputs: expected images in {args.inputs}, found none")
-    stems = Counter(stem_of(item) for item in items)
-    if max(stems.values()) > 1:
-        shared = [item for item in items if stems[stem_of(item)] > 1]
-        sys.exit(f"inputs: outputs are named by the item's stem, and these share one: {', '.join(shared[:6])}")
     os.makedirs(args.out, exist_ok=True)
-    manifest = Manifest(args.out)
-    if manifest.unreadable:
-        print(f"seedfinder batch: {manifest.unreadable} line(s) of {manifest.path} cut short (a crash mid-write) are "
-              "ignored: their items run again", file=sys.stderr)
+    manifest = headless.Manifest(args.out, "seedfinder batch")
     todo = [item for item in items if not manifest.finished(item)]
-    skipped = len(items) - len(todo)
     started = time.time()
     try:
         counts = run(args, workflow, todo, manifest) if todo else Counter()
@@ -456,13 +368,11 @@ def main(argv: list = None) -> None:
         manifest.close()
     rows = [manifest.rows[item] for item in todo if manifest.rows.get(item, {}).get("finished_at", 0) >= started]
     done = [row for row in rows if row["status"] == "done"]
-    print(f"seedfinder batch: {len(items)} items: {counts['done']} done, {counts['error']} error, "
-          f"{counts['failed']} failed, {skipped} skipped (already in the manifest)"
-          + (f", {counts['interrupted']} interrupted (run again to finish them)" if counts["interrupted"] else "")
-          + f"; {throughput(done):.3f} items/s on {len(Counter(row['worker'] for row in done))} worker(s); "
+    status, meaning = headless.exit_status(counts, manifest, items)
+    print(f"seedfinder batch: {len(items)} items: {headless.tally(counts, len(items) - len(todo))}; "
+          f"{throughput(done):.3f} items/s on {len(Counter(row['worker'] for row in done))} worker(s); {meaning}; "
           f"manifest: {manifest.path}")
-    if counts["interrupted"]:
-        sys.exit(130)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from .exact import PRECISIONS, bdia_generate, bdia_invert, edict_generate, edict
 from .fixed_point import ACCELERATIONS, ddim_invert, fixed_point_invert, fixed_point_solve
 from .flow import (
                    FLOW_SOLVERS,
+                   check_eta,
                    eta_schedule,
                    flow_edit,
                    flow_solver_invert,
@@ -50,8 +51,8 @@ __all__ = [
     "invert_by_steps", "level_scale",
     "rms", "sample", "to_d", "validate_schedule", "vp_input_scale",
     "PRECISIONS", "bdia_generate", "bdia_invert", "edict_generate", "edict_invert",
-    "FLOW_SOLVERS", "eta_schedule", "flow_edit", "flow_solver_invert", "flow_solver_sample", "rf_inversion_invert",
-    "rf_inversion_sample",
+    "FLOW_SOLVERS", "check_eta", "eta_schedule", "flow_edit", "flow_solver_invert", "flow_solver_sample",
+    "rf_inversion_invert", "rf_inversion_sample",
     "ACCELERATIONS", "ddim_invert", "fixed_point_invert", "fixed_point_solve",
     "CENTROIDS", "PATHS", "centroid", "interpolate",
     "PSNR_CAP", "psnr", "ssim",

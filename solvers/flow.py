@@ -68,9 +68,16 @@ def rf_inversion_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tens
     return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations)
 
 
+def check_eta(eta: float) -> None:
+    """η is a convex weight between the model's denoised estimate and the reference (Rout et al. 2025)."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta: expected a pull strength in [0, 1] (0 = plain euler), got {eta}")
+
+
 def eta_schedule(steps: int, eta: float, start_step: int, stop_step: int) -> list:
     """η_i per sampling step: `eta` on steps start_step ≤ i < stop_step, 0 elsewhere (Rout et al.'s controller
     schedule)."""
+    check_eta(eta)
     return [eta if start_step <= i < stop_step else 0.0 for i in range(steps)]
 
 
@@ -167,13 +174,17 @@ def noised(x0: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def flow_edit(source: Denoiser, target: Denoiser, x_source: torch.Tensor, sigmas: torch.Tensor, *, n_max: int,
-              n_min: int = 0, n_avg: int = 1, seed: int = 0, callback: Optional[Callback] = None) -> InversionResult:
+              n_min: int = 0, n_avg: int = 1, seed: int = 0, mask: Optional[torch.Tensor] = None,
+              callback: Optional[Callback] = None) -> InversionResult:
     """FlowEdit (Kulikov et al. 2025; docs/methods.md §13): from the source latent, integrate the difference of the
     target- and source-conditioned velocities on noised copies of it over the last n_max steps of the schedule,
     averaged over n_avg noises; its last n_min steps sample plainly with the target prompt.
 
-    `sigmas` is the full schedule (σ_max … 0); the noises come from a CPU generator seeded with `seed`. Returns the
-    edited latent (model space) as `latent`, per edited step the RMS of that step's move as `residuals`.
+    `sigmas` is the full schedule (σ_max … 0); the noises come from a CPU generator seeded with `seed`. With a `mask`
+    (1 = edit, 0 = keep; broadcastable to the latent) every step is blended back to the source's own trajectory
+    outside it, as ComfyUI's masked sampling does: the source latent itself while editing, its noised copy while
+    sampling, so outside the mask the result is the source. Returns the edited latent (model space) as `latent`, per
+    edited step the RMS of that step's move as `residuals`.
     """
     validate_schedule(sigmas)
     steps = len(sigmas) - 1
@@ -191,6 +202,9 @@ def flow_edit(source: Denoiser, target: Denoiser, x_source: torch.Tensor, sigmas
     def fresh_noise() -> torch.Tensor:
         return torch.randn(x_source.shape, generator=generator).to(x_source)
 
+    def keep_outside(moved: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+        return moved if mask is None else torch.lerp(kept, moved, mask.to(moved))
+
     values, edited, residuals, sampling = sigmas.tolist(), x_source, [], None
     for i in range(steps - n_max, steps):
         sigma, sigma_next = values[i], values[i + 1]
@@ -202,13 +216,15 @@ def flow_edit(source: Denoiser, target: Denoiser, x_source: torch.Tensor, sigmas
                 z_target = edited + z_source - x_source
                 delta += (to_d(z_target, sigma, counted_target(z_target, sigma))
                           - to_d(z_source, sigma, counted_source(z_source, sigma))) / n_avg
-            moved = euler_step(edited, delta, sigma, sigma_next)
+            moved = keep_outside(euler_step(edited, delta, sigma, sigma_next), x_source)
             residuals.append([float(rms(moved - edited).max())])
             edited = moved
         else:
             if sampling is None:
-                sampling = edited + noised(x_source, fresh_noise(), sigma) - x_source
+                sampling_noise = fresh_noise()
+                sampling = edited + noised(x_source, sampling_noise, sigma) - x_source
             moved = euler_step(sampling, to_d(sampling, sigma, counted_target(sampling, sigma)), sigma, sigma_next)
+            moved = keep_outside(moved, noised(x_source, sampling_noise, sigma_next))
             residuals.append([float(rms(moved - sampling).max())])
             sampling = moved
     result = edited if sampling is None else sampling

@@ -138,19 +138,62 @@ def test_ctrl_c_leaves_a_consistent_manifest_and_the_next_run_finishes_it(single
 
 def test_attaches_to_a_running_server(host, image_set, tmp_path):
     out = tmp_path / "out"
-    log = finish(batch(image_set, out, "--server", host.url, inputs=image_set / "images" / "frame_0.png"), out)
+    process = batch(image_set, out, "--server", host.url, inputs=image_set / "images" / "frame_0.png")
+    log = finish(process, out)
     [row] = manifest(out)
     assert (row["stem"], row["status"], row["server"], row["worker"]) == ("frame_0", "done", host.url, "server-0"), log
+    assert process.returncode == 0 and "exit 0: every item done" in log
     assert safetensors.torch.load_file(out / "frame_0.seed.latent")["latent_tensor"].shape == (1, 4, 8, 8)
+
+
+LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
+
+
+def listening(process: subprocess.Popen) -> set:
+    """(process name, address) of every socket the command's processes (its own Ray cluster's among them) listen on."""
+    try:
+        family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return set()
+    found = set()
+    for member in family:
+        try:
+            found |= {(member.name(), connection.laddr.ip) for connection in member.net_connections(kind="inet")
+                      if connection.status == psutil.CONN_LISTEN}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass  # ended between the listing and the look
+    return found
+
+
+def test_a_dotted_name_keeps_its_outputs_and_the_own_cluster_listens_on_loopback_only(host, image_set, tmp_path):
+    """An item named with '..' (a file name ComfyUI's /view refuses) gets its outputs under its own stem; the Ray
+    cluster the command starts for itself listens on 127.0.0.1 only."""
+    from PIL import Image
+    folder, out = tmp_path / "dotted", tmp_path / "out"
+    folder.mkdir()
+    Image.fromarray(smooth_image(300)).save(folder / "holiday..2024.png")
+    process = batch(image_set, out, "--server", host.url, inputs=folder)
+    sockets = set()
+    while process.poll() is None:
+        sockets |= listening(process)
+        time.sleep(0.1)
+    log = finish(process, out)
+    [row] = manifest(out)
+    assert row["status"] == "done" and process.returncode == 0, log
+    assert row["outputs"] == ["holiday..2024.reconstruction.png", "holiday..2024.seed.latent"]
+    assert {name for name, _ in sockets} >= {"gcs_server", "raylet"}, sockets  # the cluster was seen running
+    assert all(ip in LOOPBACK for _, ip in sockets), sockets
 
 
 def test_an_item_past_its_timeout_is_interrupted_retried_and_recorded_as_failed(host, image_set, tmp_path):
     out = tmp_path / "out"
-    log = finish(batch(image_set, out, "--server", host.url, "--timeout", "0.05", "--retries", "1",
-                       inputs=image_set / "images" / "frame_2.png"), out)
+    process = batch(image_set, out, "--server", host.url, "--timeout", "0.05", "--retries", "1",
+                    inputs=image_set / "images" / "frame_2.png")
+    log = finish(process, out)
     [row] = manifest(out)
     assert row["status"] == "failed" and row["attempts"] == 2 and row["error"].startswith("TimeoutError"), log
-    assert "0 done, 0 error, 1 failed" in log
+    assert "--timeout 0.05 s" in row["error"] and "raise --timeout" in row["error"]
+    assert "0 done, 0 error, 1 failed" in log and "exit 4: 1 item(s) not done" in log and process.returncode == 4
     assert "Interrupting prompt" in host.log()  # its own prompt, not a global interrupt
     deadline = time.time() + 60
     while host.get("/queue")["queue_running"]:  # and the server is free again
@@ -182,7 +225,7 @@ def test_a_killed_server_is_retried_on_the_other_worker_and_every_seed_matches_o
     path, killed = wait_for(busy_server, process)
     os.kill(killed["pid"], signal.SIGKILL)
     log = finish(process, out)
-    assert process.returncode == 0, log
+    assert process.returncode == 3 and "exit 3: 1 item(s) ended error" in log, log  # the corrupt image
     rows = manifest(out)
     assert_every_item_once(rows, image_set)
     retried = [row for row in rows if row["attempts"] > 1]
@@ -194,8 +237,10 @@ def test_a_killed_server_is_retried_on_the_other_worker_and_every_seed_matches_o
     for stem, seed in seeds(out).items():  # bit-identical to the single-server run
         assert seed.dtype == reference[stem].dtype and bool((seed == reference[stem]).all()), stem
     started = time.time()
-    again = finish(batch(image_set, out, "--comfyui", host.root, "--workers", "2", "--work", str(work)), out)
+    rerun = batch(image_set, out, "--comfyui", host.root, "--workers", "2", "--work", str(work))
+    again = finish(rerun, out)
     assert "0 done, 0 error, 0 failed, 7 skipped" in again and len(manifest(out)) == len(rows), again
+    assert rerun.returncode == 3  # the corrupt image's row still stands
     assert "Ray" not in again and time.time() - started < 30  # nothing to do: no cluster, no server started
 
 
@@ -217,14 +262,14 @@ def test_input_sets_folder_glob_list_file_and_uri(tmp_path):
 
 
 def test_manifest_keeps_the_last_row_of_each_item_and_ignores_a_line_cut_short(tmp_path):
-    from batch import Manifest
+    from headless import Manifest
     rows = [{"item": "a", "status": "failed"}, {"item": "b", "status": "error"}, {"item": "a", "status": "done"}]
     (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"item": "c", "st')
-    manifest = Manifest(str(tmp_path))
+    manifest = Manifest(str(tmp_path), "test")
     assert manifest.finished("a") and manifest.finished("b") and not manifest.finished("c")
     assert manifest.unreadable == 1
     manifest.append({"item": "c", "status": "failed"})
     manifest.close()
     lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
     assert json.loads(lines[-1]) == {"item": "c", "status": "failed"} and len(lines) == 5
-    assert not Manifest(str(tmp_path)).finished("c")  # failed: a re-run tries it again
+    assert not Manifest(str(tmp_path), "test").finished("c")  # failed: a re-run tries it again

@@ -7,6 +7,7 @@ from conftest import BAD_LATENTS, IMAGES
 from support.graphs import (
     expect_failure,
     loaded_latent_graph,
+    patch_model,
     relative_error,
     round_trip,
     round_trip_graph,
@@ -54,6 +55,16 @@ def exact_sampler_on_other_sigmas(method: str) -> dict:
     return graph
 
 
+def rf_inversion_with(**values) -> dict:
+    """RF-Inversion on the smoke-test model made rectified flow (ModelSamplingSD3), with these widget values."""
+    graph = patch_model(round_trip_graph("ddim", IMAGES[0], steps=4),
+                        {"class_type": "ModelSamplingSD3", "inputs": {"model": ["unet", 0], "shift": 3.0}})
+    inputs = {key: value for key, value in graph["invert"]["inputs"].items() if key not in ("sampler", "noise_seed")}
+    graph["invert"] = {"class_type": "SeedfinderRFInversionInvert", "inputs": {
+        **inputs, "gamma": 0.5, "noise_seed": 0, "eta": 0.9, "start_step": 0, "stop_step": 2, **values}}
+    return graph
+
+
 def bad_combo(node: str, name: str) -> dict:
     """Prompt-Aware Encode's mode or Seed Interpolate's method set to a value outside its list (ComfyUI 0.3.75 does
     not check V3 combos at /prompt)."""
@@ -93,6 +104,12 @@ FAILURES = {
     "scheduler_unknown": (lambda: with_input("ddim", scheduler="bogus"), ("scheduler:", "karras", "'bogus'")),
     "scheduler_non_finite": (lambda: with_input("ddim", scheduler="kl_optimal", steps=1),
                              ("scheduler:", "kl_optimal at 1 steps", "non-finite")),
+    "scheduler_repeats_sigma_for_uni_pc": (lambda: with_input("ddim", sampler="uni_pc", scheduler="simple", steps=1000),
+                                           ("scheduler: simple at 1000 steps (KSampler computes steps + 1 for uni_pc)",
+                                            "strictly decreasing", "[1]=14.61", "use fewer steps")),
+    "scheduler_repeats_sigma_for_dpm_2": (lambda: with_input("ddim", sampler="dpm_2", scheduler="simple", steps=1000),
+                                          ("scheduler: simple at 1000 steps (KSampler computes steps + 1 for dpm_2)",
+                                           "strictly decreasing", "use fewer steps")),
     "strength_leaves_no_step": (lambda: with_input("ddim", scheduler="beta", steps=1000, strength=0.002),
                                 ("strength:", "847 steps", "start_at_step", "998", "leaves none")),
     "sampler_unknown": (lambda: with_input("ddim", sampler="bogus"), ("sampler:", "euler_ancestral", "'bogus'")),
@@ -103,6 +120,8 @@ FAILURES = {
                           ("precision:", "float32, float64", "'bogus'")),
     "mix_zero": (lambda: with_input("edict", mix=0.0), ("mix", "0.0")),
     "gamma_zero": (lambda: with_input("bdia", gamma=0.0), ("gamma", "0.0")),
+    "eta_nan": (lambda: rf_inversion_with(eta=math.nan), ("eta: expected a pull strength in [0, 1]", "got nan")),
+    "eta_above_one": (lambda: rf_inversion_with(eta=1.5), ("eta", "1.5")),
     "mode_unknown": (lambda: bad_combo("encode", "mode"), ("mode:", "seeded", "'bogus'")),
     "path_unknown": (lambda: bad_combo("interpolate", "method"), ("method:", "slerp", "'bogus'")),
     "sigmas_ascending": (ascending_sigmas, ("sigmas:", "strictly decreasing", "[1]=")),

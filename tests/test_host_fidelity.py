@@ -52,3 +52,40 @@ def test_fidelity_on_a_video_compares_frame_by_frame(host):
     graph["four"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["image", 0], "batch_index": 0, "length": 4}}
     graph["fidelity"]["inputs"].update(source=["four", 0], reconstruction=["four", 0])
     expect_failure(host, graph, "vae:", "gives 1 frames", "source of 4", "1 + 4k frames")
+
+
+def spoiled(graph: dict, spoil: str, image: list) -> list:
+    """A test-only node's spoiled copy of `image` (testkit SeedfinderTestSpoiledImage): its output."""
+    graph[f"spoiled_{spoil}"] = {"class_type": "SeedfinderTestSpoiledImage", "inputs": {"image": image,
+                                                                                       "spoil": spoil}}
+    return [f"spoiled_{spoil}", 0]
+
+
+def measuring(source_spoil: str = None, reconstruction_spoil: str = None, vae: bool = True) -> dict:
+    """Fidelity of the image against itself, either side spoiled."""
+    graph = fidelity_graph(["image", 0], vae=vae)
+    for side, spoil in (("source", source_spoil), ("reconstruction", reconstruction_spoil)):
+        if spoil:
+            graph["fidelity"]["inputs"][side] = spoiled(graph, spoil, ["image", 0])
+    return graph
+
+
+@pytest.mark.parametrize("graph, fragments", [
+    (lambda: measuring("nan_pixel"), ("source: expected finite pixel values", "got 3 NaN/inf")),
+    (lambda: measuring(None, "nan_pixel"), ("reconstruction: expected finite pixel values", "got 3 NaN/inf")),
+    (lambda: measuring("empty", "empty", vae=False), ("source: expected at least one image of at least 1×1",
+                                                      "got 1 of 0×0")),
+    (lambda: measuring("one_pixel", "one_pixel"), ("source: the vae encodes images of at least 8×8 pixels",
+                                                   "got 1×1", "without the vae")),
+    (lambda: measuring("greyscale", None), ("reconstruction: expected the source's 1 colour channel(s)", "got 3")),
+], ids=["nan_source", "nan_reconstruction", "empty", "one_pixel_with_vae", "greyscale_against_rgb"])
+def test_fidelity_names_the_input_it_cannot_measure(host, graph, fragments):
+    expect_failure(host, graph(), *fragments)
+
+
+def test_fidelity_measures_a_single_pixel_without_the_vae_and_warns_on_values_outside_0_1(host):
+    single = report(host, measuring("one_pixel", "one_pixel", vae=False))
+    assert single["psnr"] == [100.0] and single["ssim"][0] == pytest.approx(1.0) and "warning" not in single
+    doubled = report(host, measuring(None, "doubled", vae=False))
+    assert doubled["warning"].startswith("reconstruction: pixel values outside [0, 1]")
+    assert doubled["text"][-1].startswith("⚠") and "Seedfinder Fidelity: reconstruction: pixel values" in host.log()

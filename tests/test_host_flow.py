@@ -140,6 +140,31 @@ def test_flowedit_edits_the_colour_and_keeps_the_image_with_its_own_prompt(host)
     assert (colour, background) == ("yellow", "blue")
 
 
+def test_flowedit_with_a_noise_mask_edits_inside_it_only(host):
+    """The left half masked (Set Latent Noise Mask): outside the mask the edited latent is the source latent, with
+    and without the plain sampling steps of n_min; inside it the colour edit moves the latent."""
+    graph = demo_flow_graph()
+    graph["yellow"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a yellow disc on a blue background",
+                                                                  "clip": ["clip", 0]}}
+    graph["half"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 64}}
+    graph["canvas"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}}
+    graph["mask"] = {"class_type": "MaskComposite", "inputs": {"destination": ["canvas", 0], "source": ["half", 0],
+                                                               "x": 0, "y": 0, "operation": "add"}}
+    graph["masked"] = {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["encode", 0], "mask": ["mask", 0]}}
+    for n_min in (0, 2):
+        graph[f"edit_{n_min}"] = flowedit_node(target=("yellow", 0), latent=["masked", 0], n_min=n_min)
+        graph[f"save_{n_min}"] = {"class_type": "SaveLatent", "inputs": {"samples": [f"edit_{n_min}", 0],
+                                                                         "filename_prefix": f"latents/masked_{n_min}"}}
+    history = host.run(graph)
+    encoded = saved_latent(host, history, "save_encoded")
+    inside, outside = (..., slice(0, 4)), (..., slice(4, 8))
+    for n_min in (0, 2):
+        edited = saved_latent(host, history, f"save_{n_min}")
+        moved, kept = relative_error(edited[inside], encoded[inside]), relative_error(edited[outside], encoded[outside])
+        print(f"\nmasked FlowEdit, n_min {n_min}: the masked half moves {moved:.3f}, the rest {kept:.1e}")
+        assert kept <= 1e-4 and moved > 0.05
+
+
 @pytest.mark.parametrize("family", ["flow", "sd3", "flux", "wan21", "hunyuan_video"])
 def test_flow_methods_run_on_every_flow_family(host, family):
     """The tiny random fixtures: each node runs and regenerates (structure, not quality); Flux with FluxGuidance on

@@ -101,12 +101,15 @@ def prompt_conds(positive, negative, prefix: str = "") -> dict:
     return conds
 
 
-def sample_checked(guider, sampler: SolverSampler, model, latent: dict, sigmas: torch.Tensor, cfg: float):
-    """guider.sample with `sampler` on `latent`; refuses a non-finite result, naming its likely cause."""
+def sample_checked(guider, sampler: SolverSampler, model, latent: dict, sigmas: torch.Tensor, cfg: float,
+                   denoise_mask: Optional[torch.Tensor] = None):
+    """guider.sample with `sampler` on `latent` (and `denoise_mask`, which ComfyUI fits to the latent and hands the
+    sampler); refuses a non-finite result, naming its likely cause."""
     steps = len(sigmas) - 1
     samples = latent["samples"]
     zeros = torch.zeros(samples.shape, dtype=samples.dtype, device="cpu")
-    sampler.output = guider.sample(zeros, samples, sampler, sigmas, disable_pbar=True, seed=0)
+    sampler.output = guider.sample(zeros, samples, sampler, sigmas, denoise_mask=denoise_mask, disable_pbar=True,
+                                   seed=0)
     comfy.utils.ProgressBar(steps).update_absolute(steps, steps)
     finals = [min(trace) for trace in sampler.result.residuals if trace]
     if not (torch.isfinite(sampler.result.latent).all() and torch.isfinite(sampler.output).all()
@@ -140,7 +143,8 @@ class EditGuider(comfy.samplers.CFGGuider):
 
 
 Edit = Callable[..., object]
-"""edit(source_denoiser, target_denoiser, x0, sigmas, callback=) -> InversionResult (the edited latent)."""
+"""edit(source_denoiser, target_denoiser, x0, sigmas, mask=, callback=) -> InversionResult (the edited latent; `mask`:
+the latent's noise_mask fitted to it, or None)."""
 
 
 class EditSampler(SolverSampler):
@@ -156,16 +160,19 @@ class EditSampler(SolverSampler):
                 return denoise(x, sigma)
             return role_denoise
 
-        self.result = self.method(as_role("source"), as_role("target"), latent_image, sigmas, callback=self.on_event)
+        self.result = self.method(as_role("source"), as_role("target"), latent_image, sigmas, mask=denoise_mask,
+                                  callback=self.on_event)
         return self.result.latent
 
 
 def run_edit(edit: Edit, model, source: Prompt, target: Prompt, latent: dict, sigmas: torch.Tensor) -> SolverSampler:
-    """Run `edit` on `latent` over `sigmas` with the source and target prompts through one EditGuider; returns the
-    sampler with `.result` and `.output` (the edited latent in the LATENT format)."""
+    """Run `edit` on `latent` over `sigmas` (inside its noise_mask, if it has one) with the source and target prompts
+    through one EditGuider; returns the sampler with `.result` and `.output` (the edited latent in the LATENT
+    format)."""
     validate_inputs(model, source.positive, source.negative, source.cfg, latent, prefix="source_")
     validate_inputs(model, target.positive, target.negative, target.cfg, latent, prefix="target_")
     guider = EditGuider(model)
     guider.set_prompts(source, target)
     sampler = EditSampler(edit, progress_reporter(len(sigmas) - 1))
-    return sample_checked(guider, sampler, model, latent, sigmas, max(source.cfg, target.cfg))
+    return sample_checked(guider, sampler, model, latent, sigmas, max(source.cfg, target.cfg),
+                          latent.get("noise_mask"))

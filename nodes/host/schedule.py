@@ -45,5 +45,10 @@ def build_schedule(model, steps: int, scheduler: str, strength: float, sigmas: O
                          f"start_at_step = steps − round(steps·strength) = {start_at_step} leaves none of it to invert "
                          f"(KSamplerAdvanced would return the latent unchanged); raise strength")
     schedule = full[start_at_step:]
-    validate_schedule(schedule)
+    try:
+        validate_schedule(schedule)
+    except ValueError as error:  # the σ's come from these widgets, not from the unconnected sigmas input
+        computed = f" (KSampler computes steps + 1 for {sampler})" if discard else ""
+        raise ValueError(f"scheduler: {scheduler} at {steps} steps{computed} gives σ's that cannot be sampled: "
+                         f"{str(error).removeprefix('sigmas: ')}; use fewer steps or another scheduler") from None
     return Schedule(schedule, start_at_step)

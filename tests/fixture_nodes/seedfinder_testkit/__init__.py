@@ -137,10 +137,38 @@ class TextEmbedding(io.ComfyNode):
         return io.NodeOutput(random_conditioning(zlib.crc32(text.encode()), tokens=width, pooled=pooled))
 
 
+SPOILS = {
+    "nan_pixel": lambda image: image.clone().index_put_((torch.tensor([0]), torch.tensor([1]), torch.tensor([2])),
+                                                         torch.tensor(float("nan"))),
+    "empty": lambda image: image[:, :0, :0],
+    "one_pixel": lambda image: image[:, :1, :1],
+    "greyscale": lambda image: image.mean(-1, keepdim=True),
+    "doubled": lambda image: image * 2.0,
+}
+"""Images no core node makes, as a careless graph or an API client can still hand them over."""
+
+
+class SpoiledImage(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderTestSpoiledImage", display_name="Spoiled image (test)", category="seedfinder_test",
+            description="Test-only: the image with one NaN pixel, cut to 0×0 or 1×1, made one-channel, or doubled "
+                        "(values up to 2).",
+            inputs=[io.Image.Input("image", tooltip="The image to spoil."),
+                    io.Combo.Input("spoil", options=list(SPOILS), tooltip="How to spoil it.")],
+            outputs=[io.Image.Output()],
+        )
+
+    @classmethod
+    def execute(cls, image, spoil) -> io.NodeOutput:
+        return io.NodeOutput(SPOILS[spoil](image))
+
+
 class TestkitExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TinySDXL, TinySD3, TinyFlux, TextEmbedding]
+        return [TinySDXL, TinySD3, TinyFlux, TextEmbedding, SpoiledImage]
 
 
 async def comfy_entrypoint() -> TestkitExtension:
