@@ -4,7 +4,6 @@ from functools import partial
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..solvers import euler_rule
 from ..solvers.samplers import SAMPLERS, STOCHASTIC_SAMPLERS
 from . import host
 
@@ -98,9 +97,10 @@ def run_sampler_invert_node(method_name: str, method, sampler: str, noise_seed: 
     schedule = schedule_of(inputs, sampler)
     steps = len(schedule.sigmas) - 1
     noises = host.fixed_noises(tuple(samples.shape), steps, noise_seed) if sampler in STOCHASTIC_SAMPLERS else None
-    stepping = host.sampler_steps(model, sampler)
-    method = partial(method, noises=noises, **stepping)
-    rule = stepping.get("rule", euler_rule)  # a stage sampler's step also ends at σ_lo: its fold is judged as euler's
+    stepping = host.sampler_steps(model, sampler, noises)
+    method = partial(method, stepping=stepping)
+    # a stage sampler's step also ends at σ_lo: its fold is judged as euler's
+    rule = stepping.rule
     inversion, ui = invert(method_name, method, schedule, inputs, needs_gradient=needs_gradient, sampler=sampler,
                            step_noises=noises, notes=notes(schedule.sigmas, rule) if notes else ())
     return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,

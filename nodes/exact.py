@@ -3,19 +3,27 @@ from functools import partial
 
 from comfy_api.latest import io
 
-from ..solvers.exact import PRECISIONS, bdia_generate, bdia_invert, edict_generate, edict_invert
+from ..solvers.exact import (
+    PRECISIONS,
+    BDIAOptions,
+    EDICTOptions,
+    bdia_generate,
+    bdia_invert,
+    edict_generate,
+    edict_invert,
+)
 from . import host
 from .common import CATEGORY, invert, invert_inputs, invert_outputs, schedule_of
 
 
-def edict_pair(denoise, state, partner, sigmas, mix, **kwargs):
+def edict_pair(denoise, state, partner, sigmas, options: EDICTOptions, **kwargs):
     """EDICT generation returning the first latent of the pair."""
-    return edict_generate(denoise, state, partner, sigmas, mix=mix, **kwargs)[0]
+    return edict_generate(denoise, state, partner, sigmas, options, **kwargs)[0]
 
 
-def exact_inputs(weight: io.Input) -> list:
+def exact_inputs(weight: io.Input, precision: str) -> list:
     return invert_inputs() + [weight, io.Combo.Input(
-        "precision", options=list(PRECISIONS), default="float64",
+        "precision", options=list(PRECISIONS), default=precision,
         tooltip="Solver state precision. float64 (the authors' choice) keeps the round trip exact to ~1e-7 "
         "whatever the steps; float32 is as fast but lets round-off grow by 1/mix (1/gamma) per step.")]
 
@@ -32,7 +40,12 @@ def run_exact(name: str, method, generate, **inputs) -> io.NodeOutput:
                          host.CoupledSampler(inversion.noise, generate), ui=ui)
 
 
+EDICT, BDIA = EDICTOptions(), BDIAOptions()
+
+
 class EDICTInvert(io.ComfyNode):
+    OPTIONS = EDICTOptions
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -42,19 +55,23 @@ class EDICTInvert(io.ComfyNode):
             description="EDICT (Wallace et al. 2023): two coupled latents make the sampler exactly invertible, at 2 "
                         "model evaluations per step. Regenerate with its sampler output: the round trip is exact to "
                         "floating point.",
-            inputs=exact_inputs(io.Float.Input("mix", default=0.93, min=0.01, max=1.0, step=0.01,
+            inputs=exact_inputs(io.Float.Input("mix", default=EDICT.mix, min=0.01, max=1.0, step=0.01,
                                                tooltip="Mixing weight p of the two latents, in (0, 1]; the authors "
-                                               "use 0.93. Lower keeps the pair closer but amplifies round-off.")),
+                                               "use 0.93. Lower keeps the pair closer but amplifies round-off."),
+                                EDICT.precision),
             outputs=exact_outputs(),
         )
 
     @classmethod
     def execute(cls, mix, precision, **inputs) -> io.NodeOutput:
-        method = partial(edict_invert, mix=mix, precision=precision)
-        return run_exact("edict", method, partial(edict_pair, mix=mix), **inputs)
+        options = EDICTOptions(mix, precision)
+        return run_exact("edict", partial(edict_invert, options=options), partial(edict_pair, options=options),
+                         **inputs)
 
 
 class BDIAInvert(io.ComfyNode):
+    OPTIONS = BDIAOptions
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -64,16 +81,17 @@ class BDIAInvert(io.ComfyNode):
             description="BDIA (Zhang, Lewis, Kleijn 2024): a bi-directional sampler whose inverse is explicit, at 1 "
                         "model evaluation per step. Regenerate with its sampler output: the round trip is exact to "
                         "floating point.",
-            inputs=exact_inputs(io.Float.Input("gamma", default=0.96, min=0.01, max=1.0, step=0.01,
+            inputs=exact_inputs(io.Float.Input("gamma", default=BDIA.gamma, min=0.01, max=1.0, step=0.01,
                                                tooltip="Weight γ of the backward correction, > 0; the authors "
-                                               "recommend 0.92-1.0 for round-trip editing.")),
+                                               "recommend 0.92-1.0 for round-trip editing."), BDIA.precision),
             outputs=exact_outputs(),
         )
 
     @classmethod
     def execute(cls, gamma, precision, **inputs) -> io.NodeOutput:
-        method = partial(bdia_invert, gamma=gamma, precision=precision)
-        return run_exact("bdia", method, partial(bdia_generate, gamma=gamma), **inputs)
+        options = BDIAOptions(gamma, precision)
+        return run_exact("bdia", partial(bdia_invert, options=options), partial(bdia_generate, options=options),
+                         **inputs)
 
 
 NODES = [EDICTInvert, BDIAInvert]

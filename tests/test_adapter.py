@@ -1,5 +1,6 @@
 """The host adapter inside the test process: progress, schedules, families and input checks."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -20,14 +21,15 @@ def model(pack):
 def test_progress_bar_reports_every_step(pack, model):
     import comfy.utils
     from seedfinder.nodes import host
-    from seedfinder.solvers import fixed_point_invert
+    from seedfinder.solvers import FPI_PAPER, fixed_point_invert
+    plain = replace(FPI_PAPER, max_iterations=3, tolerance=0.0)
     events = []
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: events.append((value, total)))
     try:
         with torch.inference_mode():
             sigmas = host.build_schedule(model, 6, "simple", 1.0, None).sigmas
             latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
-            host.run_inversion(lambda *a, **k: fixed_point_invert(*a, max_iterations=3, tolerance=0.0, **k), model,
+            host.run_inversion(lambda *a, **k: fixed_point_invert(*a, plain, **k), model,
                                random_conditioning(0), None, 1.0, latent, sigmas)
     finally:
         comfy.utils.set_progress_bar_global_hook(None)

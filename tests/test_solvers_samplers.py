@@ -1,10 +1,12 @@
 """Stochastic samplers (euler_ancestral, lcm) with fixed per-step noises: inversion and ComfyUI parity (no host)."""
+from dataclasses import replace
+
 import pytest
 import torch
 from support.oracles import FlowGaussianDataDenoiser, GaussianDataDenoiser, flow_sigmas, karras_sigmas
 
-from solvers import euler_rule, fixed_point_invert, sample
-from solvers.rnri import rnri_invert
+from solvers import FPI_PAPER, Stepping, euler_rule, fixed_point_invert, sample
+from solvers.rnri import RNRIOptions, rnri_invert
 from solvers.samplers import ancestral_rule, flow_ancestral_rule, lcm_rule, sampler_rule
 
 F64 = torch.float64
@@ -32,7 +34,8 @@ def test_fixed_point_inverts_stochastic_samplers_with_their_fixed_noises(flow, n
         sigmas = sigmas[sigmas <= (0.8 if flow else 2.0)]
         sigmas = torch.cat([torch.tensor([0.85 if flow else 3.0], dtype=F64), sigmas])
     rule = sampler_rule(name, flow)
-    result = fixed_point_invert(oracle, x0, sigmas, max_iterations=3000, tolerance=1e-13, rule=rule, noises=noises)
+    result = fixed_point_invert(oracle, x0, sigmas, replace(FPI_PAPER, max_iterations=3000, tolerance=1e-13),
+                                stepping=Stepping(rule, noises))
     back = sample(oracle, result.latent, sigmas, rule, noises)
     assert torch.allclose(back, x0, atol=1e-9)
     if name != "euler":  # the noises matter: other noises regenerate another latent
@@ -45,7 +48,8 @@ def test_rnri_on_a_four_step_ancestral_schedule():
     rule = ancestral_rule()
     errors = {}
     for update, iterations in (("paper", 1), ("paper", 2), ("newton", 2)):
-        seed = rnri_invert(oracle, x0, sigmas, update=update, iterations=iterations, rule=rule, noises=noises).latent
+        seed = rnri_invert(oracle, x0, sigmas, RNRIOptions(update=update, iterations=iterations),
+                           stepping=Stepping(rule, noises)).latent
         errors[update, iterations] = float((sample(oracle, seed, sigmas, rule, noises) - x0).norm() / x0.norm())
     assert errors["newton", 2] < 1e-6 < errors["paper", 2] < errors["paper", 1]
 

@@ -5,7 +5,7 @@ import math
 import comfy.model_sampling
 import torch
 
-from ...solvers import StepRule, flow_transition_prior, sampler_rule, sampler_stepper, ve_transition_prior
+from ...solvers import Stepping, StepRule, flow_transition_prior, sampler_rule, sampler_stepper, ve_transition_prior
 
 FAMILIES = (  # most specific first: EDM subclasses V_PREDICTION, which (like X0) subclasses EPS
     (comfy.model_sampling.EDM, "EDM"),
@@ -43,12 +43,14 @@ def step_rule(model, sampler: str) -> StepRule:
     return sampler_rule(sampler, model_family(model) == "CONST")
 
 
-def sampler_steps(model, sampler: str) -> dict:
-    """How inversion steps ComfyUI's sampler `sampler` on this model, as the solvers' keyword: {'rule': its step rule}
-    (euler, euler_ancestral, lcm) or {'stepper': its stages} (heun, dpm_2, the multistep samplers, which ComfyUI
-    runs alike for every family)."""
+def sampler_steps(model, sampler: str, noises=None) -> Stepping:
+    """How ComfyUI's sampler `sampler` steps on this model: its step rule with the fixed per-step `noises` (euler,
+    euler_ancestral, lcm) or its stages (heun, dpm_2, the multistep samplers, which ComfyUI runs alike for every
+    family)."""
     stepper = sampler_stepper(sampler)
-    return {"stepper": stepper} if stepper is not None else {"rule": step_rule(model, sampler)}
+    if stepper is not None:
+        return Stepping(stepper=stepper, noises=noises)
+    return Stepping(rule=step_rule(model, sampler), noises=noises)
 
 
 def noising(model):
