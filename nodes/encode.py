@@ -1,10 +1,12 @@
 """Prompt-Aware Encode: the FPI paper's prompt-aware adjustment of a real image's latent (docs/methods.md §8)."""
+from functools import partial
+
 import comfy.samplers
 from comfy_api.latest import io
 
 from ..solvers.prompt_aware import MODES, PromptAwareOptions, cycle_schedule, prompt_aware_adjust
 from . import host
-from .common import CATEGORY, bind
+from .common import CATEGORY
 
 PROMPT_AWARE = PromptAwareOptions()
 
@@ -64,8 +66,8 @@ class PromptAwareEncode(io.ComfyNode):
         schedule = cycle_schedule(host.build_schedule(model, steps, scheduler, 1.0, sigmas).sigmas, depth)
         shape = latent["samples"].shape
         noises = host.fixed_noises(tuple(shape), cycles, seed) if mode == "seeded" else None
-        method = bind(prompt_aware_adjust, options=options, noises=noises, add_noise=host.noising(model))
-        run = host.run_guided(method, model, positive, negative, cfg, latent, schedule)
+        method = partial(prompt_aware_adjust, options=options, noises=noises, add_noise=host.noising(model))
+        run = host.run_guided(method, model, host.Prompt(positive, negative, cfg), latent, schedule)
         raw, adjusted = latent["samples"].float().cpu(), run.output.float().cpu()
         distance = (adjusted - raw).flatten(1).norm(dim=1)
         ui = {"seedfinder": [{

@@ -13,7 +13,7 @@ from ..solvers.exact import (
     edict_invert,
 )
 from . import host
-from .common import CATEGORY, invert, invert_inputs, invert_outputs, schedule_of
+from .common import CATEGORY, InvertInputs, invert_inputs, invert_node, invert_outputs
 
 
 def edict_pair(denoise, state, partner, sigmas, options: EDICTOptions, **kwargs):
@@ -34,10 +34,21 @@ def exact_outputs() -> list:
                                                  " with the sigmas output); with other prompts it edits.")]
 
 
-def run_exact(name: str, method, generate, **inputs) -> io.NodeOutput:
-    inversion, ui = invert(name, method, schedule_of(inputs), inputs, exact=True)
-    return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
-                         host.CoupledSampler(inversion.noise, generate), ui=ui)
+def edict_sampler(inversion: "host.Inversion", options: EDICTOptions, run: "host.MethodRun") -> "host.CoupledSampler":
+    """The coupled EDICT sampler that regenerates this seed."""
+    return host.CoupledSampler(inversion.noise, partial(edict_pair, options=options))
+
+
+def bdia_sampler(inversion: "host.Inversion", options: BDIAOptions, run: "host.MethodRun") -> "host.CoupledSampler":
+    """The coupled BDIA sampler that regenerates this seed."""
+    return host.CoupledSampler(inversion.noise, partial(bdia_generate, options=options))
+
+
+EDICT_METHOD = host.MethodSpec(name="edict", kind=host.Kind.EXACT_PAIR, trace=host.Trace.PAIR_GAP,
+                               bind=lambda options, run: partial(edict_invert, options=options),
+                               sampler=edict_sampler)
+BDIA_METHOD = host.MethodSpec(name="bdia", kind=host.Kind.EXACT_PAIR, trace=host.Trace.PAIR_GAP,
+                              bind=lambda options, run: partial(bdia_invert, options=options), sampler=bdia_sampler)
 
 
 EDICT, BDIA = EDICTOptions(), BDIAOptions()
@@ -64,9 +75,7 @@ class EDICTInvert(io.ComfyNode):
 
     @classmethod
     def execute(cls, mix, precision, **inputs) -> io.NodeOutput:
-        options = EDICTOptions(mix, precision)
-        return run_exact("edict", partial(edict_invert, options=options), partial(edict_pair, options=options),
-                         **inputs)
+        return invert_node(EDICT_METHOD, InvertInputs(**inputs), EDICTOptions(mix, precision))
 
 
 class BDIAInvert(io.ComfyNode):
@@ -89,9 +98,7 @@ class BDIAInvert(io.ComfyNode):
 
     @classmethod
     def execute(cls, gamma, precision, **inputs) -> io.NodeOutput:
-        options = BDIAOptions(gamma, precision)
-        return run_exact("bdia", partial(bdia_invert, options=options), partial(bdia_generate, options=options),
-                         **inputs)
+        return invert_node(BDIA_METHOD, InvertInputs(**inputs), BDIAOptions(gamma, precision))
 
 
 NODES = [EDICTInvert, BDIAInvert]

@@ -8,6 +8,7 @@ from ..solvers import (
     FLOW_SOLVERS,
     FlowEditOptions,
     FlowSolverOptions,
+    InversionMethod,
     RFInversionOptions,
     eta_schedule,
     flow_edit,
@@ -17,7 +18,7 @@ from ..solvers import (
     rf_inversion_sample,
 )
 from . import host
-from .common import CATEGORY, bind, invert, invert_inputs, invert_outputs, schedule_of
+from .common import CATEGORY, InvertInputs, invert_inputs, invert_node, invert_outputs
 
 ETA_SPAN_TOO_SMALL = 0.15
 """An η window covering less σ than this barely moves the image toward the reference (README, RF-Inversion
@@ -55,6 +56,36 @@ def controlled_sampler(reference, eta: float, start_step: int, stop_step: int) -
     return host.FunctionSampler("RF-Inversion", generate)
 
 
+def bind_rf_inversion(options: RFInversionOptions, run: "host.MethodRun") -> InversionMethod:
+    """RF-Inversion's controlled forward ODE toward the target noise the node's noise_seed gives."""
+    target = host.fixed_noises(tuple(run.latent["samples"].shape), 1, run.noise_seed)[0]
+    return partial(rf_inversion_invert, options=options, target_noise=target)
+
+
+def rf_inversion_notes(options: RFInversionOptions, run: "host.MethodRun") -> list:
+    return eta_window_notes(run.model, run.sigmas, options.eta, options.start_step, options.stop_step)
+
+
+def rf_inversion_sampler(inversion: "host.Inversion", options: RFInversionOptions,
+                         run: "host.MethodRun") -> host.FunctionSampler:
+    """The controlled reverse ODE pulling toward the inverted image (in model space)."""
+    return controlled_sampler(host.model_space(run.model, run.latent), options.eta, options.start_step,
+                              options.stop_step)
+
+
+def fireflow_sampler(inversion: "host.Inversion", options: FlowSolverOptions,
+                     run: "host.MethodRun") -> host.FunctionSampler:
+    """The same second-order solver, denoising."""
+    return host.FunctionSampler(options.solver, partial(flow_solver_sample, options=options))
+
+
+RF_INVERSION_METHOD = host.MethodSpec(
+    name="rf_inversion", kind=host.Kind.OWN_SAMPLER, trace=host.Trace.NOT_AN_ERROR, bind=bind_rf_inversion,
+    sampler=rf_inversion_sampler, notes=rf_inversion_notes, flow_only="RF-Inversion")
+FIREFLOW_METHOD = host.MethodSpec(
+    name="fireflow", kind=host.Kind.OWN_SAMPLER, trace=host.Trace.NOT_AN_ERROR,
+    bind=lambda options, run: partial(flow_solver_invert, options=options), sampler=fireflow_sampler,
+    flow_only="FireFlow / RF-Solver", named=lambda options: options.solver)
 RF_INVERSION, FLOW_SOLVER, FLOW_EDIT = RFInversionOptions(), FlowSolverOptions(), FlowEditOptions()
 
 
@@ -97,17 +128,8 @@ class RFInversionInvert(io.ComfyNode):
 
     @classmethod
     def execute(cls, gamma, noise_seed, eta, start_step, stop_step, **inputs) -> io.NodeOutput:
-        model, latent = inputs["model"], inputs["latent"]
-        host.require_flow(model, "RF-Inversion")
-        schedule = schedule_of(inputs)
-        target = host.fixed_noises(tuple(latent["samples"].shape), 1, noise_seed)[0]
-        method = bind(rf_inversion_invert, options=RFInversionOptions(gamma, eta, start_step, stop_step),
-                      target_noise=target)
-        notes = eta_window_notes(model, schedule.sigmas, eta, start_step, stop_step)
-        inversion, ui = invert("rf_inversion", method, schedule, inputs, notes=notes, estimated=False)
-        reference = model.get_model_object("latent_format").process_in(latent["samples"].float().cpu())
-        return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
-                             controlled_sampler(reference, eta, start_step, stop_step), ui=ui)
+        options = RFInversionOptions(gamma, eta, start_step, stop_step)
+        return invert_node(RF_INVERSION_METHOD, InvertInputs(**inputs), options, noise_seed=noise_seed)
 
 
 class FireFlowInvert(io.ComfyNode):
@@ -133,12 +155,7 @@ class FireFlowInvert(io.ComfyNode):
 
     @classmethod
     def execute(cls, solver, **inputs) -> io.NodeOutput:
-        host.require_flow(inputs["model"], "FireFlow / RF-Solver")
-        options = FlowSolverOptions(solver)
-        inversion, ui = invert(solver, bind(flow_solver_invert, options=options), schedule_of(inputs), inputs,
-                               estimated=False)
-        sampler = host.FunctionSampler(solver, partial(flow_solver_sample, options=options))
-        return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas, sampler, ui=ui)
+        return invert_node(FIREFLOW_METHOD, InvertInputs(**inputs), FlowSolverOptions(solver))
 
 
 class FlowEdit(io.ComfyNode):

@@ -1,21 +1,31 @@
 """The invert nodes: DDIM (the baseline), FixedPoint (FPI) and RNRI."""
+from functools import partial
+
 from comfy_api.latest import io
 
-from ..solvers import ModelGradient, ddim_invert, fixed_point_invert
+from ..solvers import InversionMethod, ddim_invert, fixed_point_invert
 from ..solvers.fixed_point import ACCELERATIONS, FixedPointOptions
 from ..solvers.rnri import FOLD_RATIO, RNRIOptions, fold_ratio, rnri_invert
 from ..solvers.rnri import GRADIENTS as RNRI_GRADIENTS
 from ..solvers.rnri import UPDATES as RNRI_UPDATES
+from . import host
 from .common import (
     CATEGORY,
-    bind,
+    InvertInputs,
     invert_inputs,
+    invert_node,
     invert_outputs,
-    run_sampler_invert_node,
     sampler_inputs,
     sampler_output,
 )
-from .host import noising_prior
+
+
+def bind_ddim(options: None, run: "host.MethodRun") -> InversionMethod:
+    """DDIM inversion of the chosen sampler's steps."""
+    return partial(ddim_invert, stepping=run.stepping)
+
+
+DDIM_METHOD = host.MethodSpec(name="ddim", kind=host.Kind.STEP_SOLVER, trace=host.Trace.STEP_RESIDUAL, bind=bind_ddim)
 
 
 class DDIMInvert(io.ComfyNode):
@@ -34,9 +44,16 @@ class DDIMInvert(io.ComfyNode):
 
     @classmethod
     def execute(cls, sampler, noise_seed, **inputs) -> io.NodeOutput:
-        return run_sampler_invert_node("ddim", ddim_invert, sampler, noise_seed, **inputs)
+        return invert_node(DDIM_METHOD, InvertInputs(**inputs), None, sampler, noise_seed)
 
 
+def bind_fixed_point(options: FixedPointOptions, run: "host.MethodRun") -> InversionMethod:
+    """Fixed-point inversion of the chosen sampler's steps with the node's options."""
+    return partial(fixed_point_invert, options=options, stepping=run.stepping)
+
+
+FIXED_POINT_METHOD = host.MethodSpec(name="fixed_point", kind=host.Kind.STEP_SOLVER,
+                                     trace=host.Trace.STEP_RESIDUAL, bind=bind_fixed_point)
 FIXED_POINT, RNRI = FixedPointOptions(), RNRIOptions()
 
 
@@ -73,18 +90,27 @@ class FixedPointInvert(io.ComfyNode):
     def execute(cls, sampler, noise_seed, max_iterations, tolerance, acceleration, warm_start,
                 **inputs) -> io.NodeOutput:
         options = FixedPointOptions(max_iterations, tolerance, acceleration, warm_start)
-        method = bind(fixed_point_invert, options=options)
-        return run_sampler_invert_node("fixed_point", method, sampler, noise_seed, **inputs)
+        return invert_node(FIXED_POINT_METHOD, InvertInputs(**inputs), options, sampler, noise_seed)
 
 
-def fold_notes(sigmas, rule) -> list:
-    """The node's warning when the first inversion step above σ = 0 is likely a fold (docs/methods.md §4)."""
-    c = fold_ratio(sigmas, rule)
+def fold_notes(options: RNRIOptions, run: "host.MethodRun") -> list:
+    """The node's warning when the first inversion step above σ = 0 is likely a fold (docs/methods.md §4); a stage
+    sampler's step also ends at σ_lo, so its fold is judged as euler's."""
+    c = fold_ratio(run.sigmas, run.stepping.rule)
     if c is None or c < FOLD_RATIO:
         return []
     return [f"the first inversion step above σ = 0 has Δσ/σ_hi = {c:.2f} ≥ {FOLD_RATIO}: its step equation is likely "
             f"a fold (nearly singular, often no exact root), where the inversion settles at the smallest residual it "
             f"finds and λ (regularization) applies. More steps (smaller Δσ at the low end) make it well posed"]
+
+
+def bind_rnri(options: RNRIOptions, run: "host.MethodRun") -> InversionMethod:
+    """RNRI inversion of the chosen sampler's steps with the node's options and the model family's noising prior."""
+    return partial(rnri_invert, options=options, prior=host.noising_prior(run.model), stepping=run.stepping)
+
+
+RNRI_METHOD = host.MethodSpec(name="rnri", kind=host.Kind.STEP_SOLVER, trace=host.Trace.STEP_RESIDUAL,
+                              bind=bind_rnri, notes=fold_notes, gradient=lambda options: options.model_gradient)
 
 
 class RNRIInvert(io.ComfyNode):
@@ -136,10 +162,7 @@ class RNRIInvert(io.ComfyNode):
     def execute(cls, sampler, noise_seed, iterations, regularization, gradient, update=RNRI.update,
                 **inputs) -> io.NodeOutput:
         options = RNRIOptions(update, iterations, regularization, gradient)
-        method = bind(rnri_invert, options=options, prior=noising_prior(inputs["model"]))
-        return run_sampler_invert_node("rnri", method, sampler, noise_seed,
-                                       needs_gradient=options.model_gradient is ModelGradient.VJP,
-                                       notes=fold_notes, **inputs)
+        return invert_node(RNRI_METHOD, InvertInputs(**inputs), options, sampler, noise_seed)
 
 
 NODES = [DDIMInvert, FixedPointInvert, RNRIInvert]

@@ -63,6 +63,11 @@ def noising(model):
     return add_noise
 
 
+def model_space(model, latent: dict) -> torch.Tensor:
+    """A LATENT's samples in the model's space (its latent format's process_in), float32 on the CPU."""
+    return model.get_model_object("latent_format").process_in(latent["samples"].float().cpu())
+
+
 def require_flow(model, method: str) -> None:
     """Refuse a model that is not rectified flow (CONST): `method` is one of the flow models' own methods."""
     family = model_family(model)
