@@ -2,7 +2,6 @@
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import comfy.samplers
 import torch
 from comfy_api.latest import io
 
@@ -26,7 +25,7 @@ def invert_inputs() -> list:
                         "for a masked edit put the mask on the latent given to the sampler."),
         io.Int.Input("steps", default=20, min=1, max=1000, tooltip="Steps of the schedule. The sampler that "
                      "regenerates the image must use the same steps and scheduler (or the sigmas output)."),
-        io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
+        io.Combo.Input("scheduler", options=host.SCHEDULER_NAMES, default="simple",
                        tooltip="ComfyUI scheduler of the schedule. Use the same one in the sampler."),
         io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                        tooltip="Classifier-free guidance during inversion. The sampler must use the same cfg for a "

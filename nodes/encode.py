@@ -1,7 +1,6 @@
 """Prompt-Aware Encode: the FPI paper's prompt-aware adjustment of a real image's latent (docs/methods.md §8)."""
 from functools import partial
 
-import comfy.samplers
 from comfy_api.latest import io
 
 from ..solvers.prompt_aware import MODES, PromptAwareOptions, cycle_schedule, prompt_aware_adjust
@@ -33,7 +32,7 @@ class PromptAwareEncode(io.ComfyNode):
                 io.Vae.Input("vae", optional=True, tooltip="The VAE that encodes `image`."),
                 io.Latent.Input("latent", optional=True, tooltip="An already encoded latent, instead of image+vae."),
                 io.Int.Input("steps", default=20, min=1, max=1000, tooltip="Steps of the inversion's schedule."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
+                io.Combo.Input("scheduler", options=host.SCHEDULER_NAMES, default="simple",
                                tooltip="Scheduler of the inversion's schedule."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Guidance of the cycle: use the inversion's cfg."),

@@ -1,7 +1,6 @@
 """The flow models' own methods: RF-Inversion, FireFlow / RF-Solver inversion with their matched samplers, FlowEdit."""
 from functools import partial
 
-import comfy.samplers
 from comfy_api.latest import io
 
 from ..solvers import (
@@ -182,7 +181,7 @@ class FlowEdit(io.ComfyNode):
                 io.Latent.Input("latent", tooltip="The image latent to edit (VAE Encode)."),
                 io.Int.Input("steps", default=20, min=1, max=1000,
                              tooltip="Steps of the schedule; the edit runs on its last n_max of them."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
+                io.Combo.Input("scheduler", options=host.SCHEDULER_NAMES, default="simple",
                                tooltip="ComfyUI scheduler of the schedule."),
                 io.Int.Input("n_max", default=FLOW_EDIT.n_max, min=1, max=1000,
                              tooltip="How many of the last steps edit: more changes more (structure), fewer keeps "

@@ -14,6 +14,7 @@ from .core import (
                    InversionMethod,
                    InversionResult,
                    ModelGradient,
+                   Noising,
                    Stage,
                    Stepper,
                    Stepping,
@@ -54,6 +55,7 @@ from .prompt_aware import MODES, PromptAwareOptions, cycle_schedule, prompt_awar
 from .rnri import (
                    FOLD_RATIO,
                    GRADIENTS,
+                   TRANSITION_PRIORS,
                    UPDATES,
                    RNRIOptions,
                    flow_transition_prior,
@@ -65,15 +67,15 @@ from .samplers import SAMPLERS, STAGE_SAMPLERS, STOCHASTIC_SAMPLERS, sampler_rul
 
 __all__ = [
     "EULER", "Callback", "CountingDenoiser", "Denoiser", "InputScale", "InversionMethod", "InversionResult",
-    "ModelGradient", "Stage", "Stepper", "Stepping", "StepProblem", "StepRule", "Sweeps", "describe_sigmas",
-    "euler_rule", "euler_step", "inverse_step_map", "invert_by_stages", "invert_by_steps", "level_scale", "rms",
-    "sample", "to_d", "validate_schedule", "vp_input_scale", "widgets", "PRECISIONS", "BDIAOptions", "EDICTOptions",
-    "bdia_generate", "bdia_invert", "edict_generate", "edict_invert", "FLOW_SOLVERS", "FlowEditOptions",
-    "FlowSolverOptions", "RFInversionOptions", "eta_schedule", "flow_edit", "flow_solver_invert",
+    "ModelGradient", "Noising", "Stage", "Stepper", "Stepping", "StepProblem", "StepRule", "Sweeps",
+    "describe_sigmas", "euler_rule", "euler_step", "inverse_step_map", "invert_by_stages", "invert_by_steps",
+    "level_scale", "rms", "sample", "to_d", "validate_schedule", "vp_input_scale", "widgets", "PRECISIONS",
+    "BDIAOptions", "EDICTOptions", "bdia_generate", "bdia_invert", "edict_generate", "edict_invert", "FLOW_SOLVERS",
+    "FlowEditOptions", "FlowSolverOptions", "RFInversionOptions", "eta_schedule", "flow_edit", "flow_solver_invert",
     "flow_solver_sample", "rf_inversion_invert", "rf_inversion_sample", "ACCELERATIONS", "FPI_PAPER",
     "FixedPointOptions", "ddim_invert", "fixed_point_invert", "fixed_point_solve", "CENTROIDS", "PATHS",
     "CentroidOptions", "PathOptions", "centroid", "interpolate", "PSNR_CAP", "psnr", "ssim", "MODES",
     "PromptAwareOptions", "cycle_schedule", "prompt_aware_adjust", "FOLD_RATIO", "GRADIENTS", "UPDATES",
-    "RNRIOptions", "flow_transition_prior", "fold_ratio", "rnri_invert", "ve_transition_prior", "SAMPLERS",
-    "STAGE_SAMPLERS", "STOCHASTIC_SAMPLERS", "sampler_rule", "sampler_stepper",
+    "RNRIOptions", "TRANSITION_PRIORS", "flow_transition_prior", "fold_ratio", "rnri_invert", "ve_transition_prior",
+    "SAMPLERS", "STAGE_SAMPLERS", "STOCHASTIC_SAMPLERS", "sampler_rule", "sampler_stepper",
 ]

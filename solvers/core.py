@@ -66,6 +66,12 @@ def euler_rule(sigma_hi: float, sigma_lo: float) -> tuple:
     return 1.0, 0.0, sigma_lo
 
 
+class Noising(Enum):
+    """How a model family's forward process noises a clean latent x₀ in ComfyUI's σ space (its noise_scaling)."""
+    VE = "x_σ = x₀ + σ·n (EPS, V-prediction, EDM, X0; Cosmos' RFlow)"
+    FLOW = "x_σ = (1 − σ)·x₀ + σ·n (rectified flow: CONST)"
+
+
 class ModelGradient(Enum):
     """What a method asks of the model besides its outputs."""
     NONE = "outputs only"

@@ -22,6 +22,7 @@ from .core import (
     InputScale,
     InversionResult,
     ModelGradient,
+    Noising,
     Stepping,
     StepProblem,
     StepRule,
@@ -106,6 +107,10 @@ def flow_transition_prior(x_lo: torch.Tensor, sigma_lo: float, sigma_hi: float) 
     (docs/methods.md §4)."""
     shrink = (1.0 - sigma_hi) / (1.0 - sigma_lo)
     return shrink * x_lo, sigma_hi ** 2 - (shrink * sigma_lo) ** 2
+
+
+TRANSITION_PRIORS = {Noising.VE: ve_transition_prior, Noising.FLOW: flow_transition_prior}
+"""The noising step's prior for each way a family noises."""
 
 
 def rnri_objective(y: torch.Tensor, mapped: torch.Tensor, mean: torch.Tensor, variance: float,

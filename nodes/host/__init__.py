@@ -15,6 +15,9 @@ sampling internals.
 """
 from .checks import nonfinite_cause, validate_inputs
 from .family import (
+    FAMILIES,
+    Family,
+    family_of,
     model_family,
     model_space,
     noising,
@@ -23,6 +26,7 @@ from .family import (
     sampler_steps,
     sampling_shift,
     step_rule,
+    timestep_sigmas,
 )
 from .guided import GuidedRun, Prompt, SolverSampler, differentiable, guided_denoiser, run_edit, run_guided
 from .handoff import (
@@ -38,13 +42,13 @@ from .handoff import (
 from .method import Kind, MethodRun, MethodSpec, stock_sampler
 from .progress import iteration_reporter, progress_reporter, sampler_progress
 from .report import POOR_ROUND_TRIP, Trace, summary
-from .schedule import Schedule, build_schedule
+from .schedule import SCHEDULER_NAMES, Schedule, build_schedule
 
 __all__ = [
-    "nonfinite_cause", "validate_inputs", "model_family", "model_space", "noising", "noising_prior", "require_flow",
-    "sampler_steps", "sampling_shift", "step_rule", "GuidedRun", "Prompt", "SolverSampler", "differentiable",
-    "guided_denoiser", "run_edit", "run_guided", "CoupledSampler", "FixedNoiseSampler", "FunctionSampler", "HandOff",
-    "Inversion", "Seed", "fixed_noises", "run_inversion", "Kind", "MethodRun", "MethodSpec", "stock_sampler",
-    "iteration_reporter", "progress_reporter", "sampler_progress", "POOR_ROUND_TRIP", "Trace", "summary", "Schedule",
-    "build_schedule",
+    "nonfinite_cause", "validate_inputs", "FAMILIES", "Family", "family_of", "model_family", "timestep_sigmas",
+    "model_space", "noising", "noising_prior", "require_flow", "sampler_steps", "sampling_shift", "step_rule",
+    "GuidedRun", "Prompt", "SolverSampler", "differentiable", "guided_denoiser", "run_edit", "run_guided",
+    "CoupledSampler", "FixedNoiseSampler", "FunctionSampler", "HandOff", "Inversion", "Seed", "fixed_noises",
+    "run_inversion", "Kind", "MethodRun", "MethodSpec", "stock_sampler", "iteration_reporter", "progress_reporter",
+    "sampler_progress", "POOR_ROUND_TRIP", "Trace", "summary", "SCHEDULER_NAMES", "Schedule", "build_schedule",
 ]
