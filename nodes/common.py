@@ -1,4 +1,5 @@
-"""Inputs and outputs shared by every invert node (docs/architecture.md §5: the hand-off)."""
+"""Inputs and outputs shared by every invert node (docs/architecture.md §5: the hand-off) and `invert_node`, the one
+entry point of every invert node (§4)."""
 from dataclasses import dataclass
 from typing import Any, Optional
 
