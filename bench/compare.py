@@ -17,25 +17,28 @@ import os
 import statistics
 import threading
 import time
+from dataclasses import replace
 
 import torch
 
 from bench.plot import error_plot_svg
+from solvers import FPI_PAPER, BDIAOptions, EDICTOptions, FixedPointOptions, widgets
 from tests.support.inprocess import full_size_model, import_pack, random_conditioning, tiny_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 FIXED_POINT = {"tolerance": 0.0, "warm_start": False}
+EDICT, BDIA = EDICTOptions(), BDIAOptions()
 
 
 def configurations(full_size: bool):
     """(label, node class name, node options, prompt-aware) for every method and setting compared
     (a shorter list for full-size models)."""
-    default_fixed_point = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
-    exact = [("EDICT p=0.93 float64", "EDICTInvert", {"mix": 0.93, "precision": "float64"}, False),
-             ("EDICT p=0.93 float32", "EDICTInvert", {"mix": 0.93, "precision": "float32"}, False),
-             ("BDIA γ=0.96 float64", "BDIAInvert", {"gamma": 0.96, "precision": "float64"}, False),
-             ("BDIA γ=0.96 float32", "BDIAInvert", {"gamma": 0.96, "precision": "float32"}, False)]
+    default_fixed_point = widgets(FixedPointOptions())
+    exact = [(f"EDICT p={EDICT.mix:g} {precision}", "EDICTInvert", widgets(replace(EDICT, precision=precision)), False)
+             for precision in ("float64", "float32")]
+    exact += [(f"BDIA γ={BDIA.gamma:g} {precision}", "BDIAInvert", widgets(replace(BDIA, precision=precision)), False)
+              for precision in ("float64", "float32")]
     if full_size:
         return [("DDIM", "DDIMInvert", {}, False),
                 ("FixedPoint default", "FixedPointInvert", default_fixed_point, False),
@@ -52,13 +55,12 @@ def configurations(full_size: bool):
               False) for k in (2, 5, 20)]
     rows += [("FixedPoint 20 it Anderson", "FixedPointInvert",
               {**FIXED_POINT, "max_iterations": 20, "acceleration": "anderson"}, False)]
-    rows += [("FixedPoint to tol 1e-4", "FixedPointInvert",
-              {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "none", "warm_start": False}, False)]
+    rows += [("FixedPoint to tol 1e-4", "FixedPointInvert", widgets(FPI_PAPER), False)]
     rows += [("FixedPoint to tol 1e-4, Anderson", "FixedPointInvert", {**default_fixed_point, "warm_start": False},
               False)]
     rows += [("FixedPoint default (tol 1e-4, Anderson, warm start)", "FixedPointInvert", default_fixed_point, False)]
     rows += [("FixedPoint to tol 1e-4, up to 200 it", "FixedPointInvert",
-              {"max_iterations": 200, "tolerance": 1e-4, "acceleration": "none", "warm_start": False}, False),
+              widgets(replace(FPI_PAPER, max_iterations=200)), False),
              ("FixedPoint default, up to 200 it", "FixedPointInvert", {**default_fixed_point, "max_iterations": 200},
               False)]
     for gradient in ("jacobian-free", "autograd"):

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from bench.fidelity import RNRI_DEFAULT, conditioning, load_demo, regenerate
+from solvers import FixedPointOptions, widgets
 from tests.support.inprocess import import_pack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIXED_POINT = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
+FIXED_POINT = widgets(FixedPointOptions())
 INVERTERS = [("DDIM", "DDIMInvert", {}), ("FixedPoint default", "FixedPointInvert", FIXED_POINT)]
 INVERTERS += [(f"RNRI newton λ={lam:g}", "RNRIInvert", {**RNRI_DEFAULT, "regularization": lam})
               for lam in (0.0, 1e-3, 1e-2, 1e-1)]

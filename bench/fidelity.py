@@ -22,6 +22,7 @@ import zipfile
 import numpy as np
 import torch
 
+from solvers import BDIAOptions, EDICTOptions, FixedPointOptions, RNRIOptions, widgets
 from tests.support.inprocess import import_pack, model_of_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,8 +30,8 @@ REPO = os.path.dirname(HERE)
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
 SKIMAGE_WHEEL = "scikit-image==0.26.0"
-DEFAULT_FIXED_POINT = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
-RNRI_DEFAULT = {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free", "update": "newton"}
+DEFAULT_FIXED_POINT = widgets(FixedPointOptions())
+RNRI_DEFAULT = widgets(RNRIOptions())
 METHODS = [  # (label, node, options, prompt-aware)
     ("DDIM", "DDIMInvert", {}, False),
     ("FixedPoint default", "FixedPointInvert", DEFAULT_FIXED_POINT, False),
@@ -38,8 +39,8 @@ METHODS = [  # (label, node, options, prompt-aware)
     ("FixedPoint tol 1e-5", "FixedPointInvert", {**DEFAULT_FIXED_POINT, "tolerance": 1e-5}, False),
     ("RNRI default", "RNRIInvert", RNRI_DEFAULT, False),
     ("RNRI paper update", "RNRIInvert", {**RNRI_DEFAULT, "update": "paper"}, False),
-    ("EDICT", "EDICTInvert", {"mix": 0.93, "precision": "float64"}, False),
-    ("BDIA", "BDIAInvert", {"gamma": 0.96, "precision": "float64"}, False),
+    ("EDICT", "EDICTInvert", widgets(EDICTOptions()), False),
+    ("BDIA", "BDIAInvert", widgets(BDIAOptions()), False),
     ("FixedPoint default + Prompt-Aware Encode", "FixedPointInvert", DEFAULT_FIXED_POINT, True),
 ]
 

@@ -28,24 +28,33 @@ import torch
 
 from bench.editing import SWAP, background_psnr, pictures
 from bench.fidelity import RNRI_DEFAULT, conditioning, load_demo, psnr
+from solvers import (
+    BDIAOptions,
+    EDICTOptions,
+    FixedPointOptions,
+    FlowEditOptions,
+    FlowSolverOptions,
+    RFInversionOptions,
+    widgets,
+)
 from tests.support.inprocess import import_pack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIXED_POINT = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
-RF_DEFAULT = {"gamma": 0.5, "noise_seed": 0, "eta": 0.9, "start_step": 0, "stop_step": 6}
+FIXED_POINT = widgets(FixedPointOptions())
+RF_DEFAULT = {**widgets(RFInversionOptions()), "noise_seed": 0}
 RECONSTRUCTION = [  # (label, node, options)
     ("Euler (DDIM) inversion", "DDIMInvert", {"sampler": "euler", "noise_seed": 0}),
     ("FixedPoint default", "FixedPointInvert", {"sampler": "euler", "noise_seed": 0, **FIXED_POINT}),
     ("RNRI default", "RNRIInvert", {"sampler": "euler", "noise_seed": 0, **RNRI_DEFAULT}),
-    ("FireFlow", "FireFlowInvert", {"solver": "fireflow"}),
-    ("RF-Solver", "FireFlowInvert", {"solver": "rf_solver"}),
+    ("FireFlow", "FireFlowInvert", widgets(FlowSolverOptions())),
+    ("RF-Solver", "FireFlowInvert", widgets(FlowSolverOptions("rf_solver"))),
     *[(f"RF-Inversion γ={gamma:g} (η 0.9, steps 0-5)", "RFInversionInvert", {**RF_DEFAULT, "gamma": gamma})
       for gamma in (0.0, 0.25, 0.5, 0.75, 1.0)],
     ("RF-Inversion γ=0.5, η=0 (plain euler)", "RFInversionInvert", {**RF_DEFAULT, "eta": 0.0}),
-    ("EDICT", "EDICTInvert", {"mix": 0.93, "precision": "float64"}),
-    ("BDIA", "BDIAInvert", {"gamma": 0.96, "precision": "float64"}),
+    ("EDICT", "EDICTInvert", widgets(EDICTOptions())),
+    ("BDIA", "BDIAInvert", widgets(BDIAOptions())),
 ]
-FLOWEDIT_DEFAULT = {"n_max": 16, "n_min": 0, "n_avg": 1, "source_cfg": 1.0, "target_cfg": 3.0, "seed": 0}
+FLOWEDIT_DEFAULT = {**widgets(FlowEditOptions()), "seed": 0}
 SHAPE_SWAP = {"disc": "square", "square": "triangle", "triangle": "disc"}
 FLOWEDIT_SWEEP = [(12, 1.0, 3.0), (16, 1.0, 3.0), (20, 1.0, 3.0), (12, 2.0, 5.0), (16, 2.0, 5.0), (16, 1.0, 5.0),
                   (16, 2.0, 8.0), (16, 3.5, 13.5)]
@@ -146,7 +155,7 @@ def edit_methods(nodes, model, source, target, negative, latent, steps) -> dict:
         out = invert(nodes, "RFInversionInvert", {**RF_DEFAULT, "eta": eta}, model, source, negative, latent, steps)
         edits[f"RF-Inversion γ 0.5, η {eta:g} (steps 0-5)"] = sample_noise(model, target, negative, 1.0,
                                                                            out.args[1], out.args[2], out.args[3])
-    out = invert(nodes, "FireFlowInvert", {"solver": "fireflow"}, model, source, negative, latent, steps)
+    out = invert(nodes, "FireFlowInvert", widgets(FlowSolverOptions()), model, source, negative, latent, steps)
     edits["FireFlow invert, sample with the target"] = sample_noise(model, target, negative, 1.0, out.args[1],
                                                                     out.args[2], out.args[3])
     edited = nodes.FlowEdit.execute(model=model, source_positive=source, source_negative=negative,

@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from solvers import BDIAOptions, EDICTOptions, FixedPointOptions, RNRIOptions, widgets
 from tests.support.inprocess import import_pack, random_conditioning, tiny_model
 
 
@@ -42,11 +43,11 @@ def main():
     stochastic = {"sampler": "euler", "noise_seed": 0}
     nodes = [("DDIM Invert", DDIMInvert, stochastic),
              ("FixedPoint Invert (defaults)", FixedPointInvert,
-              {**stochastic, "max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}),
+              {**stochastic, **widgets(FixedPointOptions())}),
              ("RNRI Invert (defaults)", RNRIInvert,
-              {**stochastic, "iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}),
-             ("EDICT Invert (defaults)", EDICTInvert, {"mix": 0.93, "precision": "float64"}),
-             ("BDIA Invert (defaults)", BDIAInvert, {"gamma": 0.96, "precision": "float64"})]
+              {**stochastic, **widgets(RNRIOptions())}),
+             ("EDICT Invert (defaults)", EDICTInvert, widgets(EDICTOptions())),
+             ("BDIA Invert (defaults)", BDIAInvert, widgets(BDIAOptions()))]
     print("| node | cfg | evaluations | node wall (s) | in the model (s) | overhead |")
     print("|---|---|---|---|---|---|")
     with torch.inference_mode():

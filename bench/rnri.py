@@ -13,18 +13,19 @@ import os
 import torch
 
 from bench.compare import run_configuration
+from solvers import FixedPointOptions, RNRIOptions, widgets
 from tests.support.inprocess import import_pack, random_conditioning, tiny_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-FIXED_POINT_DEFAULT = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
-PAPER_DEFAULT = {"update": "paper", "iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}
+FIXED_POINT_DEFAULT = widgets(FixedPointOptions())
+PAPER_DEFAULT = widgets(RNRIOptions(update="paper"))
 
 
-def newton(iterations=2, regularization=0.1, **solver):
-    """RNRI node options for the newton update; `solver`: options of rnri_invert the node does not expose."""
-    return {"update": "newton", "iterations": iterations, "regularization": regularization,
-            "gradient": "jacobian-free", **({"solver": solver} if solver else {})}
+def newton(iterations=RNRIOptions.iterations, regularization=RNRIOptions.regularization, **solver):
+    """RNRI node options for the newton update; `solver`: RNRIOptions fields the node does not expose."""
+    return {**widgets(RNRIOptions(iterations=iterations, regularization=regularization)),
+            **({"solver": solver} if solver else {})}
 
 
 def configurations():
@@ -40,11 +41,12 @@ def configurations():
 
 
 def with_solver_options(options: dict):
-    """Bind the options the node does not expose (options["solver"]) into the node's rnri_invert for one run."""
+    """Bind the options the node does not expose (options["solver"]) into the RNRIOptions the node builds, for one
+    run."""
     import seedfinder.nodes.invert as invert_nodes
-    from seedfinder.solvers.rnri import rnri_invert
+    from seedfinder.solvers.rnri import RNRIOptions as NodeOptions
     solver = options.pop("solver", {})
-    invert_nodes.rnri_invert = functools.partial(rnri_invert, **solver) if solver else rnri_invert
+    invert_nodes.RNRIOptions = functools.partial(NodeOptions, **solver) if solver else NodeOptions
     return options
 
 

@@ -16,16 +16,15 @@ import time
 import torch
 
 from bench.fidelity import conditioning, load_demo, regenerate
+from solvers import FixedPointOptions, RNRIOptions, widgets
 from tests.support.inprocess import import_pack, random_conditioning, tiny_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLERS = ("euler", "heun", "dpm_2", "dpmpp_2m", "res_multistep", "uni_pc", "uni_pc_bh2")
 METHODS = [  # (label, node, options): every one at its node defaults
     ("DDIM", "DDIMInvert", {}),
-    ("FixedPoint", "FixedPointInvert", {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson",
-                                        "warm_start": True}),
-    ("RNRI", "RNRIInvert", {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free",
-                            "update": "newton"}),
+    ("FixedPoint", "FixedPointInvert", widgets(FixedPointOptions())),
+    ("RNRI", "RNRIInvert", widgets(RNRIOptions())),
 ]
 
 

@@ -1,10 +1,12 @@
-"""Inputs and outputs shared by every invert node (docs/architecture.md §5: the hand-off)."""
-from functools import partial
+"""Inputs and outputs shared by every invert node (docs/architecture.md §5: the hand-off) and `invert_node`, the one
+entry point of every invert node (§4)."""
+from dataclasses import dataclass
+from typing import Any, Optional
 
-import comfy.samplers
+import torch
 from comfy_api.latest import io
 
-from ..solvers import euler_rule
+from ..solvers import EULER
 from ..solvers.samplers import SAMPLERS, STOCHASTIC_SAMPLERS
 from . import host
 
@@ -24,7 +26,7 @@ def invert_inputs() -> list:
                         "for a masked edit put the mask on the latent given to the sampler."),
         io.Int.Input("steps", default=20, min=1, max=1000, tooltip="Steps of the schedule. The sampler that "
                      "regenerates the image must use the same steps and scheduler (or the sigmas output)."),
-        io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
+        io.Combo.Input("scheduler", options=host.SCHEDULER_NAMES, default="simple",
                        tooltip="ComfyUI scheduler of the schedule. Use the same one in the sampler."),
         io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                        tooltip="Classifier-free guidance during inversion. The sampler must use the same cfg for a "
@@ -73,40 +75,43 @@ def sampler_output() -> io.Sampler.Output:
                              "euler_ancestral/lcm carrying the fixed noises of this inversion.")
 
 
-def schedule_of(inputs: dict, sampler: str = "euler") -> "host.Schedule":
-    """The schedule an invert node's widgets (or its sigmas input) ask for, as KSamplerAdvanced walks it with
-    `sampler`."""
-    return host.build_schedule(inputs["model"], inputs["steps"], inputs["scheduler"], inputs["strength"],
-                               inputs.get("sigmas"), sampler)
+@dataclass(frozen=True)
+class InvertInputs:
+    """The inputs every invert node shares (invert_inputs()), read once from the node's inputs."""
+    model: Any
+    positive: list
+    latent: dict
+    steps: int
+    scheduler: str
+    cfg: float
+    strength: float
+    negative: Optional[list] = None
+    sigmas: Optional[torch.Tensor] = None
+
+    @property
+    def prompt(self) -> "host.Prompt":
+        return host.Prompt(self.positive, self.negative, self.cfg)
 
 
-def invert(method_name: str, method, schedule: "host.Schedule", inputs: dict, needs_gradient: bool = False,
-           sampler: str = "euler", step_noises=None, exact: bool = False, notes=(), estimated: bool = True):
-    """Invert through the host adapter over `schedule`: (Inversion, ui summary with the method's `notes`)."""
-    inversion = host.run_inversion(method, inputs["model"], inputs["positive"], inputs.get("negative"), inputs["cfg"],
-                                   inputs["latent"], schedule.sigmas, needs_gradient, method_name, sampler,
-                                   step_noises)
-    return inversion, {"seedfinder": [host.summary(inversion, method_name, schedule.start_at_step, sampler, exact,
-                                                   notes, estimated)]}
-
-
-def run_sampler_invert_node(method_name: str, method, sampler: str, noise_seed: int, needs_gradient: bool = False,
-                            notes=None, **inputs) -> io.NodeOutput:
-    """Invert the steps of `sampler` (its per-step noises fixed by noise_seed); outputs the hand-off and the sampler.
-    `notes(sigmas, rule)`, if given, returns the method's warnings about this schedule for the node's summary."""
-    model, samples = inputs["model"], inputs["latent"]["samples"]
-    schedule = schedule_of(inputs, sampler)
-    steps = len(schedule.sigmas) - 1
-    noises = host.fixed_noises(tuple(samples.shape), steps, noise_seed) if sampler in STOCHASTIC_SAMPLERS else None
-    stepping = host.sampler_steps(model, sampler)
-    method = partial(method, noises=noises, **stepping)
-    rule = stepping.get("rule", euler_rule)  # a stage sampler's step also ends at σ_lo: its fold is judged as euler's
-    inversion, ui = invert(method_name, method, schedule, inputs, needs_gradient=needs_gradient, sampler=sampler,
-                           step_noises=noises, notes=notes(schedule.sigmas, rule) if notes else ())
-    return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
-                         inversion.noise.regenerating_sampler(), ui=ui)
-
-
-def bind(method, **options):
-    """A solver with its node options fixed, in the host's method(denoiser, x0, sigmas, ...) form."""
-    return partial(method, **options)
+def invert_node(spec: "host.MethodSpec", inputs: InvertInputs, options=None, sampler: str = "euler",
+                noise_seed: int = 0) -> io.NodeOutput:
+    """The one entry point of every invert node: invert `inputs.latent` with the method `spec` describes and its
+    `options`, over the schedule the node's widgets (or its sigmas input) give as KSamplerAdvanced walks it with
+    `sampler`, whose per-step noises (euler_ancestral, lcm) `noise_seed` fixes; outputs the four hand-offs and the
+    node's summary."""
+    model = inputs.model
+    if spec.flow_only:
+        host.require_flow(model, spec.flow_only)
+    schedule = host.build_schedule(model, inputs.steps, inputs.scheduler, inputs.strength, inputs.sigmas, sampler)
+    noises = None
+    if sampler in STOCHASTIC_SAMPLERS:
+        noises = host.fixed_noises(tuple(inputs.latent["samples"].shape), len(schedule.sigmas) - 1, noise_seed)
+    stepping = host.sampler_steps(model, sampler, noises) if spec.kind is host.Kind.STEP_SOLVER else EULER
+    run = host.MethodRun(model=model, latent=inputs.latent, schedule=schedule, stepping=stepping,
+                         noise_seed=noise_seed)
+    name = spec.title(options)
+    inversion = host.run_inversion(spec.bind(options, run), model, inputs.prompt, inputs.latent, schedule.sigmas,
+                                   host.HandOff(name, sampler, noises), spec.gradient(options))
+    report = host.summary(inversion, name, schedule.start_at_step, sampler, spec.trace, spec.notes(options, run))
+    return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas, spec.sampler(inversion, options, run),
+                         ui={"seedfinder": [report]})

@@ -1,13 +1,18 @@
 """Prompt-Aware Encode: the FPI paper's prompt-aware adjustment of a real image's latent (docs/methods.md §8)."""
-import comfy.samplers
+from functools import partial
+
 from comfy_api.latest import io
 
-from ..solvers.prompt_aware import MODES, cycle_schedule, prompt_aware_adjust
+from ..solvers.prompt_aware import MODES, PromptAwareOptions, cycle_schedule, prompt_aware_adjust
 from . import host
-from .common import CATEGORY, bind
+from .common import CATEGORY
+
+PROMPT_AWARE = PromptAwareOptions()
 
 
 class PromptAwareEncode(io.ComfyNode):
+    OPTIONS = PromptAwareOptions
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -27,14 +32,15 @@ class PromptAwareEncode(io.ComfyNode):
                 io.Vae.Input("vae", optional=True, tooltip="The VAE that encodes `image`."),
                 io.Latent.Input("latent", optional=True, tooltip="An already encoded latent, instead of image+vae."),
                 io.Int.Input("steps", default=20, min=1, max=1000, tooltip="Steps of the inversion's schedule."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
+                io.Combo.Input("scheduler", options=host.SCHEDULER_NAMES, default="simple",
                                tooltip="Scheduler of the inversion's schedule."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Guidance of the cycle: use the inversion's cfg."),
-                io.Int.Input("depth", default=2, min=1, max=1000,
+                io.Int.Input("depth", default=PROMPT_AWARE.depth, min=1, max=1000,
                              tooltip="How many of the schedule's smallest-σ steps the cycle spans (the authors: 2)."),
-                io.Int.Input("cycles", default=1, min=1, max=20, tooltip="How many noising/denoising cycles."),
-                io.Combo.Input("mode", options=list(MODES), default="seeded",
+                io.Int.Input("cycles", default=PROMPT_AWARE.cycles, min=1, max=20,
+                             tooltip="How many noising/denoising cycles."),
+                io.Combo.Input("mode", options=list(MODES), default=PROMPT_AWARE.mode,
                                tooltip="seeded: one Gaussian jump to the top of the cycle, as the authors' code; "
                                "inverted: deterministic DDIM-inversion steps up, as the paper describes."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
@@ -55,11 +61,12 @@ class PromptAwareEncode(io.ComfyNode):
             if vae is None:
                 raise ValueError("vae: required to encode `image`, got nothing connected")
             latent = {"samples": vae.encode(image[:, :, :, :3])}
+        options = PromptAwareOptions(depth, cycles, mode)
         schedule = cycle_schedule(host.build_schedule(model, steps, scheduler, 1.0, sigmas).sigmas, depth)
         shape = latent["samples"].shape
         noises = host.fixed_noises(tuple(shape), cycles, seed) if mode == "seeded" else None
-        method = bind(prompt_aware_adjust, mode=mode, noises=noises, cycles=cycles, add_noise=host.noising(model))
-        run = host.run_guided(method, model, positive, negative, cfg, latent, schedule)
+        method = partial(prompt_aware_adjust, options=options, noises=noises, add_noise=host.noising(model))
+        run = host.run_guided(method, model, host.Prompt(positive, negative, cfg), latent, schedule)
         raw, adjusted = latent["samples"].float().cpu(), run.output.float().cpu()
         distance = (adjusted - raw).flatten(1).norm(dim=1)
         ui = {"seedfinder": [{

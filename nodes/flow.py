@@ -1,12 +1,14 @@
 """The flow models' own methods: RF-Inversion, FireFlow / RF-Solver inversion with their matched samplers, FlowEdit."""
 from functools import partial
 
-import comfy.samplers
 from comfy_api.latest import io
 
 from ..solvers import (
     FLOW_SOLVERS,
-    check_eta,
+    FlowEditOptions,
+    FlowSolverOptions,
+    InversionMethod,
+    RFInversionOptions,
     eta_schedule,
     flow_edit,
     flow_solver_invert,
@@ -15,7 +17,7 @@ from ..solvers import (
     rf_inversion_sample,
 )
 from . import host
-from .common import CATEGORY, bind, invert, invert_inputs, invert_outputs, schedule_of
+from .common import CATEGORY, InvertInputs, invert_inputs, invert_node, invert_outputs
 
 ETA_SPAN_TOO_SMALL = 0.15
 """An η window covering less σ than this barely moves the image toward the reference (README, RF-Inversion
@@ -53,7 +55,42 @@ def controlled_sampler(reference, eta: float, start_step: int, stop_step: int) -
     return host.FunctionSampler("RF-Inversion", generate)
 
 
+def bind_rf_inversion(options: RFInversionOptions, run: "host.MethodRun") -> InversionMethod:
+    """RF-Inversion's controlled forward ODE toward the target noise the node's noise_seed gives."""
+    target = host.fixed_noises(tuple(run.latent["samples"].shape), 1, run.noise_seed)[0]
+    return partial(rf_inversion_invert, options=options, target_noise=target)
+
+
+def rf_inversion_notes(options: RFInversionOptions, run: "host.MethodRun") -> list:
+    return eta_window_notes(run.model, run.sigmas, options.eta, options.start_step, options.stop_step)
+
+
+def rf_inversion_sampler(inversion: "host.Inversion", options: RFInversionOptions,
+                         run: "host.MethodRun") -> host.FunctionSampler:
+    """The controlled reverse ODE pulling toward the inverted image (in model space)."""
+    return controlled_sampler(host.model_space(run.model, run.latent), options.eta, options.start_step,
+                              options.stop_step)
+
+
+def fireflow_sampler(inversion: "host.Inversion", options: FlowSolverOptions,
+                     run: "host.MethodRun") -> host.FunctionSampler:
+    """The same second-order solver, denoising."""
+    return host.FunctionSampler(options.solver, partial(flow_solver_sample, options=options))
+
+
+RF_INVERSION_METHOD = host.MethodSpec(
+    name="rf_inversion", kind=host.Kind.OWN_SAMPLER, trace=host.Trace.NOT_AN_ERROR, bind=bind_rf_inversion,
+    sampler=rf_inversion_sampler, notes=rf_inversion_notes, flow_only="RF-Inversion")
+FIREFLOW_METHOD = host.MethodSpec(
+    name="fireflow", kind=host.Kind.OWN_SAMPLER, trace=host.Trace.NOT_AN_ERROR,
+    bind=lambda options, run: partial(flow_solver_invert, options=options), sampler=fireflow_sampler,
+    flow_only="FireFlow / RF-Solver", named=lambda options: options.solver)
+RF_INVERSION, FLOW_SOLVER, FLOW_EDIT = RFInversionOptions(), FlowSolverOptions(), FlowEditOptions()
+
+
 class RFInversionInvert(io.ComfyNode):
+    OPTIONS = RFInversionOptions
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -65,19 +102,19 @@ class RFInversionInvert(io.ComfyNode):
                         "ODE toward this image (eta) over its first steps. Sample the noise output with that sampler "
                         "and a target prompt to edit. gamma = 0 and eta = 0 are plain Euler inversion and sampling.",
             inputs=invert_inputs() + [
-                io.Float.Input("gamma", default=0.5, min=0.0, max=1.0, step=0.05,
+                io.Float.Input("gamma", default=RF_INVERSION.gamma, min=0.0, max=1.0, step=0.05,
                                tooltip="Controller strength of the inversion: 0 is plain Euler (DDIM) inversion, 1 "
                                "ends exactly on the seeded noise. Higher makes the seed more Gaussian (more "
                                "editable), lower keeps more of the image in it."),
                 io.Int.Input("noise_seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
                              tooltip="Seed of the target noise the inversion is steered toward (gamma > 0)."),
-                io.Float.Input("eta", default=0.9, min=0.0, max=1.0, step=0.05,
+                io.Float.Input("eta", default=RF_INVERSION.eta, min=0.0, max=1.0, step=0.05,
                                tooltip="Strength of the sampler's pull toward this image on its steps start_step … "
                                "stop_step − 1: higher keeps more of the image's layout and colours, lower follows "
                                "the target prompt more. 0 is plain euler."),
-                io.Int.Input("start_step", default=0, min=0, max=1000,
+                io.Int.Input("start_step", default=RF_INVERSION.start_step, min=0, max=1000,
                              tooltip="First sampling step on which eta pulls toward the image."),
-                io.Int.Input("stop_step", default=6, min=0, max=1000,
+                io.Int.Input("stop_step", default=RF_INVERSION.stop_step, min=0, max=1000,
                              tooltip="Sampling step at which the pull stops (exclusive). With a shifted schedule "
                              "(shift > 1) the first steps stay near σ = 1: the node warns when the window covers "
                              "too little σ to matter."),
@@ -90,20 +127,13 @@ class RFInversionInvert(io.ComfyNode):
 
     @classmethod
     def execute(cls, gamma, noise_seed, eta, start_step, stop_step, **inputs) -> io.NodeOutput:
-        model, latent = inputs["model"], inputs["latent"]
-        host.require_flow(model, "RF-Inversion")
-        check_eta(eta)  # here, not first in the sampler it configures, which would blame that sampler's inputs
-        schedule = schedule_of(inputs)
-        target = host.fixed_noises(tuple(latent["samples"].shape), 1, noise_seed)[0]
-        method = bind(rf_inversion_invert, gamma=gamma, target_noise=target)
-        notes = eta_window_notes(model, schedule.sigmas, eta, start_step, stop_step)
-        inversion, ui = invert("rf_inversion", method, schedule, inputs, notes=notes, estimated=False)
-        reference = model.get_model_object("latent_format").process_in(latent["samples"].float().cpu())
-        return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas,
-                             controlled_sampler(reference, eta, start_step, stop_step), ui=ui)
+        options = RFInversionOptions(gamma, eta, start_step, stop_step)
+        return invert_node(RF_INVERSION_METHOD, InvertInputs(**inputs), options, noise_seed=noise_seed)
 
 
 class FireFlowInvert(io.ComfyNode):
+    OPTIONS = FlowSolverOptions
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -114,7 +144,7 @@ class FireFlowInvert(io.ComfyNode):
                         "midpoint step reusing the previous velocity, about 1 evaluation per step) or RF-Solver (Wang "
                         "et al. 2024; 2 per step). Regenerate with its sampler output, the same solver in reverse.",
             inputs=invert_inputs() + [io.Combo.Input(
-                "solver", options=list(FLOW_SOLVERS), default="fireflow",
+                "solver", options=list(FLOW_SOLVERS), default=FLOW_SOLVER.solver,
                 tooltip="fireflow: N + 1 model evaluations for N steps; rf_solver: 2N, a little closer round trip.")],
             outputs=invert_outputs() + [io.Sampler.Output(
                 display_name="sampler", tooltip="The matched sampler (the same solver, denoising) for "
@@ -124,14 +154,12 @@ class FireFlowInvert(io.ComfyNode):
 
     @classmethod
     def execute(cls, solver, **inputs) -> io.NodeOutput:
-        host.require_flow(inputs["model"], "FireFlow / RF-Solver")
-        inversion, ui = invert(solver, bind(flow_solver_invert, solver=solver), schedule_of(inputs), inputs,
-                               estimated=False)
-        sampler = host.FunctionSampler(solver, partial(flow_solver_sample, solver=solver))
-        return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas, sampler, ui=ui)
+        return invert_node(FIREFLOW_METHOD, InvertInputs(**inputs), FlowSolverOptions(solver))
 
 
 class FlowEdit(io.ComfyNode):
+    OPTIONS = FlowEditOptions
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -154,20 +182,20 @@ class FlowEdit(io.ComfyNode):
                                 "Latent Noise Mask) only the masked part is edited; the rest stays the source."),
                 io.Int.Input("steps", default=20, min=1, max=1000,
                              tooltip="Steps of the schedule; the edit runs on its last n_max of them."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple",
+                io.Combo.Input("scheduler", options=host.SCHEDULER_NAMES, default="simple",
                                tooltip="ComfyUI scheduler of the schedule."),
-                io.Int.Input("n_max", default=16, min=1, max=1000,
+                io.Int.Input("n_max", default=FLOW_EDIT.n_max, min=1, max=1000,
                              tooltip="How many of the last steps edit: more changes more (structure), fewer keeps "
                              "more of the image. Capped at steps."),
-                io.Int.Input("n_min", default=0, min=0, max=1000,
+                io.Int.Input("n_min", default=FLOW_EDIT.n_min, min=0, max=1000,
                              tooltip="The last n_min steps sample plainly with the target prompt (fine detail); 0 "
                              "edits to the end."),
-                io.Int.Input("n_avg", default=1, min=1, max=32,
+                io.Int.Input("n_avg", default=FLOW_EDIT.n_avg, min=1, max=32,
                              tooltip="Noises averaged per step: smoother edits, n_avg× the evaluations."),
-                io.Float.Input("source_cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                io.Float.Input("source_cfg", default=FLOW_EDIT.source_cfg, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Guidance of the source velocity (the authors: 3.5 on SD3, 1.5 on Flux; 1 "
                                "measured best on the demo model, see the README)."),
-                io.Float.Input("target_cfg", default=3.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                io.Float.Input("target_cfg", default=FLOW_EDIT.target_cfg, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Guidance of the target velocity, above source_cfg as the authors use (13.5 "
                                "on SD3, 5.5 on Flux; 3 on the demo model). Higher edits harder and keeps less."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
@@ -184,9 +212,10 @@ class FlowEdit(io.ComfyNode):
                 sigmas=None) -> io.NodeOutput:
         host.require_flow(model, "FlowEdit")
         schedule = host.build_schedule(model, steps, scheduler, 1.0, sigmas).sigmas
-        edit = partial(flow_edit, n_max=min(n_max, len(schedule) - 1), n_min=n_min, n_avg=n_avg, seed=seed)
-        run = host.run_edit(edit, model, host.Prompt(source_positive, source_negative, source_cfg),
-                            host.Prompt(target_positive, target_negative, target_cfg), latent, schedule)
+        options = FlowEditOptions(min(n_max, len(schedule) - 1), n_min, n_avg, source_cfg, target_cfg)
+        edit = partial(flow_edit, options=options, seed=seed)
+        run = host.run_edit(edit, model, host.Prompt(source_positive, source_negative, options.source_cfg),
+                            host.Prompt(target_positive, target_negative, options.target_cfg), latent, schedule)
         out = dict(latent)
         out["samples"] = run.output
         return io.NodeOutput(out)

@@ -1,21 +1,31 @@
 """The invert nodes: DDIM (the baseline), FixedPoint (FPI) and RNRI."""
+from functools import partial
+
 from comfy_api.latest import io
 
-from ..solvers import ddim_invert, fixed_point_invert
-from ..solvers.fixed_point import ACCELERATIONS
-from ..solvers.rnri import FOLD_RATIO, fold_ratio, rnri_invert
+from ..solvers import InversionMethod, ddim_invert, fixed_point_invert
+from ..solvers.fixed_point import ACCELERATIONS, FixedPointOptions
+from ..solvers.rnri import FOLD_RATIO, RNRIOptions, fold_ratio, rnri_invert
 from ..solvers.rnri import GRADIENTS as RNRI_GRADIENTS
 from ..solvers.rnri import UPDATES as RNRI_UPDATES
+from . import host
 from .common import (
     CATEGORY,
-    bind,
+    InvertInputs,
     invert_inputs,
+    invert_node,
     invert_outputs,
-    run_sampler_invert_node,
     sampler_inputs,
     sampler_output,
 )
-from .host import noising_prior
+
+
+def bind_ddim(options: None, run: "host.MethodRun") -> InversionMethod:
+    """DDIM inversion of the chosen sampler's steps."""
+    return partial(ddim_invert, stepping=run.stepping)
+
+
+DDIM_METHOD = host.MethodSpec(name="ddim", kind=host.Kind.STEP_SOLVER, trace=host.Trace.STEP_RESIDUAL, bind=bind_ddim)
 
 
 class DDIMInvert(io.ComfyNode):
@@ -34,10 +44,22 @@ class DDIMInvert(io.ComfyNode):
 
     @classmethod
     def execute(cls, sampler, noise_seed, **inputs) -> io.NodeOutput:
-        return run_sampler_invert_node("ddim", ddim_invert, sampler, noise_seed, **inputs)
+        return invert_node(DDIM_METHOD, InvertInputs(**inputs), None, sampler, noise_seed)
+
+
+def bind_fixed_point(options: FixedPointOptions, run: "host.MethodRun") -> InversionMethod:
+    """Fixed-point inversion of the chosen sampler's steps with the node's options."""
+    return partial(fixed_point_invert, options=options, stepping=run.stepping)
+
+
+FIXED_POINT_METHOD = host.MethodSpec(name="fixed_point", kind=host.Kind.STEP_SOLVER,
+                                     trace=host.Trace.STEP_RESIDUAL, bind=bind_fixed_point)
+FIXED_POINT, RNRI = FixedPointOptions(), RNRIOptions()
 
 
 class FixedPointInvert(io.ComfyNode):
+    OPTIONS = FixedPointOptions
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -48,16 +70,16 @@ class FixedPointInvert(io.ComfyNode):
                         "that ComfyUI's euler sampler walks back to the image. Stops early once the residual is "
                         "under the tolerance.",
             inputs=invert_inputs() + sampler_inputs() + [
-                io.Int.Input("max_iterations", default=20, min=1, max=200,
+                io.Int.Input("max_iterations", default=FIXED_POINT.max_iterations, min=1, max=200,
                              tooltip="Most model evaluations per step. 1 equals DDIM inversion."),
-                io.Float.Input("tolerance", default=1e-4, min=0.0, max=1.0, step=1e-5, round=False,
+                io.Float.Input("tolerance", default=FIXED_POINT.tolerance, min=0.0, max=1.0, step=1e-5, round=False,
                                tooltip="Stop a step once the RMS residual ‖T(y) − y‖/√numel of every latent in the "
                                "batch is at or under this (in model latent units); 0 always runs max_iterations."),
-                io.Combo.Input("acceleration", options=list(ACCELERATIONS), default="anderson",
+                io.Combo.Input("acceleration", options=list(ACCELERATIONS), default=FIXED_POINT.acceleration,
                                tooltip="anderson: Anderson acceleration over the last 5 iterates, fewer evaluations "
                                "to the tolerance and convergence where plain iteration stalls; none: plain "
                                "y ← T(y), as the paper."),
-                io.Boolean.Input("warm_start", default=True,
+                io.Boolean.Input("warm_start", default=FIXED_POINT.warm_start,
                                  tooltip="Start each step from the previous step's solved direction instead of the "
                                  "DDIM guess: fewer evaluations to the tolerance (see the README's benchmark)."),
             ],
@@ -67,14 +89,14 @@ class FixedPointInvert(io.ComfyNode):
     @classmethod
     def execute(cls, sampler, noise_seed, max_iterations, tolerance, acceleration, warm_start,
                 **inputs) -> io.NodeOutput:
-        method = bind(fixed_point_invert, max_iterations=max_iterations, tolerance=tolerance,
-                      acceleration=acceleration, warm_start=warm_start)
-        return run_sampler_invert_node("fixed_point", method, sampler, noise_seed, **inputs)
+        options = FixedPointOptions(max_iterations, tolerance, acceleration, warm_start)
+        return invert_node(FIXED_POINT_METHOD, InvertInputs(**inputs), options, sampler, noise_seed)
 
 
-def fold_notes(sigmas, rule) -> list:
-    """The node's warning when the first inversion step above σ = 0 is likely a fold (docs/methods.md §4)."""
-    c = fold_ratio(sigmas, rule)
+def fold_notes(options: RNRIOptions, run: "host.MethodRun") -> list:
+    """The node's warning when the first inversion step above σ = 0 is likely a fold (docs/methods.md §4); a stage
+    sampler's step also ends at σ_lo, so its fold is judged as euler's."""
+    c = fold_ratio(run.sigmas, run.stepping.rule)
     if c is None or c < FOLD_RATIO:
         return []
     return [f"the first inversion step above σ = 0 has Δσ/σ_hi = {c:.2f} ≥ {FOLD_RATIO}: its step equation is likely "
@@ -82,7 +104,18 @@ def fold_notes(sigmas, rule) -> list:
             f"finds and λ (regularization) applies. More steps (smaller Δσ at the low end) make it well posed"]
 
 
+def bind_rnri(options: RNRIOptions, run: "host.MethodRun") -> InversionMethod:
+    """RNRI inversion of the chosen sampler's steps with the node's options and the model family's noising prior."""
+    return partial(rnri_invert, options=options, prior=host.noising_prior(run.model), stepping=run.stepping)
+
+
+RNRI_METHOD = host.MethodSpec(name="rnri", kind=host.Kind.STEP_SOLVER, trace=host.Trace.STEP_RESIDUAL,
+                              bind=bind_rnri, notes=fold_notes, gradient=lambda options: options.model_gradient)
+
+
 class RNRIInvert(io.ComfyNode):
+    OPTIONS = RNRIOptions
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -90,30 +123,34 @@ class RNRIInvert(io.ComfyNode):
             display_name="RNRI Invert",
             category=CATEGORY,
             description="Newton-Raphson inversion. newton (default): FixedPoint's Anderson iteration at its "
-                        "defaults (tolerance 1e-4, at most 20 evaluations, warm start), then Newton-Krylov "
+                        f"defaults (tolerance {RNRI.tolerance:g}, at most {RNRI.max_iterations} evaluations, warm "
+                        "start), then Newton-Krylov "
                         "iterations (finite-difference Jacobian-vector products, GMRES, line search) at the steps "
                         "it leaves above the tolerance, with a Levenberg-Marquardt term λ toward the noising "
                         "step's prior where a step is ill-posed. paper: the published RNRI update (Samuel, Meiri "
                         "et al.), minimising ‖y − T(y)‖₁ + λ·(Gaussian prior of the noising step) by a "
                         "per-coordinate Newton step, a fixed number of model evaluations per step.",
             inputs=invert_inputs() + sampler_inputs() + [
-                io.Int.Input("iterations", default=2, min=1, max=100,
+                io.Int.Input("iterations", default=RNRI.iterations, min=1, max=100,
                              tooltip="newton: Newton-Krylov iterations at each step the Anderson phase leaves above "
-                             "its tolerance (each: up to 5 Jacobian-vector products and up to 3 line-search "
-                             "evaluations). paper: Newton iterations (model evaluations) per step; 1 equals DDIM."),
-                io.Float.Input("regularization", default=0.1, min=0.0, max=100.0, step=0.01, round=False,
+                             f"its tolerance (each: up to {RNRI.krylov * RNRI.restarts} Jacobian-vector products and "
+                             f"up to {RNRI.line_search} line-search evaluations). paper: Newton iterations (model "
+                             "evaluations) per step; 1 equals DDIM."),
+                io.Float.Input("regularization", default=RNRI.regularization, min=0.0, max=100.0, step=0.01,
+                               round=False,
                                tooltip="λ. newton: Levenberg-Marquardt weight toward the noising step's prior, "
                                "applied only where a step is ill-posed (its residual stops falling or the Krylov "
                                "solve is near-singular); 0 seeks the exact root. paper: weight of the Gaussian prior "
                                "of the noising step at every step; 0 solves the step equation alone, more keeps the "
                                "seed closer to the noising step's mean."),
-                io.Combo.Input("gradient", options=list(RNRI_GRADIENTS), default="jacobian-free",
+                io.Combo.Input("gradient", options=list(RNRI_GRADIENTS), default=RNRI.gradient,
                                tooltip="paper only. jacobian-free: treat ∂T/∂y as 0 (the authors' code; no backward "
                                "pass). autograd: the exact gradient by one vector-Jacobian product through the model "
                                "per iteration (about 3× the time of an evaluation). newton needs no gradient."),
-                io.Combo.Input("update", options=list(RNRI_UPDATES), default="newton",
+                io.Combo.Input("update", options=list(RNRI_UPDATES), default=RNRI.update,
                                tooltip="newton: Anderson fixed-point iteration (FixedPoint's defaults: tolerance "
-                               "1e-4, at most 20 evaluations per step, warm start), then Newton-Krylov on the step "
+                               f"{RNRI.tolerance:g}, at most {RNRI.max_iterations} evaluations per step, warm start), "
+                               "then Newton-Krylov on the step "
                                "equation where it stalls above the tolerance (about 6 evaluations per Newton "
                                "iteration). paper: the published per-coordinate update, `iterations` evaluations "
                                "per step (moves every coordinate by the same amount; 1.2-4× better than DDIM)."),
@@ -122,13 +159,10 @@ class RNRIInvert(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, sampler, noise_seed, iterations, regularization, gradient, update="newton",
+    def execute(cls, sampler, noise_seed, iterations, regularization, gradient, update=RNRI.update,
                 **inputs) -> io.NodeOutput:
-        method = bind(rnri_invert, update=update, iterations=iterations, regularization=regularization,
-                      gradient=gradient, prior=noising_prior(inputs["model"]))
-        return run_sampler_invert_node("rnri", method, sampler, noise_seed,
-                                       needs_gradient=update == "paper" and gradient == "autograd",
-                                       notes=fold_notes, **inputs)
+        options = RNRIOptions(update, iterations, regularization, gradient)
+        return invert_node(RNRI_METHOD, InvertInputs(**inputs), options, sampler, noise_seed)
 
 
 NODES = [DDIMInvert, FixedPointInvert, RNRIInvert]

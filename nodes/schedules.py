@@ -2,6 +2,7 @@
 import torch
 from comfy_api.latest import io
 
+from . import host
 from .common import CATEGORY
 
 
@@ -29,8 +30,7 @@ class TrailingScheduler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, steps) -> io.NodeOutput:
-        sampling = model.get_model_object("model_sampling")
-        sigmas = sampling.sigma(trailing_timesteps(steps).to(torch.float32)).float().cpu()
+        sigmas = host.timestep_sigmas(model, trailing_timesteps(steps))
         return io.NodeOutput(torch.cat([sigmas, sigmas.new_zeros(1)]))
 
 

@@ -7,6 +7,8 @@ from ..solvers.interpolation import (
     NAO_CENTROID_ITERATIONS,
     NAO_PATH_ITERATIONS,
     PATHS,
+    CentroidOptions,
+    PathOptions,
     centroid,
     interpolate,
 )
@@ -64,7 +66,12 @@ def seed_outputs() -> list:
                               "euler_ancestral or lcm it carries per-frame per-step noises that follow the seeds.")]
 
 
+PATH, CENTROID = PathOptions(), CentroidOptions()
+
+
 class SeedInterpolate(io.ComfyNode):
+    OPTIONS = PathOptions
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -78,8 +85,9 @@ class SeedInterpolate(io.ComfyNode):
                 io.Noise.Input("seed_a", tooltip="The noise output of an invert node (first frame)."),
                 io.Noise.Input("seed_b", tooltip="The noise output of an invert node on the same model, size and "
                                "schedule (last frame)."),
-                io.Int.Input("frames", default=5, min=2, max=256, tooltip="Frames in the batch, endpoints included."),
-                io.Combo.Input("method", options=list(PATHS), default="nao",
+                io.Int.Input("frames", default=PATH.frames, min=2, max=256,
+                             tooltip="Frames in the batch, endpoints included."),
+                io.Combo.Input("method", options=list(PATHS), default=PATH.method,
                                tooltip="lerp: straight line (its middle has too small a norm, so images wash out); "
                                "slerp: great circle; nao: the most likely path under the seeds' Gaussian prior."),
             ],
@@ -102,6 +110,8 @@ class SeedInterpolate(io.ComfyNode):
 
 
 class SeedCentroid(io.ComfyNode):
+    OPTIONS = CentroidOptions
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -112,7 +122,7 @@ class SeedCentroid(io.ComfyNode):
                         "together): their mean, the mean pulled back to the seeds' norm, or NAO's centroid.",
             inputs=[
                 io.Noise.Input("seeds", tooltip="The noise output of an invert node run on a batch of images."),
-                io.Combo.Input("method", options=list(CENTROIDS), default="nao",
+                io.Combo.Input("method", options=list(CENTROIDS), default=CENTROID.method,
                                tooltip="mean: the average (too small a norm for a Gaussian seed); normalized_mean: "
                                "the average rescaled to the seeds' mean norm; nao: the most likely centroid and "
                                "paths to it under the seeds' Gaussian prior."),

@@ -5,7 +5,8 @@ A denoiser is any callable D(x, sigma) -> x0-estimate for a batched latent x and
 with classifier-free guidance already applied. Nothing here imports ComfyUI.
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import Enum
 from typing import Callable, Iterator, Optional, Protocol
 
 import torch
@@ -23,11 +24,21 @@ Callback = Callable[[dict], None]
 
 
 class InversionMethod(Protocol):
-    """The one form of every inverter once its options are bound: the host calls it with ComfyUI's guided
-    denoiser, the image latent (model space) and the σ schedule (descending, ending at 0)."""
+    """The one form of every inverter once its node's method spec has bound its options object (and, for a step
+    solver, the sampler's `Stepping`; for RNRI the family's prior): the host calls it with ComfyUI's guided denoiser,
+    the image latent (model space) and the σ schedule (descending, ending at 0), and exactly these two keywords."""
 
     def __call__(self, denoiser: "Denoiser", x0: torch.Tensor, sigmas: torch.Tensor, *, input_scale: InputScale,
                  callback: Optional[Callback]) -> "InversionResult": ...
+
+
+NOT_ON_NODE = {"widget": False}
+"""Field metadata of a method option that tunes the solver but is not one of its node's widgets."""
+
+
+def widgets(options) -> dict:
+    """A method's options object as its node's widget values, by input name (the fields not marked NOT_ON_NODE)."""
+    return {f.name: getattr(options, f.name) for f in fields(options) if f.metadata.get("widget", True)}
 
 
 def vp_input_scale(sigma: float) -> float:
@@ -55,6 +66,18 @@ def euler_rule(sigma_hi: float, sigma_lo: float) -> tuple:
     return 1.0, 0.0, sigma_lo
 
 
+class Noising(Enum):
+    """How a model family's forward process noises a clean latent x₀ in ComfyUI's σ space (its noise_scaling)."""
+    VE = "x_σ = x₀ + σ·n (EPS, V-prediction, EDM, X0; Cosmos' RFlow)"
+    FLOW = "x_σ = (1 − σ)·x₀ + σ·n (rectified flow: CONST)"
+
+
+class ModelGradient(Enum):
+    """What a method asks of the model besides its outputs."""
+    NONE = "outputs only"
+    VJP = "vector-Jacobian products through the model (autograd)"
+
+
 @dataclass(frozen=True)
 class Stage:
     """One part of a sampler's run that inversion solves as one step: from x_hi at σ_hi to x_lo at σ_lo
@@ -76,6 +99,34 @@ class Stage:
 
 Stepper = Callable[[torch.Tensor], list]
 """stepper(sigmas) -> the sampler's stages over this descending schedule, from σ_max down (docs/methods.md §14)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Stepping:
+    """How the sampler being inverted steps: a step rule with its fixed per-step noises n_i (euler, euler_ancestral,
+    lcm; docs/methods.md §5), or its stages (heun, dpm_2, the multistep samplers; §14)."""
+    rule: StepRule = euler_rule
+    noises: Optional[list] = None
+    """The stochastic rules' fixed noises, one per step from σ_max down."""
+    stepper: Optional[Stepper] = None
+
+
+EULER = Stepping()
+"""ComfyUI's `euler` (= `ddim`)."""
+
+
+@dataclass(frozen=True)
+class Sweeps:
+    """How a multistep sampler's stages are swept (docs/methods.md §14): at most `count` sweeps, stopping once a sweep
+    starts within `tolerance` everywhere, accelerated by `mix(iterates, images)` (Anderson) over the last `window`."""
+    count: int = 1
+    tolerance: float = 0.0
+    mix: Optional[Callable[[list, list], torch.Tensor]] = None
+    window: int = 5
+
+    def __post_init__(self):
+        if self.count < 1:
+            raise ValueError(f"sweeps: expected at least 1, got {self.count}")
 
 
 def sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, rule: StepRule = euler_rule,
@@ -227,9 +278,7 @@ StepSolver = Callable[[StepProblem, Callable[[int, float], None]], tuple]
 
 def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *,
                     input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None,
-                    rule: StepRule = euler_rule, noises: Optional[list] = None,
-                    warm_start: bool = False, stepper: Optional[Stepper] = None, sweeps: int = 1,
-                    tolerance: float = 0.0, mix: Optional[Callable[[list, list], torch.Tensor]] = None
+                    stepping: Stepping = EULER, warm_start: bool = False, sweeps: Sweeps = Sweeps()
                     ) -> InversionResult:
     """Invert a sampler step by step from σ = 0 up to sigmas[0], solving x_hi = T(x_hi) at each step
     (docs/methods.md §1, §5).
@@ -237,16 +286,15 @@ def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor
     With a stochastic rule the step's fixed noise n_i is removed first: its deterministic part
     (x_lo − b·n_i)/a is then an Euler step to s, inverted like any other. The initial guess is classic DDIM's
     evaluation point, or with `warm_start` the previous step's solved direction d extrapolated: x_lo + (σ_hi − s)·d.
-    A sampler given by its `stepper` is inverted stage by stage in up to `sweeps` sweeps, accelerated by `mix`
-    (`invert_by_stages`).
+    A sampler given by its stages is inverted stage by stage in `sweeps` (`invert_by_stages`).
     """
     validate_schedule(sigmas)
-    if stepper is not None:
-        return invert_by_stages(solve_step, denoiser, x0, sigmas, stepper, input_scale=input_scale,
-                                callback=callback, warm_start=warm_start, sweeps=sweeps, tolerance=tolerance,
-                                mix=mix)
+    if stepping.stepper is not None:
+        return invert_by_stages(solve_step, denoiser, x0, sigmas, stepping.stepper, input_scale=input_scale,
+                                callback=callback, warm_start=warm_start, sweeps=sweeps)
     counter = CountingDenoiser(denoiser)
     steps = len(sigmas) - 1
+    rule, noises = stepping.rule, stepping.noises
     x, residuals, direction = x0, [], None
     for index, sigma_lo, sigma_hi in ascending_steps(sigmas):
         a, b, s = rule(sigma_hi, sigma_lo)
@@ -293,88 +341,113 @@ SWEEP_FORCING = 0.1
 the sweeps converge (docs/methods.md §14)."""
 
 
+@dataclass(frozen=True)
+class StageSweep:
+    """One sweep's outcome over a sampler's stages (indexed from σ_max down): each stage's solved x_hi and the records
+    it leaves for the stages below it; `start`: the largest residual a stage had at the sweep's start."""
+    solved: list
+    records: list
+    start: float = math.inf
+
+
+class StageSweeper:
+    """Sweeps of a sampler's stages from the clean end up (Gauss-Seidel), each stage's equation S(x_hi; history) =
+    x_lo solved as x_hi = T(x_hi) (docs/methods.md §14); collects every stage's residual trace and reports progress
+    after each evaluation."""
+
+    def __init__(self, solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, stages: list,
+                 input_scale: InputScale, callback: Optional[Callback], warm_start: bool):
+        self.solve_step, self.x0, self.stages = solve_step, x0, stages
+        self.input_scale, self.warm_start = input_scale, warm_start
+        # a step map may cost several evaluations: progress is reported after each one, with the step's latest residual
+        self.progress = {"step": 0, "iteration": 0, "residual": math.nan}
+        self.counter = CountingDenoiser(denoiser, lambda: notify(callback, steps=len(stages), **self.progress))
+        self.residuals = [[] for _ in stages]
+        self.forcing = SWEEP_FORCING if any(stage.reads_history for stage in stages) else 0.0
+
+    def first_guess(self, index: int, x: torch.Tensor, direction: Optional[torch.Tensor],
+                    previous: Optional[StageSweep]) -> torch.Tensor:
+        """The previous sweep's solution; else the warm start's extrapolated direction, or DDIM's evaluation point."""
+        stage = self.stages[index]
+        if previous is not None:
+            return previous.solved[index]
+        if self.warm_start and direction is not None:
+            return x + (stage.sigma_hi - stage.sigma_lo) * direction
+        return x * level_scale(self.input_scale, stage.sigma_lo, stage.sigma_hi)
+
+    def sweep(self, previous: Optional[StageSweep]) -> StageSweep:
+        """One pass from the clean end up, reading the records `previous` left above each stage (none: each stage
+        runs as its sampler's lowest-order first step)."""
+        count = len(self.stages)
+        x, direction, starts = self.x0, None, []
+        solved, records = [None] * count, [[] for _ in self.stages]
+        history = None if previous is None else [record for above in previous.records for record in above]
+        for position, index in enumerate(reversed(range(count))):
+            stage = self.stages[index]
+            T, best_records = stage_step_map(stage, self.counter, x, history)
+            problem = StepProblem(T=T, x_lo=x, sigma_lo=stage.sigma_lo, sigma_hi=stage.sigma_hi,
+                                  y0=self.first_guess(index, x, direction, previous), forcing=self.forcing)
+            # progress: the first sweep walks the steps; later sweeps refine at the last one
+            self.progress.update(step=position if previous is None else count - 1, iteration=0, residual=math.nan)
+
+            def on_iteration(iteration: int, residual: float) -> None:
+                self.progress.update(iteration=iteration + 1, residual=residual)
+
+            x_hi, trace = self.solve_step(problem, on_iteration)
+            starts.append(trace[0])
+            self.residuals[position].extend(trace)
+            records[index], solved[index] = best_records(), x_hi
+            direction = (x_hi - x) / (stage.sigma_hi - stage.sigma_lo)
+            x = x_hi
+        return StageSweep(solved=solved, records=records, start=max(starts))
+
+
+def flat_state(sweep: StageSweep, scales: list) -> torch.Tensor:
+    """A sweep's whole trajectory with its records as one tensor, each level as the model sees it (c_in·x) so that
+    every level weighs alike in Anderson's least squares."""
+    return torch.stack([x * scale for x, scale in zip(sweep.solved, scales)]
+                       + [record for above in sweep.records for record in above], 1)
+
+
+def unflat_state(state: torch.Tensor, layout: list, scales: list) -> StageSweep:
+    """The inverse of flat_state; `layout`: how many records each stage leaves."""
+    parts = list(state.unbind(1))
+    flat = parts[len(scales):]
+    records = [[flat.pop(0) for _ in range(size)] for size in layout]
+    return StageSweep(solved=[x / scale for x, scale in zip(parts[:len(scales)], scales)], records=records)
+
+
 def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
                      stepper: Stepper, *, input_scale: InputScale = vp_input_scale,
-                     callback: Optional[Callback] = None, warm_start: bool = False, sweeps: int = 1,
-                     tolerance: float = 0.0, mix: Optional[Callable[[list, list], torch.Tensor]] = None,
-                     window: int = 5) -> InversionResult:
+                     callback: Optional[Callback] = None, warm_start: bool = False,
+                     sweeps: Sweeps = Sweeps()) -> InversionResult:
     """Invert a sampler given as stages (docs/methods.md §14): each stage's equation S(x_hi; history) = x_lo solved
     as x_hi = T(x_hi) from the clean end up, in sweeps.
 
     A multistep stage reads the records (denoised outputs) of the stages above it, which inversion has not solved
     yet: the first sweep runs each stage as its sampler's first, lowest-order step; each later sweep solves every
     stage again, from the previous solution, with the records left above it (Gauss-Seidel from the clean end). The
-    state a sweep maps to the next is the whole trajectory with its records; `mix(iterates, images)` (Anderson) may
-    accelerate that map over the last `window` sweeps. It stops once a sweep finds every stage already within
-    `tolerance` at its start (the full forward run reproduces every level), or after `sweeps` sweeps, and returns
-    the sweep whose start was the most consistent; a sampler whose stages read no history needs one sweep. Residual
-    trace: per stage from the clean end, its iterations over all sweeps."""
-    if sweeps < 1:
-        raise ValueError(f"sweeps: expected at least 1, got {sweeps}")
+    state a sweep maps to the next is the whole trajectory with its records; `sweeps.mix` (Anderson) may accelerate
+    that map over the last `sweeps.window` sweeps. It stops once a sweep finds every stage already within
+    `sweeps.tolerance` at its start (the full forward run reproduces every level), or after `sweeps.count` sweeps,
+    and returns the sweep whose start was the most consistent; a sampler whose stages read no history needs one
+    sweep. Residual trace: per stage from the clean end, its iterations over all sweeps."""
     stages = stepper(sigmas)
-    count = len(stages)
-    # a step map may cost several evaluations: progress is reported after each one, with the step's latest residual
-    progress = {"step": 0, "iteration": 0, "residual": math.nan}
-    counter = CountingDenoiser(denoiser, lambda: notify(callback, steps=count, **progress))
-    residuals = [[] for _ in stages]
-    forcing = SWEEP_FORCING if any(stage.reads_history for stage in stages) else 0.0
-
-    def sweep(solved: Optional[list], records: Optional[list]) -> tuple:
-        """One pass from the clean end up: (solved x_hi per stage, records per stage, each stage's start residual)."""
-        x, direction, starts = x0, None, []
-        new_solved, new_records = [None] * count, [[] for _ in stages]
-        for position, index in enumerate(reversed(range(count))):
-            stage = stages[index]
-            history = None if records is None else [record for stage_records in records for record in stage_records]
-            if solved is not None:
-                y0 = solved[index]
-            elif warm_start and direction is not None:
-                y0 = x + (stage.sigma_hi - stage.sigma_lo) * direction
-            else:
-                y0 = x * level_scale(input_scale, stage.sigma_lo, stage.sigma_hi)
-            T, best_records = stage_step_map(stage, counter, x, history)
-            problem = StepProblem(T=T, x_lo=x, sigma_lo=stage.sigma_lo, sigma_hi=stage.sigma_hi, y0=y0,
-                                  forcing=forcing)
-
-            # progress: the first sweep walks the steps; later sweeps refine at the last one
-            progress.update(step=position if solved is None else count - 1, iteration=0, residual=math.nan)
-
-            def on_iteration(iteration: int, residual: float) -> None:
-                progress.update(iteration=iteration + 1, residual=residual)
-
-            x_hi, trace = solve_step(problem, on_iteration)
-            starts.append(trace[0])
-            residuals[position].extend(trace)
-            new_records[index], new_solved[index] = best_records(), x_hi
-            direction = (x_hi - x) / (stage.sigma_hi - stage.sigma_lo)
-            x = x_hi
-        return new_solved, new_records, max(starts)
-
-    solved, records, _ = sweep(None, None)
-    if not any(stage.reads_history for stage in stages):
-        return InversionResult(latent=solved[0], residuals=residuals, evaluations=counter.evaluations)
-    layout = [len(above) for above in records]
-    # mixed as the model sees each level (c_in·x), so that every level weighs alike in Anderson's least squares
-    scales = [input_scale(stage.sigma_hi) for stage in stages]
-
-    def flat_state(solved: list, records: list) -> torch.Tensor:
-        return torch.stack([x * scale for x, scale in zip(solved, scales)]
-                           + [record for above in records for record in above], 1)
-
-    best, best_start, iterates, images = solved[0], math.inf, [], []
-    for _ in range(sweeps - 1):
-        state = flat_state(solved, records)
-        solved, records, start = sweep(solved, records)
-        if start < best_start:
-            best, best_start = solved[0], start
-        if start <= tolerance:
+    sweeper = StageSweeper(solve_step, denoiser, x0, stages, input_scale, callback, warm_start)
+    current = sweeper.sweep(None)
+    best, best_start, iterates, images = current.solved[0], math.inf, [], []
+    layout, scales = [len(above) for above in current.records], [input_scale(stage.sigma_hi) for stage in stages]
+    for _ in range(sweeps.count - 1 if any(stage.reads_history for stage in stages) else 0):
+        state = flat_state(current, scales)
+        current = sweeper.sweep(current)
+        if current.start < best_start:
+            best, best_start = current.solved[0], current.start
+        if current.start <= sweeps.tolerance:
             break
-        if mix is None:
+        if sweeps.mix is None:
             continue
-        iterates = (iterates + [state])[-(window + 1):]
-        images = (images + [flat_state(solved, records)])[-(window + 1):]
+        iterates = (iterates + [state])[-(sweeps.window + 1):]
+        images = (images + [flat_state(current, scales)])[-(sweeps.window + 1):]
         if len(iterates) > 1:
-            mixed = list(mix(iterates, images).unbind(1))
-            solved, flat = [x / scale for x, scale in zip(mixed[:count], scales)], mixed[count:]
-            records = [[flat.pop(0) for _ in range(size)] for size in layout]
-    return InversionResult(latent=best, residuals=residuals, evaluations=counter.evaluations)
+            current = unflat_state(sweeps.mix(iterates, images), layout, scales)
+    return InversionResult(latent=best, residuals=sweeper.residuals, evaluations=sweeper.counter.evaluations)

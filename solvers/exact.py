@@ -2,6 +2,7 @@
 2024), in ComfyUI's σ space (docs/methods.md §6, §7). Each is one pair of functions, a denoising
 step and its exact inverse, evaluating the model on the same inputs in both directions.
 """
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -77,11 +78,39 @@ def check_weight(name: str, value: float, upper: Optional[float]) -> None:
         raise ValueError(f"{name}: expected {expected}, got {value}")
 
 
-def edict_generate(denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor, sigmas: torch.Tensor, mix: float = 0.93,
-                   input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None,
-                   model_dtype: Optional[torch.dtype] = None) -> tuple:
+@dataclass(frozen=True)
+class EDICTOptions:
+    """EDICT Invert's options. These defaults are the node's (and the authors'): its schema, bench/ and the tests
+    read them here."""
+    mix: float = 0.93
+    """The mixing weight p of the two latents, in (0, 1]."""
+    precision: str = "float64"
+    """The solver state's precision (a key of PRECISIONS)."""
+
+    def __post_init__(self):
+        check_weight("mix", self.mix, 1.0)
+        state_dtype(self.precision)
+
+
+@dataclass(frozen=True)
+class BDIAOptions:
+    """BDIA Invert's options. These defaults are the node's: its schema, bench/ and the tests read them here."""
+    gamma: float = 0.96
+    """The weight γ > 0 of the backward correction (the authors: 0.92-1.0 for round-trip editing)."""
+    precision: str = "float64"
+    """The solver state's precision (a key of PRECISIONS)."""
+
+    def __post_init__(self):
+        check_weight("gamma", self.gamma, None)
+        state_dtype(self.precision)
+
+
+def edict_generate(denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor, sigmas: torch.Tensor,
+                   options: EDICTOptions = EDICTOptions(), *, input_scale: InputScale = vp_input_scale,
+                   callback: Optional[Callback] = None, model_dtype: Optional[torch.dtype] = None) -> tuple:
     """EDICT sampling of the pair (x, y) over a descending schedule; leapfrog alternates the update order.
     The model runs in `model_dtype` (default: the state's), as the inversion ran it."""
+    mix = options.mix
     values, steps = sigmas.tolist(), len(sigmas) - 1
     model_dtype = model_dtype or x.dtype
     for i in range(steps):
@@ -91,15 +120,14 @@ def edict_generate(denoiser: Denoiser, x: torch.Tensor, y: torch.Tensor, sigmas:
     return x, y
 
 
-def edict_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, mix: float = 0.93,
-                 precision: str = "float64", input_scale: InputScale = vp_input_scale,
-                 callback: Optional[Callback] = None) -> InversionResult:
+def edict_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, options: EDICTOptions = EDICTOptions(),
+                 *, input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None) -> InversionResult:
     """EDICT inversion from x = y = x0 up the schedule; the pair (x_N, y_N) regenerates x0 exactly by edict_generate.
     Residuals: per step, the RMS gap between the two latents."""
     validate_schedule(sigmas)
-    check_weight("mix", mix, 1.0)
+    mix = options.mix
     values, steps = sigmas.tolist(), len(sigmas) - 1
-    x = y = x0.to(state_dtype(precision))
+    x = y = x0.to(state_dtype(options.precision))
     residuals, progress = [], {"step": 0, "steps": steps, "iteration": 0, "residual": 0.0}
     counter = CountingDenoiser(denoiser, lambda: notify(callback, **progress))
     for count, i in enumerate(reversed(range(steps))):
@@ -118,9 +146,10 @@ def bdia_scales(sigmas: list, input_scale: InputScale) -> list:
 
 
 def bdia_generate(denoiser: Denoiser, above: torch.Tensor, current: torch.Tensor, sigmas: torch.Tensor,
-                  gamma: float = 0.96, input_scale: InputScale = vp_input_scale,
+                  options: BDIAOptions = BDIAOptions(), *, input_scale: InputScale = vp_input_scale,
                   callback: Optional[Callback] = None, model_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """BDIA sampling from the pair (x_N, x_{N−1}) down to x_0 (N − 1 evaluations), the model in `model_dtype`."""
+    gamma = options.gamma
     model_dtype = model_dtype or current.dtype
     ascending = sigmas.flip(0).tolist()  # σ_0 = 0 < σ_1 < … < σ_N
     scales = bdia_scales(ascending, input_scale)
@@ -132,19 +161,18 @@ def bdia_generate(denoiser: Denoiser, above: torch.Tensor, current: torch.Tensor
     return current
 
 
-def bdia_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, gamma: float = 0.96,
-                precision: str = "float64", input_scale: InputScale = vp_input_scale,
-                callback: Optional[Callback] = None) -> InversionResult:
+def bdia_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, options: BDIAOptions = BDIAOptions(), *,
+                input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None) -> InversionResult:
     """BDIA inversion: one DDIM-inversion step to σ_1 (any first step stays exact), then the exact BDIA inverse up to
     σ_N; returns the pair (x_N, x_{N−1}). Residuals: per step, the RMS size of the step."""
     validate_schedule(sigmas)
-    check_weight("gamma", gamma, None)
+    gamma = options.gamma
     ascending = sigmas.flip(0).tolist()
     scales = bdia_scales(ascending, input_scale)
     steps = len(ascending) - 1
     progress = {"step": 0, "steps": steps, "iteration": 0, "residual": 0.0}
     counter = CountingDenoiser(denoiser, lambda: notify(callback, **progress))
-    below = x0.to(state_dtype(precision))
+    below = x0.to(state_dtype(options.precision))
     current = below + ascending[1] * direction(counter, below, ascending[1], x0.dtype)
     residuals = [[float(rms(current - below).max())]]
     for i in range(1, steps):

@@ -1,19 +1,21 @@
 """Fixed-point inversion (FPI, Meiri, Samuel et al., arXiv 2312.12540 §3.2) and DDIM inversion, its one-iteration
 case."""
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Optional
 
 import torch
 
 from .core import (
+    EULER,
+    NOT_ON_NODE,
     Callback,
     Denoiser,
     InputScale,
     InversionResult,
-    Stepper,
+    Stepping,
     StepProblem,
-    StepRule,
-    euler_rule,
+    Sweeps,
     invert_by_steps,
     keep_best,
     rms,
@@ -23,6 +25,36 @@ from .core import (
 ACCELERATIONS = ("anderson", "none")
 SWEEPS = 8
 """Most sweeps over a multistep sampler's stages (docs/methods.md §14); they stop once a sweep changes nothing."""
+
+
+@dataclass(frozen=True)
+class FixedPointOptions:
+    """FixedPoint Invert's options. These defaults are the node's: its schema, bench/ and the tests read them here."""
+    max_iterations: int = 20
+    """Most evaluations of T per step."""
+    tolerance: float = 1e-4
+    """A step stops once every sample's RMS residual ‖T(y) − y‖/√numel is at or under this (model latent units)."""
+    acceleration: str = "anderson"
+    """anderson: Anderson acceleration over the last 5 iterates; none: plain y ← T(y), as the paper."""
+    warm_start: bool = True
+    """Start each step from the previous step's solved direction instead of the DDIM guess."""
+    sweeps: int = field(default=SWEEPS, metadata=NOT_ON_NODE)
+    """Most sweeps over a multistep sampler's stages."""
+
+    def __post_init__(self):
+        if self.acceleration not in ACCELERATIONS:
+            raise ValueError(f"acceleration: expected one of {ACCELERATIONS}, got {self.acceleration!r}")
+
+    def stage_sweeps(self) -> Sweeps:
+        """How a multistep sampler's stages are swept with these options (Anderson mixes whole sweeps too)."""
+        return Sweeps(count=self.sweeps, tolerance=self.tolerance,
+                      mix=anderson_step if self.acceleration == "anderson" else None)
+
+
+FPI_PAPER = FixedPointOptions(acceleration="none", warm_start=False)
+"""The paper's settings: plain y ← T(y) from classic DDIM's evaluation point (Meiri, Samuel et al. §3.2)."""
+DDIM = FixedPointOptions(max_iterations=1, tolerance=0.0, acceleration="none", warm_start=False, sweeps=1)
+"""Classic DDIM inversion as fixed-point iteration: one evaluation of T per step (docs/methods.md §2)."""
 
 
 def anderson_step(iterates: list, images: list, regularization: float = 1e-10) -> torch.Tensor:
@@ -76,30 +108,25 @@ def fixed_point_solve(problem: StepProblem, on_iteration: Callable[[int, float],
     return best, trace
 
 
-def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, max_iterations: int = 20,
-                       tolerance: float = 1e-4, input_scale: InputScale = vp_input_scale,
-                       callback: Optional[Callback] = None, rule: StepRule = euler_rule,
-                       noises: Optional[list] = None, acceleration: str = "none",
-                       warm_start: bool = False, stepper: Optional[Stepper] = None,
-                       sweeps: int = SWEEPS) -> InversionResult:
-    """Invert every sampler step by fixed-point iteration, at most `max_iterations` evaluations (of T) per step
-    (docs/methods.md §3); a multistep `stepper`'s stages in up to `sweeps` sweeps (§14)."""
-    if acceleration not in ACCELERATIONS:
-        raise ValueError(f"acceleration: expected one of {ACCELERATIONS}, got {acceleration!r}")
-    solve = partial(fixed_point_solve, max_iterations=max_iterations, tolerance=tolerance, acceleration=acceleration)
-    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, rule=rule,
-                           noises=noises, warm_start=warm_start, stepper=stepper, sweeps=sweeps, tolerance=tolerance,
-                           mix=anderson_step if acceleration == "anderson" else None)
+def fixed_point_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
+                       options: FixedPointOptions = FixedPointOptions(), *, input_scale: InputScale = vp_input_scale,
+                       callback: Optional[Callback] = None, stepping: Stepping = EULER) -> InversionResult:
+    """Invert every step of the sampler `stepping` describes by fixed-point iteration, at most
+    `options.max_iterations` evaluations (of T) per step (docs/methods.md §3); a multistep sampler's stages in up to
+    `options.sweeps` sweeps (§14)."""
+    solve = partial(fixed_point_solve, max_iterations=options.max_iterations, tolerance=options.tolerance,
+                    acceleration=options.acceleration)
+    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, stepping=stepping,
+                           warm_start=options.warm_start, sweeps=options.stage_sweeps())
 
 
 def ddim_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *,
-                input_scale: InputScale = vp_input_scale,
-                callback: Optional[Callback] = None, rule: StepRule = euler_rule,
-                noises: Optional[list] = None, stepper: Optional[Stepper] = None) -> InversionResult:
+                input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None,
+                stepping: Stepping = EULER) -> InversionResult:
     """Classic DDIM inversion: x_hi = T(x̂_lo), the model seeing the previous latent at the next timestep
-    (docs/methods.md §2); for a `stepper`'s stages one sweep, each multistep stage as its first-order step (§14).
+    (docs/methods.md §2); for a sampler's stages one sweep, each multistep stage as its first-order step (§14).
 
     The residual it reports is that of its starting point, ‖T(x̂_lo) − x̂_lo‖/√numel (no extra evaluation).
     """
-    return fixed_point_invert(denoiser, x0, sigmas, max_iterations=1, tolerance=0.0, input_scale=input_scale,
-                              callback=callback, rule=rule, noises=noises, stepper=stepper, sweeps=1)
+    return fixed_point_invert(denoiser, x0, sigmas, DDIM, input_scale=input_scale, callback=callback,
+                              stepping=stepping)

@@ -5,6 +5,7 @@ d = (x − D(x, σ))/σ every other method uses. RF-Inversion (Rout et al., ICLR
 of a straight line to an anchor, FireFlow (Deng et al., ICML 2025) and RF-Solver (Wang et al. 2024) integrate it to
 second order, FlowEdit (Kulikov et al., ICCV 2025) edits without inverting.
 """
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -28,6 +29,46 @@ from .core import (
 FLOW_SOLVERS = ("fireflow", "rf_solver")
 
 
+@dataclass(frozen=True)
+class RFInversionOptions:
+    """RF-Inversion Invert's options. These defaults are the node's: its schema, bench/ and the tests read them here."""
+    gamma: float = 0.5
+    """Controller strength of the inversion, in [0, 1]: 0 is plain Euler inversion, 1 ends on the target noise."""
+    eta: float = 0.9
+    """Strength of the sampler's pull toward the image on its steps start_step … stop_step − 1."""
+    start_step: int = 0
+    stop_step: int = 6
+
+    def __post_init__(self):
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma: expected a controller strength in [0, 1], got {self.gamma}")
+        check_eta(self.eta)
+
+
+@dataclass(frozen=True)
+class FlowSolverOptions:
+    """FireFlow Invert's option (default the node's): which second-order solver inverts and samples."""
+    solver: str = "fireflow"
+
+    def __post_init__(self):
+        if self.solver not in FLOW_SOLVERS:
+            raise ValueError(f"solver: expected one of {', '.join(FLOW_SOLVERS)}, got {self.solver!r}")
+
+
+@dataclass(frozen=True)
+class FlowEditOptions:
+    """FlowEdit's options. These defaults are the node's: its schema, bench/ and the tests read them here. The two cfgs
+    are applied by the host's guider (one per prompt); the rest by flow_edit."""
+    n_max: int = 16
+    """How many of the schedule's last steps edit (capped at its steps)."""
+    n_min: int = 0
+    """The last n_min steps sample plainly with the target prompt."""
+    n_avg: int = 1
+    """Noises averaged per step."""
+    source_cfg: float = 1.0
+    target_cfg: float = 3.0
+
+
 def line_velocity(x: torch.Tensor, sigma: float, anchor: torch.Tensor, sigma_anchor: float) -> torch.Tensor:
     """Velocity of the straight line through (σ, x) and (σ_anchor, anchor): RF-Inversion's conditional vector field
     (Rout et al. 2025: toward the target noise at σ = 1 when inverting, toward the reference image at σ = 0 when
@@ -35,7 +76,8 @@ def line_velocity(x: torch.Tensor, sigma: float, anchor: torch.Tensor, sigma_anc
     return (x - anchor) / (sigma - sigma_anchor)
 
 
-def rf_inversion_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, gamma: float = 0.5,
+def rf_inversion_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
+                        options: RFInversionOptions = RFInversionOptions(), *,
                         target_noise: Optional[torch.Tensor] = None, input_scale: InputScale = vp_input_scale,
                         callback: Optional[Callback] = None) -> InversionResult:
     """RF-Inversion's controlled forward ODE (Rout et al. 2025, docs/methods.md §11): Euler steps up the schedule along
@@ -45,8 +87,7 @@ def rf_inversion_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tens
     exactly DDIM inversion; γ = 1 ends on n. Residuals: per step, the RMS size of the step (as DDIM's).
     """
     validate_schedule(sigmas)
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma: expected a controller strength in [0, 1], got {gamma}")
+    gamma = options.gamma
     if gamma and target_noise is None:
         raise ValueError("target_noise: RF-Inversion with gamma > 0 steers toward a target noise; none was given")
     if gamma and tuple(target_noise.shape) != tuple(x0.shape):
@@ -114,13 +155,8 @@ def midpoint_step(denoiser: Denoiser, x: torch.Tensor, sigma_from: float, sigma_
     return euler_step(x, v_mid, sigma_from, sigma_to), v_mid
 
 
-def check_solver(solver: str) -> None:
-    if solver not in FLOW_SOLVERS:
-        raise ValueError(f"solver: expected one of {', '.join(FLOW_SOLVERS)}, got {solver!r}")
-
-
-def flow_solver_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, solver: str = "fireflow",
-                       input_scale: InputScale = vp_input_scale,
+def flow_solver_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
+                       options: FlowSolverOptions = FlowSolverOptions(), *, input_scale: InputScale = vp_input_scale,
                        callback: Optional[Callback] = None) -> InversionResult:
     """FireFlow or RF-Solver inversion: midpoint steps up the schedule (docs/methods.md §12).
 
@@ -131,7 +167,7 @@ def flow_solver_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tenso
     (it overstates what this second-order step loses).
     """
     validate_schedule(sigmas)
-    check_solver(solver)
+    solver = options.solver
     steps = len(sigmas) - 1
     progress = {"step": 0, "steps": steps, "iteration": 0, "residual": 0.0}
     counter = CountingDenoiser(denoiser, lambda: notify(callback, **progress))
@@ -150,12 +186,13 @@ def flow_solver_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tenso
     return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations)
 
 
-def flow_solver_sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, solver: str = "fireflow",
+def flow_solver_sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+                       options: FlowSolverOptions = FlowSolverOptions(), *,
                        callback: Optional[Callback] = None) -> torch.Tensor:
     """FireFlow or RF-Solver sampling: midpoint steps down the schedule, FireFlow reusing each midpoint velocity as
     the next step's start velocity (N + 1 evaluations for N steps; RF-Solver 2N)."""
     validate_schedule(sigmas)
-    check_solver(solver)
+    solver = options.solver
     values, steps = sigmas.tolist(), len(sigmas) - 1
     reused = None
     for i in range(steps):
@@ -173,8 +210,8 @@ def noised(x0: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
     return (1.0 - sigma) * x0 + sigma * noise
 
 
-def flow_edit(source: Denoiser, target: Denoiser, x_source: torch.Tensor, sigmas: torch.Tensor, *, n_max: int,
-              n_min: int = 0, n_avg: int = 1, seed: int = 0, mask: Optional[torch.Tensor] = None,
+def flow_edit(source: Denoiser, target: Denoiser, x_source: torch.Tensor, sigmas: torch.Tensor,
+              options: FlowEditOptions = FlowEditOptions(), *, seed: int = 0, mask: Optional[torch.Tensor] = None,
               callback: Optional[Callback] = None) -> InversionResult:
     """FlowEdit (Kulikov et al. 2025; docs/methods.md §13): from the source latent, integrate the difference of the
     target- and source-conditioned velocities on noised copies of it over the last n_max steps of the schedule,
@@ -188,6 +225,7 @@ def flow_edit(source: Denoiser, target: Denoiser, x_source: torch.Tensor, sigmas
     """
     validate_schedule(sigmas)
     steps = len(sigmas) - 1
+    n_max, n_min, n_avg = options.n_max, options.n_min, options.n_avg
     if not 1 <= n_max <= steps:
         raise ValueError(f"n_max: expected 1 … {steps} (the schedule's steps), got {n_max}")
     if not 0 <= n_min < n_max:

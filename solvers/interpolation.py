@@ -5,6 +5,7 @@ A d-dimensional standard normal seed has its norm χ_d-distributed, tightly arou
 low-norm interior, slerp keeps the endpoints' norms, NAO finds a path (and a centroid) of high likelihood.
 """
 import math
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -15,6 +16,22 @@ NAO_PATH_ITERATIONS = 500
 """The NAO path's optimisation cap (authors: 10,000), to stay interactive."""
 NAO_CENTROID_ITERATIONS = 2000
 """The NAO centroid's optimisation cap."""
+
+
+@dataclass(frozen=True)
+class PathOptions:
+    """Seed Interpolate's options (defaults the node's: its schema and the tests read them here)."""
+    frames: int = 5
+    """Frames in the batch, endpoints included."""
+    method: str = "nao"
+    """One of PATHS."""
+
+
+@dataclass(frozen=True)
+class CentroidOptions:
+    """Seed Centroid's option (default the node's and `centroid`'s)."""
+    method: str = "nao"
+    """One of CENTROIDS."""
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -111,7 +128,7 @@ def nao_path(a: torch.Tensor, b: torch.Tensor, frames: int, resolution: int = 16
     return out
 
 
-def centroid(seeds: torch.Tensor, method: str = "nao", resolution: int = 8, penalty: float = 1.0,
+def centroid(seeds: torch.Tensor, method: str = CentroidOptions.method, resolution: int = 8, penalty: float = 1.0,
              learning_rate: float = 0.01, tolerance: float = 1e-2, patience: int = 5,
              max_iterations: int = NAO_CENTROID_ITERATIONS,
              callback: Optional[Callable[[int], None]] = None) -> torch.Tensor:

@@ -4,6 +4,7 @@ sampler can reach with the inversion prompt, by a short noising/denoising cycle 
 The authors' code noises once with seeded Gaussian noise to σ_depth and runs Euler back to 0 (`seeded`); the
 paper describes deterministic noise-addition steps, done here as classic DDIM inversion (`inverted`).
 """
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -24,6 +25,23 @@ from .fixed_point import ddim_invert
 
 MODES = ("seeded", "inverted")
 
+
+@dataclass(frozen=True)
+class PromptAwareOptions:
+    """Prompt-Aware Encode's options. These defaults are the node's (depth 2 and the seeded jump are the authors'): its
+    schema, bench/ and the tests read them here."""
+    depth: int = 2
+    """How many of the schedule's smallest-σ steps the cycle spans (cycle_schedule)."""
+    cycles: int = 1
+    mode: str = "seeded"
+    """seeded: one Gaussian jump to the top of the cycle; inverted: DDIM-inversion steps up."""
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
+        if self.cycles < 1:
+            raise ValueError(f"cycles: expected at least 1, got {self.cycles}")
+
 AddNoise = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 """add_noise(x0, noise, σ) -> x_σ: the model family's forward noising (VE: x0 + σ·n)."""
 
@@ -42,20 +60,18 @@ def cycle_schedule(sigmas: torch.Tensor, depth: int) -> torch.Tensor:
     return sigmas[-(depth + 1):]
 
 
-def prompt_aware_adjust(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, mode: str = "seeded",
-                        noises: Optional[Sequence[torch.Tensor]] = None, cycles: int = 1,
-                        add_noise: AddNoise = ve_add_noise, input_scale: InputScale = vp_input_scale,
-                        callback: Optional[Callback] = None) -> InversionResult:
+def prompt_aware_adjust(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor,
+                        options: PromptAwareOptions = PromptAwareOptions(), *,
+                        noises: Optional[Sequence[torch.Tensor]] = None, add_noise: AddNoise = ve_add_noise,
+                        input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None
+                        ) -> InversionResult:
     """Noise x0 to sigmas[0] (a seeded jump, or classic DDIM inversion), then Euler back to 0; `cycles` times.
 
     `sigmas` is the short cycle schedule (cycle_schedule); `noises` holds one Gaussian tensor per cycle for the
     seeded mode. Residuals: per cycle, the RMS distance the latent moved.
     """
     validate_schedule(sigmas)
-    if mode not in MODES:
-        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-    if cycles < 1:
-        raise ValueError(f"cycles: expected at least 1, got {cycles}")
+    mode, cycles = options.mode, options.cycles
     if mode == "seeded" and (noises is None or len(noises) < cycles):
         raise ValueError(f"noises: the seeded mode needs one noise tensor per cycle ({cycles})")
     counter = CountingDenoiser(denoiser)

@@ -8,29 +8,90 @@ Two updates per inversion step (docs/methods.md §4):
 - `paper`: the published scalar objective F(y) = ‖y − T(y)‖₁ + λ·G(y), G the Gaussian negative log-likelihood of the
   noising step, by the per-coordinate Newton-Raphson update y_i ← y_i − F(y) / (numel · (∂F/∂y_i + η·sgn ∂F/∂y_i)).
 """
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Optional
 
 import torch
 
 from .core import (
+    EULER,
+    NOT_ON_NODE,
     Callback,
     Denoiser,
     InputScale,
     InversionResult,
-    Stepper,
+    ModelGradient,
+    Noising,
+    Stepping,
     StepProblem,
     StepRule,
+    Sweeps,
     euler_rule,
     invert_by_steps,
     keep_best,
     rms,
     vp_input_scale,
 )
-from .fixed_point import SWEEPS, anderson_step, fixed_point_solve
+from .fixed_point import SWEEPS, FixedPointOptions, anderson_step, fixed_point_solve
 
 GRADIENTS = ("autograd", "jacobian-free")
 UPDATES = ("newton", "paper")
+
+
+@dataclass(frozen=True)
+class RNRIOptions:
+    """RNRI Invert's options. The first four are the node's widgets (its schema, bench/ and the tests read these
+    defaults); the rest tune the newton update and are not on the node."""
+    update: str = "newton"
+    """newton: FixedPoint's Anderson phase, then Newton-Krylov where it stalls; paper: the published update."""
+    iterations: int = 2
+    """newton: Newton-Krylov iterations per stalled step; paper: Newton iterations (evaluations) per step."""
+    regularization: float = 0.1
+    """λ, the weight of the noising step's prior."""
+    gradient: str = "jacobian-free"
+    """paper only: ∂T/∂y taken as 0 (jacobian-free) or by a vector-Jacobian product (autograd)."""
+    damping: float = field(default=0.1, metadata=NOT_ON_NODE)
+    """paper: η in the per-coordinate update's denominator."""
+    max_iterations: int = field(default=FixedPointOptions.max_iterations, metadata=NOT_ON_NODE)
+    """newton: most evaluations of the Anderson phase per step (FixedPoint's default)."""
+    tolerance: float = field(default=FixedPointOptions.tolerance, metadata=NOT_ON_NODE)
+    """newton: the residual the Anderson phase and Newton-Krylov aim for (FixedPoint's default)."""
+    trigger: float = field(default=1.0, metadata=NOT_ON_NODE)
+    """newton: Newton-Krylov runs where the Anderson phase ends above trigger·tolerance."""
+    krylov: int = field(default=5, metadata=NOT_ON_NODE)
+    """newton: Krylov vectors (Jacobian-vector products) per GMRES cycle."""
+    restarts: int = field(default=1, metadata=NOT_ON_NODE)
+    """newton: GMRES cycles per Newton iteration."""
+    line_search: int = field(default=3, metadata=NOT_ON_NODE)
+    """newton: most backtracking evaluations per Newton iteration."""
+    epsilon: Optional[float] = field(default=None, metadata=NOT_ON_NODE)
+    """newton: the finite-difference step's relative size (None: √ of the dtype's machine epsilon)."""
+    warm_start: Optional[bool] = field(default=None, metadata=NOT_ON_NODE)
+    """As FixedPoint's; None: on for newton, off for paper."""
+    sweeps: int = field(default=SWEEPS, metadata=NOT_ON_NODE)
+    """newton: most sweeps over a multistep sampler's stages (paper: one)."""
+
+    def __post_init__(self):
+        if self.update not in UPDATES:
+            raise ValueError(f"update: expected one of {UPDATES}, got {self.update!r}")
+        if self.gradient not in GRADIENTS:
+            raise ValueError(f"gradient: expected one of {GRADIENTS}, got {self.gradient!r}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations: expected at least 1, got {self.iterations}")
+        if self.regularization < 0:
+            raise ValueError(f"regularization: expected λ ≥ 0, got {self.regularization}")
+        if self.damping <= 0:
+            raise ValueError(f"damping: expected η > 0, got {self.damping}")
+        if self.update == "newton":
+            for name in ("max_iterations", "krylov", "restarts", "line_search"):
+                if getattr(self, name) < 1:
+                    raise ValueError(f"{name}: expected at least 1, got {getattr(self, name)}")
+
+    @property
+    def model_gradient(self) -> ModelGradient:
+        """The paper update with the autograd gradient differentiates through the model."""
+        return ModelGradient.VJP if self.update == "paper" and self.gradient == "autograd" else ModelGradient.NONE
 
 Prior = Callable[[torch.Tensor, float, float], tuple]
 """prior(x_lo, σ_lo, σ_hi) -> (mean, variance) of the noising step q(x_hi | x_lo)."""
@@ -46,6 +107,10 @@ def flow_transition_prior(x_lo: torch.Tensor, sigma_lo: float, sigma_hi: float) 
     (docs/methods.md §4)."""
     shrink = (1.0 - sigma_hi) / (1.0 - sigma_lo)
     return shrink * x_lo, sigma_hi ** 2 - (shrink * sigma_lo) ** 2
+
+
+TRANSITION_PRIORS = {Noising.VE: ve_transition_prior, Noising.FLOW: flow_transition_prior}
+"""The noising step's prior for each way a family noises."""
 
 
 def rnri_objective(y: torch.Tensor, mapped: torch.Tensor, mean: torch.Tensor, variance: float,
@@ -277,42 +342,23 @@ def fold_ratio(sigmas: torch.Tensor, rule: StepRule = euler_rule) -> Optional[fl
     return None
 
 
-def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, update: str = "newton",
-                iterations: int = 2, regularization: float = 0.1, gradient: str = "jacobian-free",
-                damping: float = 0.1, prior: Prior = ve_transition_prior, input_scale: InputScale = vp_input_scale,
-                callback: Optional[Callback] = None, rule: StepRule = euler_rule,
-                noises: Optional[list] = None, max_iterations: int = 20,
-                tolerance: float = 1e-4, trigger: float = 1.0, krylov: int = 5, restarts: int = 1,
-                line_search: int = 3, epsilon: Optional[float] = None,
-                warm_start: Optional[bool] = None, stepper: Optional[Stepper] = None,
-                sweeps: int = SWEEPS) -> InversionResult:
-    """Invert every Euler step by RNRI (docs/methods.md §4): `newton`, the Anderson phase of FixedPoint (at most
-    max_iterations evaluations, to tolerance) then `iterations` Newton-Krylov iterations where it ends above
-    trigger·tolerance, λ a Levenberg-Marquardt term at ill-posed steps; or `paper`, the published per-coordinate
-    update, `iterations` evaluations per step. warm_start (None: on for newton, off for paper) as FixedPoint's; a
-    multistep `stepper`'s stages in up to `sweeps` sweeps (docs/methods.md §14; paper: one)."""
-    if update not in UPDATES:
-        raise ValueError(f"update: expected one of {UPDATES}, got {update!r}")
-    if gradient not in GRADIENTS:
-        raise ValueError(f"gradient: expected one of {GRADIENTS}, got {gradient!r}")
-    if iterations < 1:
-        raise ValueError(f"iterations: expected at least 1, got {iterations}")
-    if regularization < 0:
-        raise ValueError(f"regularization: expected λ ≥ 0, got {regularization}")
-    if damping <= 0:
-        raise ValueError(f"damping: expected η > 0, got {damping}")
-    if update == "paper":
-        solve = partial(rnri_solve, iterations=iterations, regularization=regularization, gradient=gradient,
-                        damping=damping, prior=prior)
-        return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, rule=rule,
-                               noises=noises, warm_start=bool(warm_start), stepper=stepper)
-    for name, value, least in (("max_iterations", max_iterations, 1), ("krylov", krylov, 1),
-                               ("restarts", restarts, 1), ("line_search", line_search, 1)):
-        if value < least:
-            raise ValueError(f"{name}: expected at least {least}, got {value}")
-    solve = partial(newton_krylov_solve, iterations=iterations, regularization=regularization, prior=prior,
-                    max_iterations=max_iterations, tolerance=tolerance, trigger=trigger, krylov=krylov,
-                    restarts=restarts, line_search=line_search, epsilon=epsilon)
-    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, rule=rule,
-                           noises=noises, warm_start=True if warm_start is None else warm_start, stepper=stepper,
-                           sweeps=sweeps, tolerance=tolerance, mix=anderson_step)
+def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, options: RNRIOptions = RNRIOptions(),
+                *, prior: Prior = ve_transition_prior, input_scale: InputScale = vp_input_scale,
+                callback: Optional[Callback] = None, stepping: Stepping = EULER) -> InversionResult:
+    """Invert every step of the sampler `stepping` describes by RNRI (docs/methods.md §4): `newton`, the Anderson
+    phase of FixedPoint (at most max_iterations evaluations, to tolerance) then `iterations` Newton-Krylov iterations
+    where it ends above trigger·tolerance, λ a Levenberg-Marquardt term at ill-posed steps; or `paper`, the published
+    per-coordinate update, `iterations` evaluations per step. A multistep sampler's stages in up to `sweeps` sweeps
+    (docs/methods.md §14; paper: one)."""
+    o = options
+    if o.update == "paper":
+        solve = partial(rnri_solve, iterations=o.iterations, regularization=o.regularization, gradient=o.gradient,
+                        damping=o.damping, prior=prior)
+        return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback,
+                               stepping=stepping, warm_start=bool(o.warm_start))
+    solve = partial(newton_krylov_solve, iterations=o.iterations, regularization=o.regularization, prior=prior,
+                    max_iterations=o.max_iterations, tolerance=o.tolerance, trigger=o.trigger, krylov=o.krylov,
+                    restarts=o.restarts, line_search=o.line_search, epsilon=o.epsilon)
+    return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, stepping=stepping,
+                           warm_start=True if o.warm_start is None else o.warm_start,
+                           sweeps=Sweeps(count=o.sweeps, tolerance=o.tolerance, mix=anderson_step))

@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from .core import Denoiser, Stage, StepRule, euler_rule, euler_step, to_d
+from .core import Denoiser, Noising, Stage, StepRule, euler_rule, euler_step, to_d
 
 RULE_SAMPLERS = ("euler", "euler_ancestral", "lcm")
 STAGE_SAMPLERS = ("heun", "dpm_2", "dpmpp_2m", "res_multistep", "uni_pc", "uni_pc_bh2")
@@ -42,22 +42,26 @@ def flow_ancestral_rule(eta: float = 1.0, s_noise: float = 1.0) -> StepRule:
     return rule
 
 
-def lcm_rule(flow: bool) -> StepRule:
-    """LCM (ComfyUI's sample_lcm): x_lo = noise_scaling(σ_lo, n_i, D), i.e. D + σ_lo·n (EPS/V) or
+def lcm_rule(noising: Noising) -> StepRule:
+    """LCM (ComfyUI's sample_lcm): x_lo = noise_scaling(σ_lo, n_i, D), i.e. D + σ_lo·n (VE) or
     (1−σ_lo)·D + σ_lo·n (flow)."""
     def rule(sigma_hi: float, sigma_lo: float) -> tuple:
-        return (1.0 - sigma_lo if flow else 1.0), sigma_lo, 0.0
+        return (1.0 - sigma_lo if noising is Noising.FLOW else 1.0), sigma_lo, 0.0
     return rule
 
 
-def sampler_rule(name: str, flow: bool) -> StepRule:
-    """The step rule of ComfyUI sampler `name` for a flow (CONST) or an EPS/V model."""
+ANCESTRAL_RULES = {Noising.VE: ancestral_rule, Noising.FLOW: flow_ancestral_rule}
+"""k-diffusion's euler_ancestral for each noising (ComfyUI picks the RF variant for CONST models)."""
+
+
+def sampler_rule(name: str, noising: Noising) -> StepRule:
+    """The step rule of ComfyUI sampler `name` for a family that noises as `noising`."""
     if name == "euler":
         return euler_rule
     if name == "euler_ancestral":
-        return flow_ancestral_rule() if flow else ancestral_rule()
+        return ANCESTRAL_RULES[noising]()
     if name == "lcm":
-        return lcm_rule(flow)
+        return lcm_rule(noising)
     raise ValueError(f"sampler: expected one of {RULE_SAMPLERS}, got {name!r}")
 
 

@@ -1,5 +1,6 @@
 """The host adapter inside the test process: progress, schedules, families and input checks."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -20,15 +21,17 @@ def model(pack):
 def test_progress_bar_reports_every_step(pack, model):
     import comfy.utils
     from seedfinder.nodes import host
-    from seedfinder.solvers import fixed_point_invert
+    from seedfinder.solvers import FPI_PAPER, fixed_point_invert
+    plain = replace(FPI_PAPER, max_iterations=3, tolerance=0.0)
     events = []
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: events.append((value, total)))
     try:
         with torch.inference_mode():
             sigmas = host.build_schedule(model, 6, "simple", 1.0, None).sigmas
             latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
-            host.run_inversion(lambda *a, **k: fixed_point_invert(*a, max_iterations=3, tolerance=0.0, **k), model,
-                               random_conditioning(0), None, 1.0, latent, sigmas)
+            host.run_inversion(lambda *a, **k: fixed_point_invert(*a, plain, **k), model,
+                               host.Prompt(random_conditioning(0), None, 1.0), latent, sigmas,
+                               host.HandOff("fixed_point"))
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
     assert events[-1] == (6, 6)
@@ -199,7 +202,8 @@ def test_noise_route_scaling_matches_noise_scaling(pack, model):
         sigmas = host.build_schedule(model, 4, scheduler, 1.0, None).sigmas
         with torch.inference_mode():
             latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
-            inversion = host.run_inversion(ddim_invert, model, random_conditioning(1), None, 1.0, latent, sigmas)
+            inversion = host.run_inversion(ddim_invert, model, host.Prompt(random_conditioning(1), None, 1.0), latent,
+                                           sigmas, host.HandOff("ddim"))
         sigma = float(sigmas[0])
         expected = math.sqrt(1 + sigma ** 2) if math.isclose(sigma, float(sampling.sigma_max), rel_tol=1e-5) else sigma
         assert torch.allclose(inversion.noise.noise * expected, inversion.result.latent, rtol=1e-5)
@@ -236,22 +240,24 @@ def autograd_probe(result_box):
 
 def test_autograd_gradient_inside_comfyui_matches_finite_differences(pack, model):
     from seedfinder.nodes import host
+    from seedfinder.solvers import ModelGradient
     box = {}
     with torch.inference_mode():  # as the executor runs every prompt
         latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))}
-        host.run_guided(autograd_probe(box), model, random_conditioning(2), None, 1.0, latent,
-                        torch.tensor([1.0, 0.0]), needs_gradient=True)
+        host.run_guided(autograd_probe(box), model, host.Prompt(random_conditioning(2), None, 1.0), latent,
+                        torch.tensor([1.0, 0.0]), ModelGradient.VJP)
     assert box["analytic"] == pytest.approx(box["numeric"], rel=1e-3)
 
 
 def test_inference_weights_need_the_differentiable_clone(pack, model):
     """Without the weight wrappers, ComfyUI's inference-mode weights cannot be saved for backward."""
     from seedfinder.nodes import host
+    from seedfinder.solvers import ModelGradient
     with torch.inference_mode():
         latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))}
         with pytest.raises(RuntimeError, match="[Ii]nference tensors"):
-            host.run_guided(autograd_probe({}), model, random_conditioning(2), None, 1.0, latent,
-                            torch.tensor([1.0, 0.0]), needs_gradient=False)
+            host.run_guided(autograd_probe({}), model, host.Prompt(random_conditioning(2), None, 1.0), latent,
+                            torch.tensor([1.0, 0.0]), ModelGradient.NONE)
 
 
 def test_autograd_keeps_no_copy_of_the_weights_after_the_node(pack, model):
@@ -301,6 +307,7 @@ def test_no_non_finite_output_passes_as_a_result(pack, model):
              (ddim_invert, model, {"samples": latent["samples"] * 1e30}, r"latent: values up to \d\.\d+e\+29")]
     for method, patcher, given, message in cases:
         with torch.inference_mode(), pytest.raises(ValueError, match=message):
-            host.run_inversion(method, patcher, random_conditioning(4), None, 1.0, given, sigmas)
+            host.run_inversion(method, patcher, host.Prompt(random_conditioning(4), None, 1.0), given, sigmas,
+                               host.HandOff("probe"))
     with pytest.raises(ValueError, match=r"cfg: expected a finite number, got nan"):
         host.validate_inputs(model, random_conditioning(4), None, float("nan"), latent)

@@ -12,6 +12,8 @@ from conftest import IMAGES, SD3_LATENT, SD3_LATENTS, VIDEO_LATENTS
 from support.graphs import patch_model, relative_error, rewire, round_trip_graph, saved_latent
 from support.tinymodels import CLIP_FRAMES, HUNYUAN_VIDEO_FILE, VIDEO_CLIPS, WAN21_UNET_FILE, WAN21_VAE_FILE
 
+from solvers import RNRIOptions, widgets
+
 pytestmark = pytest.mark.host
 
 FAMILIES = {
@@ -63,12 +65,9 @@ FAMILY_OF = {"flow": "CONST", "flux_sampling": "CONST", "sd3": "CONST", "flux": 
              "hunyuan_video": "CONST",
              "v_prediction": "V_PREDICTION", "sdxl_v_prediction": "V_PREDICTION", "x0": "X0", "edm": "EDM",
              "cosmos_rflow": "COSMOS_RFLOW"}
-METHODS = {"ddim": {}, "fixed_point": {"max_iterations": 20, "tolerance": 1e-4},
-           "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free", "update": "paper"},
-           "edict": {}, "bdia": {}}
+METHODS = {"ddim": {}, "fixed_point": {}, "rnri": widgets(RNRIOptions(update="paper")), "edict": {}, "bdia": {}}
 # Video families run RNRI's other update too (the default, newton), so every inverter has met a 5-D latent.
-VIDEO_METHODS = {**METHODS, "rnri_newton": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free",
-                                            "update": "newton"}}
+VIDEO_METHODS = {**METHODS, "rnri_newton": widgets(RNRIOptions())}
 SECOND = {IMAGES[0]: IMAGES[1], SD3_LATENTS[0]: SD3_LATENTS[1], VIDEO_CLIPS[0]: VIDEO_CLIPS[1],
           VIDEO_LATENTS[0]: VIDEO_LATENTS[1]}
 

@@ -1,5 +1,6 @@
 """The contract every inverter keeps (in the spirit of diffusers' SchedulerCommonTest): a new method is one row in
 METHODS. Each runs on the exact Gaussian-data denoiser; what is checked does not depend on how well it inverts."""
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -7,7 +8,13 @@ import torch
 from support.oracles import GaussianDataDenoiser, karras_sigmas
 
 from solvers import (
+    FPI_PAPER,
     CountingDenoiser,
+    EDICTOptions,
+    FlowSolverOptions,
+    RFInversionOptions,
+    RNRIOptions,
+    Stepping,
     bdia_invert,
     cycle_schedule,
     ddim_invert,
@@ -23,6 +30,11 @@ from solvers import (
 SHAPE = (2, 4, 4, 4)
 
 
+def stages(sampler: str) -> Stepping:
+    """The stepping of a ComfyUI sampler given as stages."""
+    return Stepping(stepper=sampler_stepper(sampler))
+
+
 def seeded_prompt_aware(denoiser, x0, sigmas, **kwargs):
     """Prompt-Aware Encode's cycle (seeded, depth 2) over the schedule's two smallest steps."""
     noises = [torch.randn(x0.shape, generator=torch.Generator().manual_seed(3), dtype=x0.dtype)]
@@ -32,31 +44,34 @@ def seeded_prompt_aware(denoiser, x0, sigmas, **kwargs):
 # name: (method, expected steps in the residual trace for a schedule of n steps, the latent's dtype for float32 in)
 METHODS = {
     "ddim": (ddim_invert, lambda n: n, torch.float32),
-    "fixed_point_default": (partial(fixed_point_invert, acceleration="anderson", warm_start=True), lambda n: n,
-                            torch.float32),
-    "fixed_point_plain": (partial(fixed_point_invert, tolerance=0.0, max_iterations=3), lambda n: n, torch.float32),
+    "fixed_point_default": (fixed_point_invert, lambda n: n, torch.float32),
+    "fixed_point_plain": (partial(fixed_point_invert, options=replace(FPI_PAPER, tolerance=0.0, max_iterations=3)),
+                          lambda n: n, torch.float32),
     # iterating past float rounding: Anderson's Gram matrix turns singular there and must not produce NaN
-    "fixed_point_to_rounding": (partial(fixed_point_invert, acceleration="anderson", tolerance=0.0, max_iterations=30),
+    "fixed_point_to_rounding": (partial(fixed_point_invert, options=replace(FPI_PAPER, acceleration="anderson",
+                                                                            tolerance=0.0, max_iterations=30)),
                                 lambda n: n, torch.float32),
     "rnri_newton": (rnri_invert, lambda n: n, torch.float32),
-    "rnri_newton_tight": (partial(rnri_invert, tolerance=1e-9, iterations=3), lambda n: n, torch.float32),
-    "rnri_paper": (partial(rnri_invert, update="paper"), lambda n: n, torch.float32),
-    "rnri_paper_autograd": (partial(rnri_invert, update="paper", gradient="autograd"), lambda n: n, torch.float32),
+    "rnri_newton_tight": (partial(rnri_invert, options=RNRIOptions(tolerance=1e-9, iterations=3)), lambda n: n,
+                          torch.float32),
+    "rnri_paper": (partial(rnri_invert, options=RNRIOptions(update="paper")), lambda n: n, torch.float32),
+    "rnri_paper_autograd": (partial(rnri_invert, options=RNRIOptions(update="paper", gradient="autograd")),
+                            lambda n: n, torch.float32),
     "edict_float64": (edict_invert, lambda n: n, torch.float64),
-    "edict_float32": (partial(edict_invert, precision="float32"), lambda n: n, torch.float32),
+    "edict_float32": (partial(edict_invert, options=EDICTOptions(precision="float32")), lambda n: n, torch.float32),
     "bdia_float64": (bdia_invert, lambda n: n, torch.float64),
     "prompt_aware": (seeded_prompt_aware, lambda n: 1, torch.float32),
-    "rf_inversion": (partial(rf_inversion_invert, gamma=0.5,
+    "rf_inversion": (partial(rf_inversion_invert, options=RFInversionOptions(gamma=0.5),
                              target_noise=torch.randn(SHAPE, generator=torch.Generator().manual_seed(5))),
                      lambda n: n, torch.float32),
     "fireflow": (flow_solver_invert, lambda n: n, torch.float32),
-    "rf_solver": (partial(flow_solver_invert, solver="rf_solver"), lambda n: n, torch.float32),
+    "rf_solver": (partial(flow_solver_invert, options=FlowSolverOptions("rf_solver")), lambda n: n, torch.float32),
     # samplers given as stages (docs/methods.md §14): two evaluations per map, and multistep sweeps
-    "fixed_point_heun": (partial(fixed_point_invert, stepper=sampler_stepper("heun")), lambda n: n, torch.float32),
-    "ddim_dpmpp_2m": (partial(ddim_invert, stepper=sampler_stepper("dpmpp_2m")), lambda n: n, torch.float32),
-    "fixed_point_dpmpp_2m": (partial(fixed_point_invert, stepper=sampler_stepper("dpmpp_2m"),
-                                     acceleration="anderson", warm_start=True), lambda n: n, torch.float32),
-    "rnri_newton_uni_pc": (partial(rnri_invert, stepper=sampler_stepper("uni_pc")), lambda n: n - 1, torch.float32),
+    "fixed_point_heun": (partial(fixed_point_invert, options=FPI_PAPER, stepping=stages("heun")), lambda n: n,
+                         torch.float32),
+    "ddim_dpmpp_2m": (partial(ddim_invert, stepping=stages("dpmpp_2m")), lambda n: n, torch.float32),
+    "fixed_point_dpmpp_2m": (partial(fixed_point_invert, stepping=stages("dpmpp_2m")), lambda n: n, torch.float32),
+    "rnri_newton_uni_pc": (partial(rnri_invert, stepping=stages("uni_pc")), lambda n: n - 1, torch.float32),
 }
 
 

@@ -4,7 +4,7 @@ import torch
 from support.oracles import FlowGaussianDataDenoiser, GaussianDataDenoiser, flow_sigmas, karras_sigmas
 
 from solvers import level_scale, to_d, vp_input_scale
-from solvers.exact import bdia_generate, bdia_invert, edict_generate, edict_invert
+from solvers.exact import BDIAOptions, EDICTOptions, bdia_generate, bdia_invert, edict_generate, edict_invert
 
 
 def nonlinear(x, sigma):
@@ -34,9 +34,9 @@ def test_edict_round_trip_is_exact(schedule, mix, dtype, tolerance, denoiser):
     sigmas = SCHEDULES[schedule].to(dtype)
     if mix == 1.0 and dtype == torch.float32:
         tolerance = 1e-2  # without mixing nothing keeps x and y together, and float32 round-off grows unchecked
-    result = edict_invert(model, x0, sigmas, mix=mix, precision="float64" if dtype == torch.float64 else "float32")
+    result = edict_invert(model, x0, sigmas, EDICTOptions(mix, "float64" if dtype == torch.float64 else "float32"))
     assert result.evaluations == 2 * (len(sigmas) - 1)
-    x, _ = edict_generate(model, result.latent, result.extras["partner"], sigmas, mix=mix)
+    x, _ = edict_generate(model, result.latent, result.extras["partner"], sigmas, EDICTOptions(mix))
     assert float((x - x0).norm() / x0.norm()) < tolerance
 
 
@@ -48,9 +48,9 @@ def test_bdia_round_trip_is_exact(schedule, gamma, dtype, tolerance, denoiser):
     oracle, x0 = case(dtype, seed=1)
     model = oracle if denoiser == "gaussian" else nonlinear
     sigmas = SCHEDULES[schedule].to(dtype)
-    result = bdia_invert(model, x0, sigmas, gamma=gamma, precision="float64" if dtype == torch.float64 else "float32")
+    result = bdia_invert(model, x0, sigmas, BDIAOptions(gamma, "float64" if dtype == torch.float64 else "float32"))
     assert result.evaluations == len(sigmas) - 1
-    x = bdia_generate(model, result.latent, result.extras["partner"], sigmas, gamma=gamma)
+    x = bdia_generate(model, result.latent, result.extras["partner"], sigmas, BDIAOptions(gamma))
     assert float((x - x0).norm() / x0.norm()) < tolerance
 
 
@@ -58,7 +58,7 @@ def test_float64_state_is_more_exact_than_float32():
     oracle, x0 = case(torch.float32, seed=2)
     errors = {}
     for precision in ("float32", "float64"):
-        result = edict_invert(nonlinear, x0, karras_sigmas(25).float(), mix=0.93, precision=precision)
+        result = edict_invert(nonlinear, x0, karras_sigmas(25).float(), EDICTOptions(0.93, precision))
         x, _ = edict_generate(nonlinear, result.latent, result.extras["partner"], karras_sigmas(25).float(),
                               model_dtype=torch.float32)
         errors[precision] = float((x.float() - x0).norm() / x0.norm())
@@ -70,7 +70,7 @@ def test_edict_with_mix_one_is_two_uncoupled_euler_samplers_on_the_same_start():
     first update is exactly an Euler step (the published update without the averaging layer)."""
     oracle, x0 = case(torch.float64, seed=3)
     sigmas = karras_sigmas(1)
-    x, y = edict_generate(oracle, x0, x0.clone(), sigmas, mix=1.0)
+    x, y = edict_generate(oracle, x0, x0.clone(), sigmas, EDICTOptions(1.0))
     euler = x0 + (0 - float(sigmas[0])) * to_d(x0, float(sigmas[0]), oracle(x0, float(sigmas[0])))
     assert torch.allclose(x, euler)
     rescaled = euler * level_scale(vp_input_scale, 0.0, float(sigmas[0]))
@@ -84,7 +84,7 @@ def test_bdia_with_gamma_one_is_the_published_update():
     oracle, x0 = case(torch.float64, seed=4)
     sigmas = torch.tensor([3.0, 2.0, 1.0, 0.0], dtype=torch.float64)
     above, current = x0 * 3, x0 * 2
-    out = bdia_generate(oracle, above, current, sigmas, gamma=1.0, input_scale=lambda s: 1.0)
+    out = bdia_generate(oracle, above, current, sigmas, BDIAOptions(1.0), input_scale=lambda s: 1.0)
     d2 = to_d(current, 2.0, oracle(current, 2.0))
     x1 = above + (1.0 - 3.0) * d2
     d1 = to_d(x1, 1.0, oracle(x1, 1.0))
@@ -107,9 +107,9 @@ def test_flow_models_round_trip():
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: edict_invert(nonlinear, torch.ones(1, 4), karras_sigmas(3), mix=0.0), "mix: expected a value in"),
-    (lambda: edict_invert(nonlinear, torch.ones(1, 4), karras_sigmas(3), mix=1.2), r"\(0, 1\], got 1.2"),
-    (lambda: bdia_invert(nonlinear, torch.ones(1, 4), karras_sigmas(3), gamma=0.0), "gamma: expected a value > 0"),
+    (lambda: EDICTOptions(mix=0.0), "mix: expected a value in"),
+    (lambda: EDICTOptions(mix=1.2), r"\(0, 1\], got 1.2"),
+    (lambda: BDIAOptions(gamma=0.0), "gamma: expected a value > 0"),
 ])
 def test_bad_weights(call, message):
     with pytest.raises(ValueError, match=message):

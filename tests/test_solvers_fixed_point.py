@@ -1,9 +1,12 @@
 """Fixed-point and DDIM inversion on analytic oracles (no ComfyUI)."""
+from dataclasses import replace
+
 import pytest
 import torch
 from support.oracles import GaussianDataDenoiser, karras_sigmas, random_linear_denoiser
 
 from solvers import (
+    FPI_PAPER,
     StepProblem,
     ddim_invert,
     fixed_point_invert,
@@ -55,15 +58,15 @@ def test_fixed_point_converges_to_exact_step_inverse_linear(seed):
 def test_fixed_point_round_trip_through_euler_is_exact(steps):
     oracle, x0 = gaussian_case(seed=steps)
     sigmas = karras_sigmas(steps)
-    result = fixed_point_invert(oracle, x0, sigmas, max_iterations=100, tolerance=1e-12)
+    result = fixed_point_invert(oracle, x0, sigmas, replace(FPI_PAPER, max_iterations=100, tolerance=1e-12))
     assert torch.allclose(sample(oracle, result.latent, sigmas), x0, atol=1e-9)
 
 
 def test_early_stop_saves_evaluations_and_respects_tolerance():
     oracle, x0 = gaussian_case(seed=3)
     sigmas = karras_sigmas(10)
-    loose = fixed_point_invert(oracle, x0, sigmas, max_iterations=50, tolerance=1e-3)
-    tight = fixed_point_invert(oracle, x0, sigmas, max_iterations=50, tolerance=1e-10)
+    loose = fixed_point_invert(oracle, x0, sigmas, replace(FPI_PAPER, max_iterations=50, tolerance=1e-3))
+    tight = fixed_point_invert(oracle, x0, sigmas, replace(FPI_PAPER, max_iterations=50, tolerance=1e-10))
     assert loose.evaluations < tight.evaluations < 50 * 10
     for trace in loose.residuals:
         assert len(trace) == 50 or trace[-1] <= 1e-3
@@ -109,7 +112,8 @@ def test_fixed_point_beats_ddim_against_the_exact_flow():
     oracle, x0 = gaussian_case(seed=6)
     sigmas = karras_sigmas(10)
     exact = oracle.flow(x0, 0.0, float(sigmas[0]))  # the true seed of x0 under the probability-flow ODE
-    euler_exact = fixed_point_invert(oracle, x0, sigmas, max_iterations=200, tolerance=1e-13).latent
+    euler_exact = fixed_point_invert(oracle, x0, sigmas,
+                                     replace(FPI_PAPER, max_iterations=200, tolerance=1e-13)).latent
     ddim = ddim_invert(oracle, x0, sigmas).latent
     # both approximate the ODE seed; FPI is exact for the Euler sampler, DDIM is not
     assert float((sample(oracle, euler_exact, sigmas) - x0).abs().max()) < 1e-10
@@ -121,7 +125,8 @@ def test_progress_callback_sees_every_evaluation_and_can_stop():
     oracle, x0 = gaussian_case(seed=7)
     sigmas = karras_sigmas(5)
     events = []
-    fixed_point_invert(oracle, x0, sigmas, max_iterations=3, tolerance=0.0, callback=events.append)
+    fixed_point_invert(oracle, x0, sigmas, replace(FPI_PAPER, max_iterations=3, tolerance=0.0),
+                       callback=events.append)
     assert len(events) == 15 and events[-1]["step"] == 4 and events[-1]["steps"] == 5
 
     class Stop(Exception):
@@ -134,7 +139,8 @@ def test_progress_callback_sees_every_evaluation_and_can_stop():
 
     seen = []
     with pytest.raises(Stop):
-        fixed_point_invert(oracle, x0, sigmas, max_iterations=3, tolerance=0.0, callback=stop_at_third)
+        fixed_point_invert(oracle, x0, sigmas, replace(FPI_PAPER, max_iterations=3, tolerance=0.0),
+                           callback=stop_at_third)
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -192,16 +198,18 @@ def test_anderson_needs_fewer_evaluations_to_tolerance(sigma_lo, sigma_hi):
 def test_anderson_full_inversion_round_trip():
     oracle, x0 = gaussian_case(seed=9)
     sigmas = karras_sigmas(10)
-    result = fixed_point_invert(oracle, x0, sigmas, max_iterations=50, tolerance=1e-12, acceleration="anderson")
+    result = fixed_point_invert(oracle, x0, sigmas,
+                                replace(FPI_PAPER, max_iterations=50, tolerance=1e-12, acceleration="anderson"))
     assert torch.allclose(sample(oracle, result.latent, sigmas), x0, atol=1e-9)
     with pytest.raises(ValueError, match="acceleration: expected one of"):
-        fixed_point_invert(oracle, x0, sigmas, acceleration="broyden")
+        fixed_point_invert(oracle, x0, sigmas, replace(FPI_PAPER, acceleration="broyden"))
 
 
 def test_warm_start_saves_evaluations_on_a_smooth_trajectory():
     oracle, x0 = gaussian_case(seed=10)
     sigmas = karras_sigmas(30)
-    cold = fixed_point_invert(oracle, x0, sigmas, max_iterations=100, tolerance=1e-8)
-    warm = fixed_point_invert(oracle, x0, sigmas, max_iterations=100, tolerance=1e-8, warm_start=True)
+    cold = fixed_point_invert(oracle, x0, sigmas, replace(FPI_PAPER, max_iterations=100, tolerance=1e-8))
+    warm = fixed_point_invert(oracle, x0, sigmas,
+                              replace(FPI_PAPER, max_iterations=100, tolerance=1e-8, warm_start=True))
     assert warm.evaluations < cold.evaluations
     assert torch.allclose(sample(oracle, warm.latent, sigmas), x0, atol=1e-6)

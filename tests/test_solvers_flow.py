@@ -6,6 +6,9 @@ from support.oracles import FlowGaussianDataDenoiser, flow_sigmas
 
 from solvers import (
     CountingDenoiser,
+    FlowEditOptions,
+    FlowSolverOptions,
+    RFInversionOptions,
     ddim_invert,
     eta_schedule,
     flow_edit,
@@ -35,7 +38,7 @@ def noise(seed=7, dtype=torch.float64):
 def test_rf_inversion_at_gamma_0_is_ddim_inversion_exactly():
     oracle, x0 = gaussian()
     sigmas = flow_sigmas(10)
-    controlled = rf_inversion_invert(oracle, x0, sigmas, gamma=0.0, **ONE)
+    controlled = rf_inversion_invert(oracle, x0, sigmas, RFInversionOptions(gamma=0.0), **ONE)
     plain = ddim_invert(oracle, x0, sigmas, **ONE)
     assert torch.equal(controlled.latent, plain.latent)
     assert controlled.residuals == plain.residuals and controlled.evaluations == plain.evaluations == 10
@@ -44,15 +47,17 @@ def test_rf_inversion_at_gamma_0_is_ddim_inversion_exactly():
 def test_rf_inversion_at_gamma_1_ends_on_the_target_noise():
     oracle, x0 = gaussian()
     target = noise()
-    result = rf_inversion_invert(oracle, x0, flow_sigmas(10), gamma=1.0, target_noise=target, **ONE)
+    result = rf_inversion_invert(oracle, x0, flow_sigmas(10), RFInversionOptions(gamma=1.0), target_noise=target,
+                                 **ONE)
     assert torch.allclose(result.latent, target, atol=1e-12)
 
 
 def test_rf_inversion_gamma_moves_the_seed_toward_the_target_noise():
     oracle, x0 = gaussian()
     target = noise()
-    distances = [float(rms(rf_inversion_invert(oracle, x0, flow_sigmas(10), gamma=g, target_noise=target,
-                                               **ONE).latent - target).max()) for g in (0.0, 0.3, 0.6, 0.9)]
+    distances = [float(rms(rf_inversion_invert(oracle, x0, flow_sigmas(10), RFInversionOptions(gamma=g),
+                                               target_noise=target, **ONE).latent - target).max())
+                 for g in (0.0, 0.3, 0.6, 0.9)]
     assert distances == sorted(distances, reverse=True)
 
 
@@ -79,21 +84,22 @@ def test_eta_acts_only_between_start_and_stop():
 def test_rf_inversion_refuses_a_missing_or_misshapen_target():
     oracle, x0 = gaussian()
     with pytest.raises(ValueError, match="target_noise: RF-Inversion with gamma > 0"):
-        rf_inversion_invert(oracle, x0, flow_sigmas(4), gamma=0.5, **ONE)
+        rf_inversion_invert(oracle, x0, flow_sigmas(4), RFInversionOptions(gamma=0.5), **ONE)
     with pytest.raises(ValueError, match=r"target_noise: expected the latent's shape \(2, 4, 6, 6\)"):
-        rf_inversion_invert(oracle, x0, flow_sigmas(4), gamma=0.5, target_noise=torch.zeros(1, 4, 6, 6), **ONE)
+        rf_inversion_invert(oracle, x0, flow_sigmas(4), RFInversionOptions(gamma=0.5),
+                            target_noise=torch.zeros(1, 4, 6, 6), **ONE)
     with pytest.raises(ValueError, match=r"gamma: expected a controller strength in \[0, 1\], got 1.5"):
-        rf_inversion_invert(oracle, x0, flow_sigmas(4), gamma=1.5, target_noise=noise(), **ONE)
+        rf_inversion_invert(oracle, x0, flow_sigmas(4), RFInversionOptions(gamma=1.5), target_noise=noise(), **ONE)
 
 
 @pytest.mark.parametrize("solver, evaluations", [("fireflow", lambda n: n + 1), ("rf_solver", lambda n: 2 * n)])
 def test_flow_solvers_cost_what_the_papers_say(solver, evaluations):
     oracle, x0 = gaussian()
     counter = CountingDenoiser(oracle)
-    seed = flow_solver_invert(counter, x0, flow_sigmas(10), solver=solver, **ONE)
+    seed = flow_solver_invert(counter, x0, flow_sigmas(10), FlowSolverOptions(solver), **ONE)
     assert seed.evaluations == counter.evaluations == evaluations(10)
     counter = CountingDenoiser(oracle)
-    flow_solver_sample(counter, seed.latent, flow_sigmas(10), solver=solver)
+    flow_solver_sample(counter, seed.latent, flow_sigmas(10), FlowSolverOptions(solver))
     assert counter.evaluations == evaluations(10)
 
 
@@ -103,7 +109,8 @@ def test_flow_solvers_sample_to_second_order(solver):
     start = noise()
     # the ODE keeps (x − (1 − σ)·mean)/√((1 − σ)²·std² + σ²) constant: from σ = 1 it ends at mean + std·start
     exact = oracle.mean + oracle.std * start
-    errors = {n: float(rms(flow_solver_sample(oracle, start, flow_sigmas(n), solver=solver) - exact).max())
+    errors = {n: float(rms(flow_solver_sample(oracle, start, flow_sigmas(n), FlowSolverOptions(solver))
+                           - exact).max())
               for n in (16, 32, 64)}
     euler = {n: float(rms(sample(oracle, start, flow_sigmas(n)) - exact).max()) for n in (16, 32)}
     assert errors[16] / errors[32] > 3.0 and errors[32] / errors[64] > 3.0  # second order: ×4 per halving
@@ -115,8 +122,8 @@ def test_flow_solvers_sample_to_second_order(solver):
 def test_flow_solver_round_trip_beats_ddim_inversion(solver):
     oracle, x0 = gaussian()
     sigmas = flow_sigmas(10, shift=1.0)
-    seed = flow_solver_invert(oracle, x0, sigmas, solver=solver, **ONE)
-    round_trip = float(rms(flow_solver_sample(oracle, seed.latent, sigmas, solver=solver) - x0).max())
+    seed = flow_solver_invert(oracle, x0, sigmas, FlowSolverOptions(solver), **ONE)
+    round_trip = float(rms(flow_solver_sample(oracle, seed.latent, sigmas, FlowSolverOptions(solver)) - x0).max())
     ddim = float(rms(sample(oracle, ddim_invert(oracle, x0, sigmas, **ONE).latent, sigmas) - x0).max())
     assert round_trip < ddim / 10
     # the residuals are an upper estimate of what the round trip loses
@@ -126,12 +133,12 @@ def test_flow_solver_round_trip_beats_ddim_inversion(solver):
 def test_flow_solvers_refuse_an_unknown_solver():
     oracle, x0 = gaussian()
     with pytest.raises(ValueError, match="solver: expected one of fireflow, rf_solver, got 'midpoint'"):
-        flow_solver_invert(oracle, x0, flow_sigmas(4), solver="midpoint", **ONE)
+        FlowSolverOptions("midpoint")
 
 
 def test_flowedit_with_the_source_prompt_as_target_changes_nothing():
     oracle, x0 = gaussian()
-    edited = flow_edit(oracle, oracle, x0, flow_sigmas(10), n_max=8, n_avg=2, seed=3)
+    edited = flow_edit(oracle, oracle, x0, flow_sigmas(10), FlowEditOptions(n_max=8, n_avg=2), seed=3)
     assert torch.allclose(edited.latent, x0, rtol=0, atol=1e-12)  # only the rounding of z_source − x_source
     assert edited.evaluations == 2 * 2 * 8 and len(edited.residuals) == 8
 
@@ -139,7 +146,7 @@ def test_flowedit_with_the_source_prompt_as_target_changes_nothing():
 def test_flowedit_moves_the_image_toward_the_target_distribution():
     source, x0 = gaussian()
     target, _ = gaussian(mean_seed=9)
-    edited = flow_edit(source, target, x0, flow_sigmas(20), n_max=20, seed=0).latent
+    edited = flow_edit(source, target, x0, flow_sigmas(20), FlowEditOptions(n_max=20), seed=0).latent
     shift = target.mean - source.mean
     assert float(rms(edited - (x0 + shift)).max()) < 0.35 * float(rms(shift).max())
 
@@ -147,7 +154,7 @@ def test_flowedit_moves_the_image_toward_the_target_distribution():
 def test_flowedit_samples_its_last_n_min_steps_with_the_target():
     source, x0 = gaussian()
     counter = CountingDenoiser(source)
-    edited = flow_edit(source, counter, x0, flow_sigmas(10), n_max=6, n_min=2, seed=0)
+    edited = flow_edit(source, counter, x0, flow_sigmas(10), FlowEditOptions(n_max=6, n_min=2), seed=0)
     assert counter.evaluations == 4 + 2 and edited.evaluations == 2 * 4 + 2
     assert not torch.equal(edited.latent, x0)  # the plain sampling part starts from a noised copy
 
@@ -159,7 +166,7 @@ def test_flowedit_samples_its_last_n_min_steps_with_the_target():
 def test_flowedit_refuses_bad_step_counts(options, message):
     oracle, x0 = gaussian()
     with pytest.raises(ValueError, match=message):
-        flow_edit(oracle, oracle, x0, flow_sigmas(10), **options)
+        flow_edit(oracle, oracle, x0, flow_sigmas(10), FlowEditOptions(**options))
 
 
 @pytest.mark.parametrize("n_min", [0, 2])
@@ -181,5 +188,5 @@ def test_flowedit_with_a_mask_keeps_the_source_outside_it(n_min):
 def test_flowedit_is_seeded():
     source, x0 = gaussian()
     target, _ = gaussian(mean_seed=9)
-    runs = [flow_edit(source, target, x0, flow_sigmas(10), n_max=8, seed=s).latent for s in (1, 1, 2)]
+    runs = [flow_edit(source, target, x0, flow_sigmas(10), FlowEditOptions(n_max=8), seed=s).latent for s in (1, 1, 2)]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])

@@ -6,13 +6,15 @@ subspace (an encoding the model cannot generate) has no exact seed: every invers
 component as an error floor. The cycle ends with sampler steps, so its output lies on the subspace: the floor
 vanishes, and latents already on the data are left where they are (inverted mode) or moved along the data only.
 """
+from dataclasses import replace
+
 import pytest
 import torch
 from support.oracles import GaussianMixtureDenoiser, karras_sigmas, random_subspace_denoiser
 
-from solvers import ddim_invert, fixed_point_invert, sample
-from solvers.prompt_aware import cycle_schedule, prompt_aware_adjust
-from solvers.rnri import rnri_invert
+from solvers import FPI_PAPER, ddim_invert, fixed_point_invert, sample
+from solvers.prompt_aware import PromptAwareOptions, cycle_schedule, prompt_aware_adjust
+from solvers.rnri import RNRIOptions, rnri_invert
 
 F64 = torch.float64
 SHAPE = (4, 6, 6)
@@ -27,7 +29,8 @@ def subspace_case(offset: float, seed=1):
 
 def adjust(oracle, x, sigmas, mode, depth=2, cycles=1):
     noises = [torch.randn(x.shape, generator=torch.Generator().manual_seed(9 + c), dtype=F64) for c in range(cycles)]
-    return prompt_aware_adjust(oracle, x, cycle_schedule(sigmas, depth), mode=mode, noises=noises, cycles=cycles)
+    return prompt_aware_adjust(oracle, x, cycle_schedule(sigmas, depth), PromptAwareOptions(cycles=cycles, mode=mode),
+                               noises=noises)
 
 
 def round_trip(oracle, invert, x, sigmas):
@@ -37,9 +40,9 @@ def round_trip(oracle, invert, x, sigmas):
 
 INVERTERS = {
     "ddim": ddim_invert,
-    "fixed_point_5": lambda o, x, s: fixed_point_invert(o, x, s, max_iterations=5, tolerance=0.0),
-    "fixed_point_50": lambda o, x, s: fixed_point_invert(o, x, s, max_iterations=50, tolerance=0.0),
-    "rnri_2": lambda o, x, s: rnri_invert(o, x, s, iterations=2),
+    "fixed_point_5": lambda o, x, s: fixed_point_invert(o, x, s, replace(FPI_PAPER, max_iterations=5, tolerance=0.0)),
+    "fixed_point_50": lambda o, x, s: fixed_point_invert(o, x, s, replace(FPI_PAPER, max_iterations=50, tolerance=0.0)),
+    "rnri_2": lambda o, x, s: rnri_invert(o, x, s, RNRIOptions(iterations=2)),
 }
 
 
@@ -89,8 +92,8 @@ def test_depth_and_cycles_cost_and_determinism():
 @pytest.mark.parametrize("call,message", [
     (lambda s: cycle_schedule(s, 0), "depth: expected 1 … 10"),
     (lambda s: cycle_schedule(s, 11), "got 11"),
-    (lambda s: prompt_aware_adjust(lambda x, sigma: x, torch.ones(1, 4), s[-3:], mode="seeded"), "noises:"),
-    (lambda s: prompt_aware_adjust(lambda x, sigma: x, torch.ones(1, 4), s[-3:], mode="up"), "mode:"),
+    (lambda s: prompt_aware_adjust(lambda x, sigma: x, torch.ones(1, 4), s[-3:]), "noises:"),
+    (lambda s: PromptAwareOptions(mode="up"), "mode:"),
 ])
 def test_bad_options_are_refused(call, message):
     with pytest.raises(ValueError, match=message):

@@ -23,6 +23,7 @@ from support.oracles import GaussianDataDenoiser, LinearDenoiser, karras_sigmas,
 from solvers import CountingDenoiser, StepProblem, euler_rule, fixed_point_solve, inverse_step_map, rms, sample
 from solvers.rnri import (
     FOLD_RATIO,
+    RNRIOptions,
     flow_transition_prior,
     fold_ratio,
     newton_krylov_solve,
@@ -139,8 +140,8 @@ def test_full_inversion_round_trip_improves_on_ddim_with_iterations():
     sigmas = karras_sigmas(10)
     errors = {}
     for k in (1, 2, 50):
-        result = rnri_invert(oracle, x0, sigmas, update="paper", iterations=k, regularization=0.0,
-                             gradient="autograd")
+        result = rnri_invert(oracle, x0, sigmas, RNRIOptions(update="paper", iterations=k, regularization=0.0,
+                                                             gradient="autograd"))
         assert result.evaluations == 10 * k
         errors[k] = float((sample(oracle, result.latent, sigmas) - x0).norm() / x0.norm())
     assert errors[50] < errors[2] < errors[1], errors
@@ -164,7 +165,7 @@ def test_flow_prior_reduces_to_the_ve_prior_shape():
 ])
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        rnri_invert(lambda x, s: x, torch.ones(1, 4), karras_sigmas(2), **options)
+        RNRIOptions(**options)
 
 
 def newton(problem, iterations, regularization=0.0, **options):
@@ -259,7 +260,8 @@ def test_newton_counts_every_evaluation_and_reports_each():
     x0 = mean + 0.7 * torch.randn(2, 4, 6, 6, generator=g, dtype=F64)
     events = []
     # trigger 0: Newton-Krylov runs at every step that the Anderson phase leaves above the tolerance
-    result = rnri_invert(oracle, x0, karras_sigmas(6), iterations=2, max_iterations=3, tolerance=1e-12, trigger=0.0,
+    result = rnri_invert(oracle, x0, karras_sigmas(6),
+                         RNRIOptions(iterations=2, max_iterations=3, tolerance=1e-12, trigger=0.0),
                          callback=events.append)
     assert result.evaluations == oracle.evaluations == len(events) == sum(len(t) for t in result.residuals)
     assert any(len(t) > 3 for t in result.residuals)  # Newton-Krylov ran: more than the Anderson phase's 3
@@ -272,8 +274,8 @@ def test_newton_default_beats_the_paper_update_at_the_same_step_count():
     oracle = GaussianDataDenoiser(mean, std=0.7)
     x0 = mean + 0.7 * torch.randn(2, 4, 6, 6, generator=g, dtype=F64)
     sigmas = karras_sigmas(10)
-    errors = {update: float((sample(oracle, rnri_invert(oracle, x0, sigmas, update=update).latent, sigmas) - x0).norm()
-                            / x0.norm()) for update in ("newton", "paper")}
+    errors = {update: float((sample(oracle, rnri_invert(oracle, x0, sigmas, RNRIOptions(update)).latent, sigmas)
+                             - x0).norm() / x0.norm()) for update in ("newton", "paper")}
     assert errors["newton"] < 1e-3 * errors["paper"], errors
 
 

@@ -1,14 +1,18 @@
 """Stochastic samplers (euler_ancestral, lcm) with fixed per-step noises: inversion and ComfyUI parity (no host)."""
+from dataclasses import replace
+
 import pytest
 import torch
 from support.oracles import FlowGaussianDataDenoiser, GaussianDataDenoiser, flow_sigmas, karras_sigmas
 
-from solvers import euler_rule, fixed_point_invert, sample
-from solvers.rnri import rnri_invert
+from solvers import FPI_PAPER, Noising, Stepping, euler_rule, fixed_point_invert, sample
+from solvers.rnri import RNRIOptions, rnri_invert
 from solvers.samplers import ancestral_rule, flow_ancestral_rule, lcm_rule, sampler_rule
 
 F64 = torch.float64
 SHAPE = (2, 4, 6, 6)
+NOISING = {False: Noising.VE, True: Noising.FLOW}
+"""The `flow` parameter of these cases as the noising of the family."""
 
 
 def case(flow: bool, steps: int, seed: int = 0):
@@ -31,8 +35,9 @@ def test_fixed_point_inverts_stochastic_samplers_with_their_fixed_noises(flow, n
         # 1 − ∂D/∂y (0.998 at σ = 14.6 on this oracle), so keep to moderate σ here.
         sigmas = sigmas[sigmas <= (0.8 if flow else 2.0)]
         sigmas = torch.cat([torch.tensor([0.85 if flow else 3.0], dtype=F64), sigmas])
-    rule = sampler_rule(name, flow)
-    result = fixed_point_invert(oracle, x0, sigmas, max_iterations=3000, tolerance=1e-13, rule=rule, noises=noises)
+    rule = sampler_rule(name, NOISING[flow])
+    result = fixed_point_invert(oracle, x0, sigmas, replace(FPI_PAPER, max_iterations=3000, tolerance=1e-13),
+                                stepping=Stepping(rule, noises))
     back = sample(oracle, result.latent, sigmas, rule, noises)
     assert torch.allclose(back, x0, atol=1e-9)
     if name != "euler":  # the noises matter: other noises regenerate another latent
@@ -45,7 +50,8 @@ def test_rnri_on_a_four_step_ancestral_schedule():
     rule = ancestral_rule()
     errors = {}
     for update, iterations in (("paper", 1), ("paper", 2), ("newton", 2)):
-        seed = rnri_invert(oracle, x0, sigmas, update=update, iterations=iterations, rule=rule, noises=noises).latent
+        seed = rnri_invert(oracle, x0, sigmas, RNRIOptions(update=update, iterations=iterations),
+                           stepping=Stepping(rule, noises)).latent
         errors[update, iterations] = float((sample(oracle, seed, sigmas, rule, noises) - x0).norm() / x0.norm())
     assert errors["newton", 2] < 1e-6 < errors["paper", 2] < errors["paper", 1]
 
@@ -55,10 +61,10 @@ def test_rules_reduce_to_their_definitions():
     a, b, s = ancestral_rule()(2.0, 1.0)
     assert a == 1.0 and b ** 2 + s ** 2 == pytest.approx(1.0) and b == pytest.approx((1.0 * 3.0 / 4.0) ** 0.5)
     assert ancestral_rule()(2.0, 0.0) == (1.0, 0.0, 0.0)  # the last step lands on D
-    assert lcm_rule(False)(1.0, 0.5) == (1.0, 0.5, 0.0) and lcm_rule(True)(0.8, 0.5) == (0.5, 0.5, 0.0)
+    assert lcm_rule(Noising.VE)(1.0, 0.5) == (1.0, 0.5, 0.0) and lcm_rule(Noising.FLOW)(0.8, 0.5) == (0.5, 0.5, 0.0)
     assert flow_ancestral_rule()(0.5, 0.0) == (1.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="sampler: expected one of"):
-        sampler_rule("dpmpp_3m_sde", False)
+        sampler_rule("dpmpp_3m_sde", Noising.VE)
 
 
 class _Wrapped:
@@ -85,5 +91,5 @@ def test_rules_match_comfyui_samplers(comfy_inprocess, flow, name):
     function = {"euler_ancestral": k_sampling.sample_euler_ancestral, "lcm": k_sampling.sample_lcm}[name]
     theirs = function(_Wrapped(oracle, family), x0.clone(), sigmas, disable=True,
                       noise_sampler=lambda sigma, sigma_next: steps[float(sigma)])
-    ours = sample(oracle, x0, sigmas, sampler_rule(name, flow), noises)
+    ours = sample(oracle, x0, sigmas, sampler_rule(name, NOISING[flow]), noises)
     assert torch.allclose(ours, theirs, atol=1e-10)

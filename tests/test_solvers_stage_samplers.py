@@ -4,7 +4,16 @@ import pytest
 import torch
 from support.oracles import GaussianDataDenoiser, karras_sigmas
 
-from solvers import STAGE_SAMPLERS, ddim_invert, fixed_point_invert, rnri_invert, sample, sampler_stepper
+from solvers import (
+    STAGE_SAMPLERS,
+    FixedPointOptions,
+    Stepping,
+    ddim_invert,
+    fixed_point_invert,
+    rnri_invert,
+    sample,
+    sampler_stepper,
+)
 
 SHAPE = (2, 4, 6, 6)
 MULTISTEP = ("dpmpp_2m", "res_multistep", "uni_pc", "uni_pc_bh2")
@@ -57,8 +66,8 @@ def test_fixed_point_inverts_each_sampler_exactly(name):
     for steps in (4, 10):
         sigmas = karras_sigmas(steps)
         stepper = sampler_stepper(name)
-        seed = fixed_point_invert(oracle, x0, sigmas, stepper=stepper, acceleration="anderson", warm_start=True,
-                                  tolerance=1e-12, max_iterations=100, sweeps=40).latent
+        seed = fixed_point_invert(oracle, x0, sigmas, FixedPointOptions(tolerance=1e-12, max_iterations=100, sweeps=40),
+                                  stepping=Stepping(stepper=stepper)).latent
         assert torch.allclose(sample(oracle, seed, sigmas, stepper=stepper), x0, atol=1e-9), (name, steps)
 
 
@@ -73,9 +82,9 @@ def test_defaults_are_far_closer_than_ddim(name):
     def error(result):
         return float((sample(oracle, result.latent, sigmas, stepper=stepper) - x0).norm() / x0.norm())
 
-    ddim = ddim_invert(oracle, x0, sigmas, stepper=stepper)
-    fixed = fixed_point_invert(oracle, x0, sigmas, stepper=stepper, acceleration="anderson", warm_start=True)
-    newton = rnri_invert(oracle, x0, sigmas, stepper=stepper)
+    ddim = ddim_invert(oracle, x0, sigmas, stepping=Stepping(stepper=stepper))
+    fixed = fixed_point_invert(oracle, x0, sigmas, stepping=Stepping(stepper=stepper))
+    newton = rnri_invert(oracle, x0, sigmas, stepping=Stepping(stepper=stepper))
     assert 100 * error(fixed) <= error(ddim) and 100 * error(newton) <= error(ddim)
     per_map = {"heun": 2, "dpm_2": 2, "dpmpp_2m": 1, "res_multistep": 1, "uni_pc": 2, "uni_pc_bh2": 2}[name]
     stages = len(ddim.residuals)
@@ -95,8 +104,9 @@ def test_multistep_sweeps_stop_once_the_trajectory_is_consistent(name):
     stepper = sampler_stepper(name)
     errors = {}
     for sweeps, tolerance in ((1, 1e-4), (40, 1e-4), (40, 1e-8)):
-        result = fixed_point_invert(oracle, x0, sigmas, stepper=stepper, acceleration="anderson", warm_start=True,
-                                    tolerance=tolerance, max_iterations=50, sweeps=sweeps)
+        result = fixed_point_invert(oracle, x0, sigmas, FixedPointOptions(tolerance=tolerance, max_iterations=50,
+                                                                             sweeps=sweeps),
+                                    stepping=Stepping(stepper=stepper))
         back = sample(oracle, result.latent, sigmas, stepper=stepper)
         errors[sweeps, tolerance] = (float((back - x0).norm() / x0.norm()), result.evaluations)
     assert errors[40, 1e-8][0] < errors[40, 1e-4][0] < 1e-3 < errors[1, 1e-4][0]

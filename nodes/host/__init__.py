@@ -6,24 +6,52 @@
 - guided:   a solver run as a comfy Sampler inside CFGGuider (the denoiser the stock sampler uses); an edit's
             source and target prompts in one guider
 - handoff:  the seed as NOISE, LATENT and SAMPLER (fixed noises; EDICT/BDIA's coupled sampler; a solver's own sampler)
+- method:   a method's descriptor (MethodSpec): its kind, what its trace means, how it binds and regenerates
+- patches:  model patches (attention replace, attention override): patched clones of a MODEL
 - report:   the node's ui summary and its quality warning
 - progress: ProgressBar and interruption checks
 
 Nodes import this package (`from . import host`) and call these names; nothing else in the pack talks to ComfyUI's
 sampling internals.
 """
+from . import patches
 from .checks import nonfinite_cause, validate_inputs
-from .family import model_family, noising, noising_prior, require_flow, sampler_steps, sampling_shift, step_rule
-from .guided import Prompt, SolverSampler, differentiable, guided_denoiser, run_edit, run_guided
-from .handoff import CoupledSampler, FixedNoiseSampler, FunctionSampler, Inversion, Seed, fixed_noises, run_inversion
+from .family import (
+    FAMILIES,
+    Family,
+    family_of,
+    model_family,
+    model_space,
+    noising,
+    noising_prior,
+    require_flow,
+    sampler_steps,
+    sampling_shift,
+    step_rule,
+    timestep_sigmas,
+)
+from .guided import GuidedRun, Prompt, SolverSampler, differentiable, guided_denoiser, run_edit, run_guided
+from .handoff import (
+    CoupledSampler,
+    FixedNoiseSampler,
+    FunctionSampler,
+    HandOff,
+    Inversion,
+    Seed,
+    fixed_noises,
+    run_inversion,
+)
+from .method import Kind, MethodRun, MethodSpec, stock_sampler
 from .progress import iteration_reporter, progress_reporter, sampler_progress
-from .report import POOR_ROUND_TRIP, summary
-from .schedule import Schedule, build_schedule
+from .report import POOR_ROUND_TRIP, Trace, summary
+from .schedule import SCHEDULER_NAMES, Schedule, build_schedule
 
 __all__ = [
-    "nonfinite_cause", "validate_inputs", "model_family", "noising", "noising_prior", "require_flow", "sampler_steps",
-    "sampling_shift", "step_rule", "Prompt", "SolverSampler", "differentiable", "guided_denoiser", "run_edit",
-    "run_guided", "CoupledSampler", "FixedNoiseSampler", "FunctionSampler", "Inversion", "Seed", "fixed_noises",
-    "run_inversion", "iteration_reporter", "progress_reporter", "sampler_progress", "POOR_ROUND_TRIP", "summary",
-    "Schedule", "build_schedule",
+    "patches", "nonfinite_cause", "validate_inputs", "FAMILIES", "Family", "family_of", "model_family",
+    "timestep_sigmas", "model_space", "noising", "noising_prior", "require_flow", "sampler_steps", "sampling_shift",
+    "step_rule", "GuidedRun", "Prompt", "SolverSampler", "differentiable", "guided_denoiser", "run_edit",
+    "run_guided", "CoupledSampler", "FixedNoiseSampler", "FunctionSampler", "HandOff", "Inversion", "Seed",
+    "fixed_noises", "run_inversion", "Kind", "MethodRun", "MethodSpec", "stock_sampler", "iteration_reporter",
+    "progress_reporter", "sampler_progress", "POOR_ROUND_TRIP", "Trace", "summary", "SCHEDULER_NAMES", "Schedule",
+    "build_schedule",
 ]

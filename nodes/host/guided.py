@@ -3,14 +3,14 @@ inverts is exactly the one a stock sampler regenerates the image with (same cond
 ControlNets)."""
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import comfy.model_management
 import comfy.samplers
 import comfy.utils
 import torch
 
-from ...solvers import InversionMethod
+from ...solvers import InversionMethod, InversionResult, ModelGradient
 from .checks import nonfinite_cause, validate_inputs
 from .progress import progress_reporter
 
@@ -52,45 +52,66 @@ def differentiable(model):
     return patched
 
 
+@dataclass(frozen=True)
+class SolverRun:
+    """What one solver run inside the guider produced: the method's result (latent in model space) and the two
+    coefficients by which ComfyUI's noise_scaling multiplies a NOISE and a LATENT at sigmas[0]."""
+    result: InversionResult
+    noise_factor: float
+    latent_factor: float
+
+
+@dataclass(frozen=True)
+class GuidedRun(SolverRun):
+    """A checked guided run: the solver's run and `output`, its latent in the LATENT format (as a sampler's output)."""
+    output: torch.Tensor
+
+
 class SolverSampler(comfy.samplers.Sampler):
-    """Runs a solver where ComfyUI runs a sampler, with the guider as the denoiser D(x, σ)."""
+    """Runs a solver where ComfyUI runs a sampler, with the guider as the denoiser D(x, σ). The guider calls sample()
+    and keeps only the latent it returns: the run itself is appended to `runs`."""
 
     def __init__(self, method: InversionMethod, on_event: Callable[[dict], None]):
         self.method, self.on_event = method, on_event
-        self.nonfinite_at: Optional[float] = None
+        self.runs: list = []
+        """Each sample() call's SolverRun."""
+        self.nonfinite_at: list = []
         """The first σ at which the guided model returned NaN/inf, if it did."""
 
     def watch(self, denoised: torch.Tensor, sigma: float) -> None:
-        if self.nonfinite_at is None and not torch.isfinite(denoised).all():
-            self.nonfinite_at = sigma
+        if not self.nonfinite_at and not torch.isfinite(denoised).all():
+            self.nonfinite_at.append(sigma)
+
+    def solve(self, model_wrap, sigmas, extra_args, latent_image, denoise_mask) -> InversionResult:
+        """The method on the image latent (model space), D(x, σ) the guided model. An inversion never gets a
+        `denoise_mask`: validate_inputs refuses a masked latent before the run."""
+        denoise, input_scale = guided_denoiser(model_wrap, extra_args, latent_image, self.watch)
+        return self.method(denoise, latent_image, sigmas, input_scale=input_scale, callback=self.on_event)
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         sampling = model_wrap.inner_model.model_sampling
-        denoise, input_scale = guided_denoiser(model_wrap, extra_args, latent_image, self.watch)
-        self.result = self.method(denoise, latent_image, sigmas, input_scale=input_scale, callback=self.on_event)
+        result = self.solve(model_wrap, sigmas, extra_args, latent_image, denoise_mask)
         max_denoise = self.max_denoise(model_wrap, sigmas)
         unit = torch.ones(())
         # noise_scaling is linear in (noise, latent): its two coefficients are what the samplers multiply by.
-        self.noise_factor = float(sampling.noise_scaling(sigmas[0], unit, torch.zeros(()), max_denoise))
-        self.latent_factor = float(sampling.noise_scaling(sigmas[0], torch.zeros(()), unit, max_denoise))
-        return self.result.latent
+        self.runs.append(SolverRun(
+            result=result,
+            noise_factor=float(sampling.noise_scaling(sigmas[0], unit, torch.zeros(()), max_denoise)),
+            latent_factor=float(sampling.noise_scaling(sigmas[0], torch.zeros(()), unit, max_denoise))))
+        return result.latent
 
 
-def run_guided(method: InversionMethod, model, positive, negative, cfg: float, latent: dict, sigmas: torch.Tensor,
-               needs_gradient: bool = False) -> SolverSampler:
-    """Run `method` on `latent` with D = CFGGuider(model, positive, negative, cfg) over `sigmas`.
-
-    Returns the sampler: `.result` (the method's InversionResult, latent in model space), `.output` (that latent
-    in the LATENT format, as a sampler's output), `.noise_factor` and `.latent_factor` (what a stock sampler
-    multiplies a NOISE and a LATENT by at sigmas[0]).
-    """
-    validate_inputs(model, positive, negative, cfg, latent)
-    guider = comfy.samplers.CFGGuider(differentiable(model) if needs_gradient else model)
-    guider.inner_set_conds(prompt_conds(positive, negative))
-    guider.set_cfg(cfg)
+def run_guided(method: InversionMethod, model, prompt: "Prompt", latent: dict, sigmas: torch.Tensor,
+               gradient: ModelGradient = ModelGradient.NONE) -> GuidedRun:
+    """Run `method` on `latent` with D = CFGGuider(model, prompt) over `sigmas`; with ModelGradient.VJP through a
+    clone of the model that autograd can differentiate (`differentiable`)."""
+    validate_inputs(model, prompt.positive, prompt.negative, prompt.cfg, latent)
+    guider = comfy.samplers.CFGGuider(differentiable(model) if gradient is ModelGradient.VJP else model)
+    guider.inner_set_conds(prompt_conds(prompt.positive, prompt.negative))
+    guider.set_cfg(prompt.cfg)
     sampler = SolverSampler(method, progress_reporter(len(sigmas) - 1))
-    return sample_checked(guider, sampler, model, latent, sigmas, cfg)
+    return sample_checked(guider, sampler, model, latent, sigmas, prompt.cfg)
 
 
 def prompt_conds(positive, negative, prefix: str = "") -> dict:
@@ -102,44 +123,51 @@ def prompt_conds(positive, negative, prefix: str = "") -> dict:
 
 
 def sample_checked(guider, sampler: SolverSampler, model, latent: dict, sigmas: torch.Tensor, cfg: float,
-                   denoise_mask: Optional[torch.Tensor] = None):
+                   denoise_mask: Optional[torch.Tensor] = None) -> GuidedRun:
     """guider.sample with `sampler` on `latent` (and `denoise_mask`, which ComfyUI fits to the latent and hands the
     sampler); refuses a non-finite result, naming its likely cause."""
     steps = len(sigmas) - 1
     samples = latent["samples"]
     zeros = torch.zeros(samples.shape, dtype=samples.dtype, device="cpu")
-    sampler.output = guider.sample(zeros, samples, sampler, sigmas, denoise_mask=denoise_mask, disable_pbar=True,
-                                   seed=0)
+    output = guider.sample(zeros, samples, sampler, sigmas, denoise_mask=denoise_mask, disable_pbar=True, seed=0)
     comfy.utils.ProgressBar(steps).update_absolute(steps, steps)
-    finals = [min(trace) for trace in sampler.result.residuals if trace]
-    if not (torch.isfinite(sampler.result.latent).all() and torch.isfinite(sampler.output).all()
+    run = sampler.runs[-1]
+    finals = [min(trace) for trace in run.result.residuals if trace]
+    if not (torch.isfinite(run.result.latent).all() and torch.isfinite(output).all()
             and all(math.isfinite(r) for r in finals)):
-        raise ValueError(nonfinite_cause(model, samples, cfg, sampler.nonfinite_at))
-    return sampler
+        raise ValueError(nonfinite_cause(model, samples, cfg, next(iter(sampler.nonfinite_at), None)))
+    return GuidedRun(result=run.result, noise_factor=run.noise_factor, latent_factor=run.latent_factor, output=output)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prompt:
-    """One side of an edit: its conditioning pair and cfg."""
+    """A prompt as the guider applies it: its conditioning pair and cfg."""
     positive: list
     negative: Optional[list]
     cfg: float
 
 
-class EditGuider(comfy.samplers.CFGGuider):
-    """CFGGuider holding a source and a target prompt, each with its cfg, so that an edit evaluates both velocities in
-    one sampling run (ComfyUI's own Guider_DualCFG holds several conds the same way). `role` picks the prompt."""
+PROMPT_ROLE = "seedfinder_prompt"
+"""The key in an evaluation's model_options by which an edit names the prompt (a key of its EditGuider's prompts)."""
 
-    def set_prompts(self, source: Prompt, target: Prompt) -> None:
-        self.inner_set_conds({**prompt_conds(source.positive, source.negative, "source_"),
-                              **prompt_conds(target.positive, target.negative, "target_")})
-        self.cfgs = {"source": source.cfg, "target": target.cfg}
-        self.role = "target"
+
+class EditGuider(comfy.samplers.CFGGuider):
+    """CFGGuider holding several prompts by role (an edit's source and target), each with its cfg, so that an edit
+    evaluates both velocities in one sampling run (ComfyUI's own Guider_DualCFG holds several conds the same way). Each
+    evaluation names its prompt in model_options[PROMPT_ROLE]."""
+
+    def __init__(self, model_patcher, prompts: Mapping[str, Prompt]):
+        super().__init__(model_patcher)
+        self.inner_set_conds({key: cond for role, prompt in prompts.items()
+                              for key, cond in prompt_conds(prompt.positive, prompt.negative, f"{role}_").items()})
+        self.cfgs = {role: prompt.cfg for role, prompt in prompts.items()}
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006  (CFGGuider's signature)
-        return comfy.samplers.sampling_function(self.inner_model, x, timestep, self.conds.get(f"{self.role}_negative"),
-                                                self.conds.get(f"{self.role}_positive"), self.cfgs[self.role],
-                                                model_options=model_options, seed=seed)
+        role = model_options[PROMPT_ROLE]
+        options = {key: value for key, value in model_options.items() if key != PROMPT_ROLE}
+        return comfy.samplers.sampling_function(self.inner_model, x, timestep, self.conds.get(f"{role}_negative"),
+                                                self.conds.get(f"{role}_positive"), self.cfgs[role],
+                                                model_options=options, seed=seed)
 
 
 Edit = Callable[..., object]
@@ -150,29 +178,21 @@ the latent's noise_mask fitted to it, or None)."""
 class EditSampler(SolverSampler):
     """Runs an edit where ComfyUI runs a sampler, with the source- and the target-prompted denoisers."""
 
-    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
-               disable_pbar=False):
-        denoise, _ = guided_denoiser(model_wrap, extra_args, latent_image, self.watch)
+    def solve(self, model_wrap, sigmas, extra_args, latent_image, denoise_mask) -> InversionResult:
+        def denoiser(role: str):
+            options = {**extra_args["model_options"], PROMPT_ROLE: role}
+            return guided_denoiser(model_wrap, {**extra_args, "model_options": options}, latent_image, self.watch)[0]
 
-        def as_role(role: str):
-            def role_denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
-                model_wrap.role = role
-                return denoise(x, sigma)
-            return role_denoise
-
-        self.result = self.method(as_role("source"), as_role("target"), latent_image, sigmas, mask=denoise_mask,
-                                  callback=self.on_event)
-        return self.result.latent
+        return self.method(denoiser("source"), denoiser("target"), latent_image, sigmas, mask=denoise_mask,
+                           callback=self.on_event)
 
 
-def run_edit(edit: Edit, model, source: Prompt, target: Prompt, latent: dict, sigmas: torch.Tensor) -> SolverSampler:
+def run_edit(edit: Edit, model, source: Prompt, target: Prompt, latent: dict, sigmas: torch.Tensor) -> GuidedRun:
     """Run `edit` on `latent` over `sigmas` (inside its noise_mask, if it has one) with the source and target prompts
-    through one EditGuider; returns the sampler with `.result` and `.output` (the edited latent in the LATENT
-    format)."""
+    through one EditGuider; its `output` is the edited latent in the LATENT format."""
     validate_inputs(model, source.positive, source.negative, source.cfg, latent, prefix="source_")
     validate_inputs(model, target.positive, target.negative, target.cfg, latent, prefix="target_")
-    guider = EditGuider(model)
-    guider.set_prompts(source, target)
+    guider = EditGuider(model, {"source": source, "target": target})
     sampler = EditSampler(edit, progress_reporter(len(sigmas) - 1))
     return sample_checked(guider, sampler, model, latent, sigmas, max(source.cfg, target.cfg),
                           latent.get("noise_mask"))

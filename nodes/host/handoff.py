@@ -14,9 +14,9 @@ import comfy.model_management
 import comfy.samplers
 import torch
 
-from ...solvers import InversionMethod, InversionResult, describe_sigmas, rms
+from ...solvers import InversionMethod, InversionResult, ModelGradient, describe_sigmas, rms
 from .family import model_family
-from .guided import guided_denoiser, run_guided
+from .guided import Prompt, guided_denoiser, run_guided
 from .progress import sampler_progress
 
 log = logging.getLogger("seedfinder")
@@ -184,22 +184,30 @@ class Inversion:
     """RMS of the image latent in the model's space (the scale the residuals are measured in)."""
 
 
-def run_inversion(method: InversionMethod, model, positive, negative, cfg: float, latent: dict,
-                  sigmas: torch.Tensor, needs_gradient: bool = False, method_name: str = "",
-                  sampler_name: str = "euler", step_noises: Optional[list] = None) -> Inversion:
-    """Invert `latent` with `method` through CFGGuider(model, positive, negative, cfg) over `sigmas`."""
+@dataclass(frozen=True)
+class HandOff:
+    """What the seed carries back to a sampler: the method that made it, the ComfyUI sampler that regenerates it and
+    that sampler's fixed per-step noises (euler_ancestral, lcm)."""
+    method: str
+    sampler: str = "euler"
+    step_noises: Optional[list] = None
+
+
+def run_inversion(method: InversionMethod, model, prompt: Prompt, latent: dict, sigmas: torch.Tensor,
+                  handoff: HandOff, gradient: ModelGradient = ModelGradient.NONE) -> Inversion:
+    """Invert `latent` with `method` through CFGGuider(model, prompt) over `sigmas`; the seed as `handoff` says."""
     if latent.get("noise_mask") is not None:
         raise ValueError("latent: carries a noise_mask (Set Latent Noise Mask, VAE Encode for Inpainting), which a "
                          "seed cannot carry: a masked sampler would keep the seed, not the image, outside the mask. "
                          "Invert the unmasked latent; for a masked edit give SamplerCustomAdvanced this node's noise "
                          "output and the masked source latent as latent_image")
-    run = run_guided(method, model, positive, negative, cfg, latent, sigmas, needs_gradient)
+    run = run_guided(method, model, prompt, latent, sigmas, gradient)
     result = run.result
     partner = result.extras.get("partner")
     seed = Seed(noise=(result.latent / run.noise_factor).float().cpu(), sigmas=sigmas, noise_factor=run.noise_factor,
                 latent_factor=run.latent_factor, family=model_family(model),
-                latent_format=model.get_model_object("latent_format"), method=method_name, sampler=sampler_name,
-                step_noises=step_noises, pair=None if partner is None else (result.latent.cpu(), partner.cpu()))
+                latent_format=model.get_model_object("latent_format"), method=handoff.method, sampler=handoff.sampler,
+                step_noises=handoff.step_noises, pair=None if partner is None else (result.latent.cpu(), partner.cpu()))
     out = dict(latent)
     out["samples"] = seed.as_latent().to(comfy.model_management.intermediate_device())
     latent_rms = float(rms(seed.latent_format.process_in(latent["samples"].float())).max())

@@ -1,6 +1,7 @@
 """What an invert node shows: its `ui` summary (residual trace, evaluations, wiring, quality warning)."""
 import logging
 import math
+from enum import Enum
 from typing import Optional, Sequence
 
 from .handoff import Inversion
@@ -12,19 +13,26 @@ POOR_ROUND_TRIP = 0.05
 back faithfully (FixedPoint at its defaults estimates 0.005-0.03 on the test models; DDIM 0.5-5)."""
 
 
+class Trace(Enum):
+    """What a method's residual trace measures, and so what its round-trip estimate is."""
+    STEP_RESIDUAL = "each step's leftover ‖T(y) − y‖: their sum over the latent's RMS estimates the round trip"
+    PAIR_GAP = "the gap between an exact pair's two latents: the round trip is exact, its estimate 0"
+    NOT_AN_ERROR = ("a step's size or correction, not an error (RF-Inversion's seed is steered toward a target noise; "
+                    "FireFlow's midpoint corrections overstate the round trip 15-20×): no estimate, null")
+
+
 def summary(inversion: Inversion, method: str, started_at_step: Optional[int], sampler: str = "euler",
-            exact: bool = False, notes: Sequence[str] = (), estimated: bool = True) -> dict:
+            measure: Trace = Trace.STEP_RESIDUAL, notes: Sequence[str] = ()) -> dict:
     """The node's `ui` data: residual trace, evaluations, how to wire the hand-off and a warning when the seed will
-    not give the image back (JSON-safe numbers). Exact methods' residuals are their pair's gaps, not step errors.
-    `notes`: a method's own warnings about its inputs (RNRI's fold), logged and joined into the warning.
-    `estimated=False`: the method's residuals do not estimate its round trip (RF-Inversion's seed is steered toward
-    a target noise; FireFlow's midpoint corrections overstate it 15-20×), so it is null, with no warning about it."""
+    not give the image back (JSON-safe numbers); `measure` says what the method's residuals measure (a null estimate
+    comes with no warning about it). `notes`: a method's own warnings about its inputs (RNRI's fold), logged and
+    joined into the warning."""
     result = inversion.result
     final = [min(trace) if trace else 0.0 for trace in result.residuals]
     # first order: each step's leftover residual shifts the regenerated latent by about that much; how the
     # sampler's later steps amplify it is not counted
-    estimate = 0.0 if exact else sum(final) / max(inversion.latent_rms, 1e-12)
-    if not estimated:
+    estimate = 0.0 if measure is Trace.PAIR_GAP else sum(final) / max(inversion.latent_rms, 1e-12)
+    if measure is Trace.NOT_AN_ERROR:
         estimate = None
     report = {
         "method": method,

@@ -8,6 +8,9 @@ import torch
 
 from ...solvers import describe_sigmas, validate_schedule
 
+SCHEDULER_NAMES = comfy.samplers.SCHEDULER_NAMES
+"""ComfyUI's schedulers, the options of every scheduler widget."""
+
 
 @dataclass
 class Schedule:

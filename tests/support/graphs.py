@@ -4,16 +4,16 @@ import time
 import pytest
 import safetensors.torch
 
+from solvers import BDIAOptions, EDICTOptions, FixedPointOptions, RNRIOptions, widgets
+
 from .comfy_host import PromptFailed, PromptRejected
 from .tinymodels import CLIP_FILE, UNET_FILE, VAE_FILE
 
 INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointInvert", "rnri": "SeedfinderRNRIInvert",
           "edict": "SeedfinderEDICTInvert", "bdia": "SeedfinderBDIAInvert"}
 EXACT = ("edict", "bdia")
-DEFAULT_OPTIONS = {"fixed_point": {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson",
-                                   "warm_start": True},
-                   "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free", "update": "newton"},
-                   "edict": {"mix": 0.93, "precision": "float64"}, "bdia": {"gamma": 0.96, "precision": "float64"}}
+DEFAULT_OPTIONS = {"fixed_point": widgets(FixedPointOptions()), "rnri": widgets(RNRIOptions()),
+                   "edict": widgets(EDICTOptions()), "bdia": widgets(BDIAOptions())}
 
 
 def base_graph(image: str, positive: str = "a photo of a cat", negative: str = "blurry") -> dict:

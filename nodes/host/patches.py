@@ -1,0 +1,67 @@
+"""Model patches: where a feature that acts inside the model (attention control for editing) installs itself, through
+ComfyUI's own patch points only (never by replacing a model's forward method). Each function returns a patched clone
+of the MODEL (ModelPatcher.clone), so the caller's model and every other node's stay as they were; the guided run
+then inverts or samples with the patched clone like any other patched model.
+
+- attention replace (UNet transformer blocks): ModelPatcher.set_model_attn1_replace / set_model_attn2_replace, as
+  core's Self-Attention Guidance does; the callback gets the block's projected q, k, v and returns the attention output
+- attention override (any model whose attention goes through comfy.ldm.modules.attention, DiTs included):
+  transformer_options["optimized_attention_override"], called with the attention function and its arguments
+"""
+from typing import Callable, Iterable
+
+import torch
+from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
+
+ATTENTIONS = ("attn1", "attn2")
+"""A UNet transformer block's self-attention (attn1) and cross-attention to the prompt (attn2)."""
+
+Block = tuple
+"""(block_name, number, transformer_index): a UNet transformer block as ComfyUI names it in transformer_options
+("input"/"middle"/"output", the index in that list of blocks, the index inside its SpatialTransformer)."""
+
+AttentionReplace = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, dict], torch.Tensor]
+"""replace(q, k, v, extra_options) -> attention output (before the block's output projection); extra_options holds
+n_heads, dim_head, attn_precision, block, block_index, cond_or_uncond, sigmas and the other transformer_options."""
+
+AttentionOverride = Callable[..., torch.Tensor]
+"""override(attention, *args, **kwargs) -> output: runs in place of ComfyUI's attention function `attention`, with
+its arguments (q, k, v, heads, …, transformer_options=…)."""
+
+
+def ordinary_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
+    """What the block computes without a patch: ComfyUI's optimized attention of the projected q, k, v."""
+    return optimized_attention(q, k, v, heads=extra_options["n_heads"], attn_precision=extra_options["attn_precision"])
+
+
+def unet_attention_blocks(model) -> list:
+    """Every transformer block of a UNet MODEL as (block_name, number, transformer_index), from the clean input side to
+    the output side: the blocks attention_replaced can patch."""
+    unet = model.get_model_object("diffusion_model")
+    middle = [] if unet.middle_block is None else [unet.middle_block]  # a UNet may be built without one
+    stages = [("input", list(unet.input_blocks)), ("middle", middle), ("output", list(unet.output_blocks))]
+    blocks = []
+    for name, modules in stages:
+        for number, module in enumerate(modules):
+            for layer in module:
+                if isinstance(layer, SpatialTransformer):
+                    blocks += [(name, number, index) for index in range(len(layer.transformer_blocks))]
+    return blocks
+
+
+def attention_replaced(model, attention: str, blocks: Iterable[Block], replace: AttentionReplace):
+    """A clone of `model` whose `attention` (attn1 or attn2) in each of `blocks` runs `replace` instead."""
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention: expected one of {ATTENTIONS}, got {attention!r}")
+    patched = model.clone()
+    install = patched.set_model_attn1_replace if attention == "attn1" else patched.set_model_attn2_replace
+    for block_name, number, index in blocks:
+        install(replace, block_name, number, index)
+    return patched
+
+
+def attention_overridden(model, override: AttentionOverride):
+    """A clone of `model` whose every attention call runs `override` (optimized_attention_override)."""
+    patched = model.clone()
+    patched.model_options["transformer_options"]["optimized_attention_override"] = override
+    return patched
