@@ -87,18 +87,36 @@ def objective_and_gradient(T, y: torch.Tensor, mean: torch.Tensor, variance: flo
 
 def rnri_solve(problem: StepProblem, on_iteration: Callable[[int, float], None], iterations: int,
                regularization: float, gradient: str, damping: float, prior: Prior) -> tuple:
-    """Newton-Raphson on F from y0; returns T(y) of each sample's best-objective iterate and the residual trace."""
+    """Newton-Raphson on F from y0, monotone: a trial that does not lower a sample's F is rejected and that sample's
+    step from its accepted iterate halved (Armijo-style backtracking at no extra evaluation: the accepted iterate's
+    gradient is kept), doubled back toward the full step after each acceptance. Returns T(y) of each sample's
+    best-objective iterate and the residual trace, one entry per evaluation."""
     mean, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)
-    y, best, best_objective, trace = problem.y0, None, None, []
+    trial, best, best_objective, trace = problem.y0, None, None, []
+    shape = (-1, *[1] * (trial.ndim - 1))
+    y = objective = grad = step = None
+    scale = torch.ones(trial.shape[0], dtype=trial.dtype, device=trial.device)
     for iteration in range(iterations):
         last = iteration + 1 == iterations  # its gradient would go unused: skip the backward pass
-        mapped, objective, grad = objective_and_gradient(problem.T, y, mean, variance, regularization,
-                                                         "jacobian-free" if last else gradient)
-        best, best_objective = keep_best(best, best_objective, mapped, objective)
-        trace.append(float(rms(mapped - y).max()))
+        mapped, trial_objective, trial_grad = objective_and_gradient(problem.T, trial, mean, variance, regularization,
+                                                                     "jacobian-free" if last else gradient)
+        best, best_objective = keep_best(best, best_objective, mapped, trial_objective)
+        trace.append(float(rms(mapped - trial).max()))
         on_iteration(iteration, trace[-1])
-        if not last:
-            y = newton_step(y, objective, grad, damping)
+        if last:
+            break
+        if y is None:
+            y, objective, grad = trial, trial_objective, trial_grad
+            accept = torch.ones_like(scale, dtype=torch.bool)
+        else:  # NaN compares false: a non-finite trial is rejected like one that raises F
+            accept = trial_objective < objective
+            y = torch.where(accept.view(shape), trial, y)
+            objective = torch.where(accept, trial_objective, objective)
+            grad = torch.where(accept.view(shape), trial_grad, grad)
+        full = newton_step(y, objective, grad, damping) - y
+        step = full if step is None else torch.where(accept.view(shape), full, step)
+        scale = torch.where(accept, (2 * scale).clamp(max=1.0), scale / 2)
+        trial = y + scale.view(shape) * step
     return best, trace
 
 
