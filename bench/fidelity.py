@@ -30,14 +30,14 @@ REPO = os.path.dirname(HERE)
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
 SKIMAGE_WHEEL = "scikit-image==0.26.0"
 DEFAULT_FIXED_POINT = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson", "warm_start": True}
-RNRI_DEFAULT = {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free", "update": "newton"}
+RNRI_DEFAULT = {"iterations": 2, "regularization": 0.0, "gradient": "jacobian-free", "update": "newton"}
 METHODS = [  # (label, node, options, prompt-aware)
     ("DDIM", "DDIMInvert", {}, False),
     ("FixedPoint default", "FixedPointInvert", DEFAULT_FIXED_POINT, False),
     ("FixedPoint cap 40", "FixedPointInvert", {**DEFAULT_FIXED_POINT, "max_iterations": 40}, False),
     ("FixedPoint tol 1e-5", "FixedPointInvert", {**DEFAULT_FIXED_POINT, "tolerance": 1e-5}, False),
     ("RNRI default", "RNRIInvert", RNRI_DEFAULT, False),
-    ("RNRI paper update", "RNRIInvert", {**RNRI_DEFAULT, "update": "paper"}, False),
+    ("RNRI paper update", "RNRIInvert", {**RNRI_DEFAULT, "update": "paper", "regularization": 0.1}, False),
     ("EDICT", "EDICTInvert", {"mix": 0.93, "precision": "float64"}, False),
     ("BDIA", "BDIAInvert", {"gamma": 0.96, "precision": "float64"}, False),
     ("FixedPoint default + Prompt-Aware Encode", "FixedPointInvert", DEFAULT_FIXED_POINT, True),

@@ -21,7 +21,7 @@ FIXED_POINT_DEFAULT = {"max_iterations": 20, "tolerance": 1e-4, "acceleration": 
 PAPER_DEFAULT = {"update": "paper", "iterations": 2, "regularization": 0.1, "gradient": "jacobian-free"}
 
 
-def newton(iterations=2, regularization=0.1, **solver):
+def newton(iterations=2, regularization=0.0, **solver):
     """RNRI node options for the newton update; `solver`: options of rnri_invert the node does not expose."""
     return {"update": "newton", "iterations": iterations, "regularization": regularization,
             "gradient": "jacobian-free", **({"solver": solver} if solver else {})}
@@ -31,11 +31,12 @@ def configurations():
     """(label, node class name, options)."""
     rows = [("DDIM", "DDIMInvert", {}),
             ("FixedPoint default", "FixedPointInvert", FIXED_POINT_DEFAULT),
-            ("RNRI newton default (2 it, λ 0.1)", "RNRIInvert", newton())]
-    rows += [(f"RNRI newton {k} it, λ {lam:g}", "RNRIInvert", newton(k, lam)) for k, lam in ((1, 0.1), (4, 0.1),
-                                                                                              (2, 0.0), (2, 1.0))]
-    rows += [("RNRI newton 2 it, λ 0.1, trigger 10× tol", "RNRIInvert", newton(trigger=10.0))]
-    rows += [("RNRI paper default (2 it, λ 0.1)", "RNRIInvert", PAPER_DEFAULT)]
+            ("RNRI newton default (2 it, λ 0)", "RNRIInvert", newton())]
+    rows += [(f"RNRI newton {k} it, λ {lam:g}", "RNRIInvert", newton(k, lam)) for k, lam in ((1, 0.0), (4, 0.0),
+                                                                                              (2, 0.1), (2, 1.0))]
+    rows += [("RNRI newton 2 it, λ 0, trigger 10× tol", "RNRIInvert", newton(trigger=10.0))]
+    rows += [("RNRI paper (2 it, λ 0.1: the authors')", "RNRIInvert", PAPER_DEFAULT),
+             ("RNRI paper 20 it, λ 0.1", "RNRIInvert", {**PAPER_DEFAULT, "iterations": 20})]
     return rows
 
 

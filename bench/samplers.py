@@ -24,7 +24,7 @@ METHODS = [  # (label, node, options): every one at its node defaults
     ("DDIM", "DDIMInvert", {}),
     ("FixedPoint", "FixedPointInvert", {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson",
                                         "warm_start": True}),
-    ("RNRI", "RNRIInvert", {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free",
+    ("RNRI", "RNRIInvert", {"iterations": 2, "regularization": 0.0, "gradient": "jacobian-free",
                             "update": "newton"}),
 ]
 

@@ -3,7 +3,7 @@ from comfy_api.latest import io
 
 from ..solvers import ddim_invert, fixed_point_invert
 from ..solvers.fixed_point import ACCELERATIONS
-from ..solvers.rnri import FOLD_RATIO, fold_ratio, rnri_invert
+from ..solvers.rnri import FOLD_RATIO, REGULARIZATION, fold_ratio, rnri_invert
 from ..solvers.rnri import GRADIENTS as RNRI_GRADIENTS
 from ..solvers.rnri import UPDATES as RNRI_UPDATES
 from .common import (
@@ -79,7 +79,8 @@ def fold_notes(sigmas, rule) -> list:
         return []
     return [f"the first inversion step above σ = 0 has Δσ/σ_hi = {c:.2f} ≥ {FOLD_RATIO}: its step equation is likely "
             f"a fold (nearly singular, often no exact root), where the inversion settles at the smallest residual it "
-            f"finds and λ (regularization) applies. More steps (smaller Δσ at the low end) make it well posed"]
+            f"finds (regularization λ > 0 damps the Newton steps there). More steps (smaller Δσ at the low end) make "
+            f"it well posed"]
 
 
 class RNRIInvert(io.ComfyNode):
@@ -92,8 +93,9 @@ class RNRIInvert(io.ComfyNode):
             description="Newton-Raphson inversion. newton (default): FixedPoint's Anderson iteration at its "
                         "defaults (tolerance 1e-4, at most 20 evaluations, warm start), then Newton-Krylov "
                         "iterations (finite-difference Jacobian-vector products, GMRES, line search) at the steps "
-                        "it leaves above the tolerance, with a Levenberg-Marquardt term λ toward the noising "
-                        "step's prior where a step is ill-posed. paper: the published RNRI update (Samuel, Meiri "
+                        "it leaves above the tolerance, keeping at each step the iterate with the smallest "
+                        "residual (never worse than the Anderson phase), with optional Levenberg-Marquardt damping "
+                        "λ where a step is ill-posed. paper: the published RNRI update (Samuel, Meiri "
                         "et al.), minimising ‖y − T(y)‖₁ + λ·(Gaussian prior of the noising step) by a "
                         "per-coordinate Newton step, a fixed number of model evaluations per step.",
             inputs=invert_inputs() + sampler_inputs() + [
@@ -101,12 +103,14 @@ class RNRIInvert(io.ComfyNode):
                              tooltip="newton: Newton-Krylov iterations at each step the Anderson phase leaves above "
                              "its tolerance (each: up to 5 Jacobian-vector products and up to 3 line-search "
                              "evaluations). paper: Newton iterations (model evaluations) per step; 1 equals DDIM."),
-                io.Float.Input("regularization", default=0.1, min=0.0, max=100.0, step=0.01, round=False,
-                               tooltip="λ. newton: Levenberg-Marquardt weight toward the noising step's prior, "
-                               "applied only where a step is ill-posed (its residual stops falling or the Krylov "
-                               "solve is near-singular); 0 seeks the exact root. paper: weight of the Gaussian prior "
-                               "of the noising step at every step; 0 solves the step equation alone, more keeps the "
-                               "seed closer to the noising step's mean."),
+                io.Float.Input("regularization", default=REGULARIZATION, min=0.0, max=100.0, step=0.01,
+                               round=False,
+                               tooltip="λ. newton: Levenberg-Marquardt damping of the Newton correction (λ/s²·‖δ‖², "
+                               "s² the noising step's variance), applied only where a step is ill-posed (its "
+                               "residual stops falling or the Krylov solve is near-singular): shorter steps near a "
+                               "fold, the same solution; 0 (default) measured no worse on any latent. paper: weight "
+                               "of the Gaussian prior of the noising step at every step (the authors use 0.1); 0 "
+                               "solves the step equation alone, more keeps the seed closer to the step's mean."),
                 io.Combo.Input("gradient", options=list(RNRI_GRADIENTS), default="jacobian-free",
                                tooltip="paper only. jacobian-free: treat ∂T/∂y as 0 (the authors' code; no backward "
                                "pass). autograd: the exact gradient by one vector-Jacobian product through the model "

@@ -3,8 +3,8 @@
 Two updates per inversion step (docs/methods.md §4):
 - `newton` (default): the Anderson fixed-point phase of §3, then, where it ends above a trigger, Newton-Krylov
   iterations on the vector residual R(y) = y − T(y) (Knoll & Keyes 2004): finite-difference Jacobian-vector
-  products, restarted GMRES (Saad & Schultz 1986), a backtracking line search, and a Levenberg-Marquardt /
-  Tikhonov term λ toward the noising step's prior where the step is ill-posed.
+  products, restarted GMRES (Saad & Schultz 1986), a backtracking line search on ‖R‖², each sample's
+  smallest-residual iterate kept, and Levenberg-Marquardt damping λ where the step is ill-posed.
 - `paper`: the published scalar objective F(y) = ‖y − T(y)‖₁ + λ·G(y), G the Gaussian negative log-likelihood of the
   noising step, by the per-coordinate Newton-Raphson update y_i ← y_i − F(y) / (numel · (∂F/∂y_i + η·sgn ∂F/∂y_i)).
 """
@@ -30,6 +30,9 @@ from .core import (
 from .fixed_point import SWEEPS, anderson_step, fixed_point_solve
 
 GRADIENTS = ("autograd", "jacobian-free")
+REGULARIZATION = 0.0
+"""λ's default: newton's Levenberg-Marquardt damping measured no closer on any latent of the demo model (and no
+editability gained: bench/results/editing.md), and 0.1 ended above FixedPoint on one (docs/methods.md §4)."""
 UPDATES = ("newton", "paper")
 
 Prior = Callable[[torch.Tensor, float, float], tuple]
@@ -207,16 +210,17 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
                         ill_conditioned: float = 1e4, stall: float = 0.9) -> tuple:
     """Anderson fixed-point phase (docs/methods.md §3), then where it ends above trigger·tolerance `iterations`
     Newton-Krylov iterations on R(y) = y − T(y) (Knoll & Keyes 2004; GMRES, Saad & Schultz 1986) with a backtracking
-    line search and a Levenberg-Marquardt term λ toward the noising prior where the step is ill-posed (§4).
+    line search on ‖R‖² and a Levenberg-Marquardt damping λ/s²·‖δ‖² where the step is ill-posed (§4).
 
-    Returns T(y) of each sample's best iterate (residual, plus the prior term where it applied) and the residual
-    trace, one entry per evaluation (a Jacobian-vector product's entry is the residual of the iterate it is at)."""
+    Returns T(y) of each sample's smallest-residual iterate, the Anderson phase's included (so never worse than that
+    phase), and the residual trace, one entry per evaluation (a Jacobian-vector product's entry is the residual of
+    the iterate it is at)."""
     image, trace, y, residual = fixed_point_solve(problem, on_iteration, max_iterations, tolerance, "anderson",
                                                   keep_iterate=True)
     goal = max(trigger * tolerance, problem.forcing * trace[0])  # an inexact solve inside a sweep stops sooner
     if float(residual.max()) <= goal:
         return image, trace
-    mean, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)
+    _, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)  # s² sets the scale of λ and of a step
     kappa = torch.full((y.shape[0],), regularization / variance, dtype=torch.float64, device=y.device)
     epsilon = epsilon if epsilon is not None else torch.finfo(y.dtype).eps ** 0.5
 
@@ -226,17 +230,14 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
         on_iteration(len(trace) - 1, trace[-1])
         return mapped
 
-    def squares(point: torch.Tensor, mapped: torch.Tensor) -> tuple:
-        """(‖R‖², ‖y − μ‖²) per sample, float64."""
-        return ((point - mapped).flatten(1).double().pow(2).sum(1),
-                (point - mean).flatten(1).double().pow(2).sum(1))
+    def squared_residual(point: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
+        """‖R(y)‖² per sample, float64: what every trial is accepted and the best iterate kept by."""
+        return (point - mapped).flatten(1).double().pow(2).sum(1)
 
-    def merit(parts: tuple, weight: torch.Tensor) -> torch.Tensor:
-        return parts[0] + weight * parts[1]
-
-    mapped, parts = image, squares(y, image)
-    best, best_parts = torch.stack([mapped, y], 1), parts
-    initial = parts[0].sqrt()
+    no_offset = torch.zeros_like(y.flatten(1), dtype=torch.float64)  # λ damps toward the current iterate (LM proper)
+    mapped, squared = image, squared_residual(y, image)
+    best, best_squared = torch.stack([mapped, y], 1), squared
+    initial = squared.sqrt()
     ill = torch.zeros_like(kappa, dtype=torch.bool)  # where the step is ill-posed: λ applies from then on
     step_limit = (variance * y[0].numel()) ** 0.5  # the length of a whole noising step's noise
     shape = (-1, *[1] * (y.ndim - 1))
@@ -244,38 +245,35 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
         current = rms(mapped - y)
         if bool((current <= max(tolerance, problem.forcing * trace[0])).all()):
             break
-        forcing = (parts[0].sqrt() / initial.clamp_min(1e-300)).clamp(max=0.1)
+        forcing = (squared.sqrt() / initial.clamp_min(1e-300)).clamp(max=0.1)
         delta, regularized = gmres(
             lambda v, y=y, mapped=mapped, current=current: finite_difference_jvp(
                 lambda point: evaluate(point, current), y, mapped, v, epsilon),
             -(y - mapped).flatten(1).double(), krylov=krylov, restarts=restarts, forcing=forcing, kappa=kappa,
-            offset=(y - mean).flatten(1).double(), flagged=ill, ill_conditioned=ill_conditioned,
+            offset=no_offset, flagged=ill, ill_conditioned=ill_conditioned,
             step_limit=torch.full_like(kappa, step_limit))
         ill = ill | regularized
-        weight = torch.where(ill, kappa, 0.0)
         delta = delta.to(y.dtype).view_as(y)
-        base = merit(parts, weight)
-        step = torch.ones_like(base)
+        step = torch.ones_like(squared)
         accepted = torch.zeros_like(ill)
-        next_y, next_mapped, next_parts = y, mapped, parts
-        for _ in range(line_search):  # backtracking on the merit ‖R‖² (+ κ‖y − μ‖² where ill-posed)
+        next_y, next_mapped, next_squared = y, mapped, squared
+        for _ in range(line_search):  # backtracking (Armijo) on ‖R‖²: a step that raises the residual is rejected
             candidate = torch.where(accepted.view(shape), next_y, y + step.to(y.dtype).view(shape) * delta)
             candidate_mapped = evaluate(candidate)
-            candidate_parts = squares(candidate, candidate_mapped)
-            score, best_score = merit(candidate_parts, weight), merit(best_parts, weight)
-            best, _ = keep_best(best, best_score, torch.stack([candidate_mapped, candidate], 1), score)
-            best_parts = tuple(torch.where(score < best_score, c, b) for c, b in zip(candidate_parts, best_parts))
-            newly = ~accepted & (score <= (1.0 - 1e-4 * step) * base)
+            candidate_squared = squared_residual(candidate, candidate_mapped)
+            best, best_squared = keep_best(best, best_squared, torch.stack([candidate_mapped, candidate], 1),
+                                           candidate_squared)
+            newly = ~accepted & (candidate_squared <= (1.0 - 1e-4 * step) * squared)
             next_y = torch.where(newly.view(shape), candidate, next_y)
             next_mapped = torch.where(newly.view(shape), candidate_mapped, next_mapped)
-            next_parts = tuple(torch.where(newly, c, p) for c, p in zip(candidate_parts, next_parts))
+            next_squared = torch.where(newly, candidate_squared, next_squared)
             accepted = accepted | newly
             if bool(accepted.all()):
                 break
             step = torch.where(accepted, step, step / 2)
         # the residual stopped falling short of the tolerance: the step is ill-posed there
-        ill = ill | ((next_parts[0] > stall ** 2 * parts[0]) & (rms(next_mapped - next_y) > tolerance))
-        y, mapped, parts = next_y, next_mapped, next_parts
+        ill = ill | ((next_squared > stall ** 2 * squared) & (rms(next_mapped - next_y) > tolerance))
+        y, mapped, squared = next_y, next_mapped, next_squared
     return best[:, 0], trace
 
 
@@ -296,7 +294,7 @@ def fold_ratio(sigmas: torch.Tensor, rule: StepRule = euler_rule) -> Optional[fl
 
 
 def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, update: str = "newton",
-                iterations: int = 2, regularization: float = 0.1, gradient: str = "jacobian-free",
+                iterations: int = 2, regularization: float = REGULARIZATION, gradient: str = "jacobian-free",
                 damping: float = 0.1, prior: Prior = ve_transition_prior, input_scale: InputScale = vp_input_scale,
                 callback: Optional[Callback] = None, rule: StepRule = euler_rule,
                 noises: Optional[list] = None, max_iterations: int = 20,
@@ -306,7 +304,7 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *, u
                 sweeps: int = SWEEPS) -> InversionResult:
     """Invert every Euler step by RNRI (docs/methods.md §4): `newton`, the Anderson phase of FixedPoint (at most
     max_iterations evaluations, to tolerance) then `iterations` Newton-Krylov iterations where it ends above
-    trigger·tolerance, λ a Levenberg-Marquardt term at ill-posed steps; or `paper`, the published per-coordinate
+    trigger·tolerance, λ a Levenberg-Marquardt damping at ill-posed steps; or `paper`, the published per-coordinate
     update, `iterations` evaluations per step. warm_start (None: on for newton, off for paper) as FixedPoint's; a
     multistep `stepper`'s stages in up to `sweeps` sweeps (docs/methods.md §14; paper: one)."""
     if update not in UPDATES:

@@ -284,11 +284,34 @@ def test_levenberg_marquardt_keeps_a_fold_bounded():
     y, trace = newton(p, iterations=6, regularization=0.1)
     points = torch.stack(seen)
     assert torch.isfinite(points).all() and torch.isfinite(y).all()
-    assert float((points - p.x_lo).abs().max()) < 1.0  # every evaluated point stays near the prior mean x_lo
+    assert float((points - p.x_lo).abs().max()) < 1.0  # every evaluated point stays near where it started
     assert min(trace) < 0.55  # and near the least residual there is (b = 0.5, at y = a)
     seen.clear()
     newton(p, iterations=6, regularization=0.0)
     assert float((torch.stack(seen) - p.x_lo).abs().max()) > 5.0  # without λ the Newton step jumps across the fold
+
+
+@pytest.mark.parametrize("regularization", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("make", ["fold", "expanding", "gaussian"])
+def test_newton_never_ends_worse_than_its_anderson_phase(make, regularization):
+    """Per sample, the returned iterate's residual is at most the Anderson phase's best, at any λ: the best iterate is
+    kept by the true step residual and a line-search trial that raises it is not accepted."""
+    p = {"fold": lambda: fold_step()[0], "expanding": lambda: expanding_linear_step()[1],
+         "gaussian": lambda: gaussian_step(0.0413, 0.35)[1]}[make]()
+    evaluated = {}
+
+    def T(y):
+        mapped = p.T(y)
+        for b in range(y.shape[0]):
+            evaluated[(b, tuple(mapped[b].flatten().tolist()))] = float(rms(mapped[b:b + 1] - y[b:b + 1]))
+        return mapped
+
+    problem = StepProblem(T=T, x_lo=p.x_lo, sigma_lo=p.sigma_lo, sigma_hi=p.sigma_hi, y0=p.y0)
+    *_, anderson = fixed_point_solve(p, lambda *_: None, max_iterations=3, tolerance=1e-15, acceleration="anderson",
+                                     keep_iterate=True)
+    image, _ = newton(problem, iterations=4, regularization=regularization, max_iterations=3)
+    returned = torch.tensor([evaluated[(b, tuple(image[b].flatten().tolist()))] for b in range(image.shape[0])])
+    assert bool((returned <= anderson).all()), (returned, anderson)
 
 
 def test_newton_counts_every_evaluation_and_reports_each():

@@ -12,7 +12,7 @@ INVERT = {"ddim": "SeedfinderDDIMInvert", "fixed_point": "SeedfinderFixedPointIn
 EXACT = ("edict", "bdia")
 DEFAULT_OPTIONS = {"fixed_point": {"max_iterations": 20, "tolerance": 1e-4, "acceleration": "anderson",
                                    "warm_start": True},
-                   "rnri": {"iterations": 2, "regularization": 0.1, "gradient": "jacobian-free", "update": "newton"},
+                   "rnri": {"iterations": 2, "regularization": 0.0, "gradient": "jacobian-free", "update": "newton"},
                    "edict": {"mix": 0.93, "precision": "float64"}, "bdia": {"gamma": 0.96, "precision": "float64"}}
 
 
