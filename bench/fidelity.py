@@ -38,7 +38,7 @@ METHODS = [  # (label, node, options, prompt-aware)
     ("FixedPoint cap 40", "FixedPointInvert", {**DEFAULT_FIXED_POINT, "max_iterations": 40}, False),
     ("FixedPoint tol 1e-5", "FixedPointInvert", {**DEFAULT_FIXED_POINT, "tolerance": 1e-5}, False),
     ("RNRI default", "RNRIInvert", RNRI_DEFAULT, False),
-    ("RNRI paper update", "RNRIInvert", {**RNRI_DEFAULT, "update": "paper"}, False),
+    ("RNRI paper update", "RNRIInvert", {**RNRI_DEFAULT, "update": "paper", "regularization": 0.1}, False),
     ("EDICT", "EDICTInvert", widgets(EDICTOptions()), False),
     ("BDIA", "BDIAInvert", widgets(BDIAOptions()), False),
     ("FixedPoint default + Prompt-Aware Encode", "FixedPointInvert", DEFAULT_FIXED_POINT, True),

@@ -19,7 +19,7 @@ from tests.support.inprocess import import_pack, random_conditioning, tiny_model
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 FIXED_POINT_DEFAULT = widgets(FixedPointOptions())
-PAPER_DEFAULT = widgets(RNRIOptions(update="paper"))
+PAPER_DEFAULT = widgets(RNRIOptions(update="paper", regularization=0.1))  # the authors' α
 
 
 def newton(iterations=RNRIOptions.iterations, regularization=RNRIOptions.regularization, **solver):
@@ -32,11 +32,12 @@ def configurations():
     """(label, node class name, options)."""
     rows = [("DDIM", "DDIMInvert", {}),
             ("FixedPoint default", "FixedPointInvert", FIXED_POINT_DEFAULT),
-            ("RNRI newton default (2 it, λ 0.1)", "RNRIInvert", newton())]
-    rows += [(f"RNRI newton {k} it, λ {lam:g}", "RNRIInvert", newton(k, lam)) for k, lam in ((1, 0.1), (4, 0.1),
-                                                                                              (2, 0.0), (2, 1.0))]
-    rows += [("RNRI newton 2 it, λ 0.1, trigger 10× tol", "RNRIInvert", newton(trigger=10.0))]
-    rows += [("RNRI paper default (2 it, λ 0.1)", "RNRIInvert", PAPER_DEFAULT)]
+            ("RNRI newton default (2 it, λ 0)", "RNRIInvert", newton())]
+    rows += [(f"RNRI newton {k} it, λ {lam:g}", "RNRIInvert", newton(k, lam)) for k, lam in ((1, 0.0), (4, 0.0),
+                                                                                              (2, 0.1), (2, 1.0))]
+    rows += [("RNRI newton 2 it, λ 0, trigger 10× tol", "RNRIInvert", newton(trigger=10.0))]
+    rows += [("RNRI paper (2 it, λ 0.1: the authors')", "RNRIInvert", PAPER_DEFAULT),
+             ("RNRI paper 20 it, λ 0.1", "RNRIInvert", {**PAPER_DEFAULT, "iterations": 20})]
     return rows
 
 

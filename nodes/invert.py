@@ -101,7 +101,8 @@ def fold_notes(options: RNRIOptions, run: "host.MethodRun") -> list:
         return []
     return [f"the first inversion step above σ = 0 has Δσ/σ_hi = {c:.2f} ≥ {FOLD_RATIO}: its step equation is likely "
             f"a fold (nearly singular, often no exact root), where the inversion settles at the smallest residual it "
-            f"finds and λ (regularization) applies. More steps (smaller Δσ at the low end) make it well posed"]
+            f"finds (regularization λ > 0 damps the Newton steps there). More steps (smaller Δσ at the low end) make "
+            f"it well posed"]
 
 
 def bind_rnri(options: RNRIOptions, run: "host.MethodRun") -> InversionMethod:
@@ -126,8 +127,9 @@ class RNRIInvert(io.ComfyNode):
                         f"defaults (tolerance {RNRI.tolerance:g}, at most {RNRI.max_iterations} evaluations, warm "
                         "start), then Newton-Krylov "
                         "iterations (finite-difference Jacobian-vector products, GMRES, line search) at the steps "
-                        "it leaves above the tolerance, with a Levenberg-Marquardt term λ toward the noising "
-                        "step's prior where a step is ill-posed. paper: the published RNRI update (Samuel, Meiri "
+                        "it leaves above the tolerance, keeping at each step the iterate with the smallest "
+                        "residual (never worse than the Anderson phase), with optional Levenberg-Marquardt damping "
+                        "λ where a step is ill-posed. paper: the published RNRI update (Samuel, Meiri "
                         "et al.), minimising ‖y − T(y)‖₁ + λ·(Gaussian prior of the noising step) by a "
                         "per-coordinate Newton step, a fixed number of model evaluations per step.",
             inputs=invert_inputs() + sampler_inputs() + [
@@ -138,11 +140,12 @@ class RNRIInvert(io.ComfyNode):
                              "evaluations) per step; 1 equals DDIM."),
                 io.Float.Input("regularization", default=RNRI.regularization, min=0.0, max=100.0, step=0.01,
                                round=False,
-                               tooltip="λ. newton: Levenberg-Marquardt weight toward the noising step's prior, "
-                               "applied only where a step is ill-posed (its residual stops falling or the Krylov "
-                               "solve is near-singular); 0 seeks the exact root. paper: weight of the Gaussian prior "
-                               "of the noising step at every step; 0 solves the step equation alone, more keeps the "
-                               "seed closer to the noising step's mean."),
+                               tooltip="λ. newton: Levenberg-Marquardt damping of the Newton correction (λ/s²·‖δ‖², "
+                               "s² the noising step's variance), applied only where a step is ill-posed (its "
+                               "residual stops falling or the Krylov solve is near-singular): shorter steps near a "
+                               "fold, the same solution; 0 (default) measured no worse on any latent. paper: weight "
+                               "of the Gaussian prior of the noising step at every step (the authors use 0.1); 0 "
+                               "solves the step equation alone, more keeps the seed closer to the step's mean."),
                 io.Combo.Input("gradient", options=list(RNRI_GRADIENTS), default=RNRI.gradient,
                                tooltip="paper only. jacobian-free: treat ∂T/∂y as 0 (the authors' code; no backward "
                                "pass). autograd: the exact gradient by one vector-Jacobian product through the model "

@@ -3,8 +3,8 @@
 Two updates per inversion step (docs/methods.md §4):
 - `newton` (default): the Anderson fixed-point phase of §3, then, where it ends above a trigger, Newton-Krylov
   iterations on the vector residual R(y) = y − T(y) (Knoll & Keyes 2004): finite-difference Jacobian-vector
-  products, restarted GMRES (Saad & Schultz 1986), a backtracking line search, and a Levenberg-Marquardt /
-  Tikhonov term λ toward the noising step's prior where the step is ill-posed.
+  products, restarted GMRES (Saad & Schultz 1986), a backtracking line search on ‖R‖², each sample's
+  smallest-residual iterate kept, and Levenberg-Marquardt damping λ where the step is ill-posed.
 - `paper`: the published scalar objective F(y) = ‖y − T(y)‖₁ + λ·G(y), G the Gaussian negative log-likelihood of the
   noising step, by the per-coordinate Newton-Raphson update y_i ← y_i − F(y) / (numel · (∂F/∂y_i + η·sgn ∂F/∂y_i)).
 """
@@ -47,8 +47,11 @@ class RNRIOptions:
     """newton: FixedPoint's Anderson phase, then Newton-Krylov where it stalls; paper: the published update."""
     iterations: int = 2
     """newton: Newton-Krylov iterations per stalled step; paper: Newton iterations (evaluations) per step."""
-    regularization: float = 0.1
-    """λ, the weight of the noising step's prior."""
+    regularization: float = 0.0
+    """λ. newton: Levenberg-Marquardt damping of the Newton correction at ill-posed steps; paper: the weight of the
+    noising step's prior (the authors use 0.1). Default 0: newton's damping measured no closer on any latent of the
+    demo model (and no editability gained: bench/results/editing.md), and 0.1 ended above FixedPoint on one
+    (docs/methods.md §4)."""
     gradient: str = "jacobian-free"
     """paper only: ∂T/∂y taken as 0 (jacobian-free) or by a vector-Jacobian product (autograd)."""
     damping: float = field(default=0.1, metadata=NOT_ON_NODE)
@@ -152,18 +155,36 @@ def objective_and_gradient(T, y: torch.Tensor, mean: torch.Tensor, variance: flo
 
 def rnri_solve(problem: StepProblem, on_iteration: Callable[[int, float], None], iterations: int,
                regularization: float, gradient: str, damping: float, prior: Prior) -> tuple:
-    """Newton-Raphson on F from y0; returns T(y) of each sample's best-objective iterate and the residual trace."""
+    """Newton-Raphson on F from y0, monotone: a trial that does not lower a sample's F is rejected and that sample's
+    step from its accepted iterate halved (Armijo-style backtracking at no extra evaluation: the accepted iterate's
+    gradient is kept), doubled back toward the full step after each acceptance. Returns T(y) of each sample's
+    best-objective iterate and the residual trace, one entry per evaluation."""
     mean, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)
-    y, best, best_objective, trace = problem.y0, None, None, []
+    trial, best, best_objective, trace = problem.y0, None, None, []
+    shape = (-1, *[1] * (trial.ndim - 1))
+    y = objective = grad = step = None
+    scale = torch.ones(trial.shape[0], dtype=trial.dtype, device=trial.device)
     for iteration in range(iterations):
         last = iteration + 1 == iterations  # its gradient would go unused: skip the backward pass
-        mapped, objective, grad = objective_and_gradient(problem.T, y, mean, variance, regularization,
-                                                         "jacobian-free" if last else gradient)
-        best, best_objective = keep_best(best, best_objective, mapped, objective)
-        trace.append(float(rms(mapped - y).max()))
+        mapped, trial_objective, trial_grad = objective_and_gradient(problem.T, trial, mean, variance, regularization,
+                                                                     "jacobian-free" if last else gradient)
+        best, best_objective = keep_best(best, best_objective, mapped, trial_objective)
+        trace.append(float(rms(mapped - trial).max()))
         on_iteration(iteration, trace[-1])
-        if not last:
-            y = newton_step(y, objective, grad, damping)
+        if last:
+            break
+        if y is None:
+            y, objective, grad = trial, trial_objective, trial_grad
+            accept = torch.ones_like(scale, dtype=torch.bool)
+        else:  # NaN compares false: a non-finite trial is rejected like one that raises F
+            accept = trial_objective < objective
+            y = torch.where(accept.view(shape), trial, y)
+            objective = torch.where(accept, trial_objective, objective)
+            grad = torch.where(accept.view(shape), trial_grad, grad)
+        full = newton_step(y, objective, grad, damping) - y
+        step = full if step is None else torch.where(accept.view(shape), full, step)
+        scale = torch.where(accept, (2 * scale).clamp(max=1.0), scale / 2)
+        trial = y + scale.view(shape) * step
     return best, trace
 
 
@@ -254,16 +275,17 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
                         ill_conditioned: float = 1e4, stall: float = 0.9) -> tuple:
     """Anderson fixed-point phase (docs/methods.md §3), then where it ends above trigger·tolerance `iterations`
     Newton-Krylov iterations on R(y) = y − T(y) (Knoll & Keyes 2004; GMRES, Saad & Schultz 1986) with a backtracking
-    line search and a Levenberg-Marquardt term λ toward the noising prior where the step is ill-posed (§4).
+    line search on ‖R‖² and a Levenberg-Marquardt damping λ/s²·‖δ‖² where the step is ill-posed (§4).
 
-    Returns T(y) of each sample's best iterate (residual, plus the prior term where it applied) and the residual
-    trace, one entry per evaluation (a Jacobian-vector product's entry is the residual of the iterate it is at)."""
+    Returns T(y) of each sample's smallest-residual iterate, the Anderson phase's included (so never worse than that
+    phase), and the residual trace, one entry per evaluation (a Jacobian-vector product's entry is the residual of
+    the iterate it is at)."""
     image, trace, y, residual = fixed_point_solve(problem, on_iteration, max_iterations, tolerance, "anderson",
                                                   keep_iterate=True)
     goal = max(trigger * tolerance, problem.forcing * trace[0])  # an inexact solve inside a sweep stops sooner
     if float(residual.max()) <= goal:
         return image, trace
-    mean, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)
+    _, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)  # s² sets the scale of λ and of a step
     kappa = torch.full((y.shape[0],), regularization / variance, dtype=torch.float64, device=y.device)
     epsilon = epsilon if epsilon is not None else torch.finfo(y.dtype).eps ** 0.5
 
@@ -273,17 +295,14 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
         on_iteration(len(trace) - 1, trace[-1])
         return mapped
 
-    def squares(point: torch.Tensor, mapped: torch.Tensor) -> tuple:
-        """(‖R‖², ‖y − μ‖²) per sample, float64."""
-        return ((point - mapped).flatten(1).double().pow(2).sum(1),
-                (point - mean).flatten(1).double().pow(2).sum(1))
+    def squared_residual(point: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
+        """‖R(y)‖² per sample, float64: what every trial is accepted and the best iterate kept by."""
+        return (point - mapped).flatten(1).double().pow(2).sum(1)
 
-    def merit(parts: tuple, weight: torch.Tensor) -> torch.Tensor:
-        return parts[0] + weight * parts[1]
-
-    mapped, parts = image, squares(y, image)
-    best, best_parts = torch.stack([mapped, y], 1), parts
-    initial = parts[0].sqrt()
+    no_offset = torch.zeros_like(y.flatten(1), dtype=torch.float64)  # λ damps toward the current iterate (LM proper)
+    mapped, squared = image, squared_residual(y, image)
+    best, best_squared = torch.stack([mapped, y], 1), squared
+    initial = squared.sqrt()
     ill = torch.zeros_like(kappa, dtype=torch.bool)  # where the step is ill-posed: λ applies from then on
     step_limit = (variance * y[0].numel()) ** 0.5  # the length of a whole noising step's noise
     shape = (-1, *[1] * (y.ndim - 1))
@@ -291,38 +310,35 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
         current = rms(mapped - y)
         if bool((current <= max(tolerance, problem.forcing * trace[0])).all()):
             break
-        forcing = (parts[0].sqrt() / initial.clamp_min(1e-300)).clamp(max=0.1)
+        forcing = (squared.sqrt() / initial.clamp_min(1e-300)).clamp(max=0.1)
         delta, regularized = gmres(
             lambda v, y=y, mapped=mapped, current=current: finite_difference_jvp(
                 lambda point: evaluate(point, current), y, mapped, v, epsilon),
             -(y - mapped).flatten(1).double(), krylov=krylov, restarts=restarts, forcing=forcing, kappa=kappa,
-            offset=(y - mean).flatten(1).double(), flagged=ill, ill_conditioned=ill_conditioned,
+            offset=no_offset, flagged=ill, ill_conditioned=ill_conditioned,
             step_limit=torch.full_like(kappa, step_limit))
         ill = ill | regularized
-        weight = torch.where(ill, kappa, 0.0)
         delta = delta.to(y.dtype).view_as(y)
-        base = merit(parts, weight)
-        step = torch.ones_like(base)
+        step = torch.ones_like(squared)
         accepted = torch.zeros_like(ill)
-        next_y, next_mapped, next_parts = y, mapped, parts
-        for _ in range(line_search):  # backtracking on the merit ‖R‖² (+ κ‖y − μ‖² where ill-posed)
+        next_y, next_mapped, next_squared = y, mapped, squared
+        for _ in range(line_search):  # backtracking (Armijo) on ‖R‖²: a step that raises the residual is rejected
             candidate = torch.where(accepted.view(shape), next_y, y + step.to(y.dtype).view(shape) * delta)
             candidate_mapped = evaluate(candidate)
-            candidate_parts = squares(candidate, candidate_mapped)
-            score, best_score = merit(candidate_parts, weight), merit(best_parts, weight)
-            best, _ = keep_best(best, best_score, torch.stack([candidate_mapped, candidate], 1), score)
-            best_parts = tuple(torch.where(score < best_score, c, b) for c, b in zip(candidate_parts, best_parts))
-            newly = ~accepted & (score <= (1.0 - 1e-4 * step) * base)
+            candidate_squared = squared_residual(candidate, candidate_mapped)
+            best, best_squared = keep_best(best, best_squared, torch.stack([candidate_mapped, candidate], 1),
+                                           candidate_squared)
+            newly = ~accepted & (candidate_squared <= (1.0 - 1e-4 * step) * squared)
             next_y = torch.where(newly.view(shape), candidate, next_y)
             next_mapped = torch.where(newly.view(shape), candidate_mapped, next_mapped)
-            next_parts = tuple(torch.where(newly, c, p) for c, p in zip(candidate_parts, next_parts))
+            next_squared = torch.where(newly, candidate_squared, next_squared)
             accepted = accepted | newly
             if bool(accepted.all()):
                 break
             step = torch.where(accepted, step, step / 2)
         # the residual stopped falling short of the tolerance: the step is ill-posed there
-        ill = ill | ((next_parts[0] > stall ** 2 * parts[0]) & (rms(next_mapped - next_y) > tolerance))
-        y, mapped, parts = next_y, next_mapped, next_parts
+        ill = ill | ((next_squared > stall ** 2 * squared) & (rms(next_mapped - next_y) > tolerance))
+        y, mapped, squared = next_y, next_mapped, next_squared
     return best[:, 0], trace
 
 
@@ -347,7 +363,7 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, opti
                 callback: Optional[Callback] = None, stepping: Stepping = EULER) -> InversionResult:
     """Invert every step of the sampler `stepping` describes by RNRI (docs/methods.md §4): `newton`, the Anderson
     phase of FixedPoint (at most max_iterations evaluations, to tolerance) then `iterations` Newton-Krylov iterations
-    where it ends above trigger·tolerance, λ a Levenberg-Marquardt term at ill-posed steps; or `paper`, the published
+    where it ends above trigger·tolerance, λ a Levenberg-Marquardt damping at ill-posed steps; or `paper`, the published
     per-coordinate update, `iterations` evaluations per step. A multistep sampler's stages in up to `sweeps` sweeps
     (docs/methods.md §14; paper: one)."""
     o = options

@@ -147,6 +147,45 @@ def test_full_inversion_round_trip_improves_on_ddim_with_iterations():
     assert errors[50] < errors[2] < errors[1], errors
 
 
+@pytest.mark.parametrize("gradient", ["jacobian-free", "autograd"])
+def test_paper_update_is_bounded_where_it_used_to_diverge(gradient):
+    """An expanding linear step map (eigenvalue −1.6): the unguarded update walked away, so that 20 iterations ended
+    up to 2× further from the image than 2. A trial that raises F is now rejected and its step halved."""
+    g = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=F64))
+    gains = torch.tensor([6.0] * 4 + [1.5] * 4 + [0.5] * 4, dtype=F64)
+    oracle = LinearDenoiser(basis @ torch.diag(gains) @ basis.T)
+    x0 = torch.randn(2, 12, generator=g, dtype=F64)
+    sigmas = torch.tensor([14.6, 2.0, 0.35, 0.0413, 0.0], dtype=F64)
+    errors = {}
+    for k in (2, 20):
+        result = rnri_invert(oracle, x0, sigmas, update="paper", iterations=k, gradient=gradient)
+        assert torch.isfinite(result.latent).all() and result.evaluations == 4 * k
+        errors[k] = float((sample(oracle, result.latent, sigmas) - x0).norm() / x0.norm())
+    assert errors[20] <= errors[2], errors
+
+
+def test_paper_update_never_accepts_a_trial_that_raises_the_objective():
+    """At λ = 0 (jacobian-free) each trial is a sign step of some length from the accepted iterate: replaying the
+    evaluated points, every trial is taken from the lowest-F point evaluated before it, never from a worse one."""
+    _, p = expanding_linear_step()
+    mean, variance = ve_transition_prior(p.x_lo, p.sigma_lo, p.sigma_hi)
+    points = []
+    problem = StepProblem(T=lambda y: points.append(y.clone()) or p.T(y), x_lo=p.x_lo, sigma_lo=p.sigma_lo,
+                          sigma_hi=p.sigma_hi, y0=p.y0)
+    rnri_solve(problem, lambda *_: None, 20, 0.0, "jacobian-free", 0.1, ve_transition_prior)
+    objectives = torch.stack([rnri_objective(y, p.T(y), mean, variance, 0.0) for y in points])  # (trials, batch)
+    for k in range(1, len(points)):
+        anchor = objectives[:k].argmin(0)  # per sample, the accepted iterate so far
+        for b in range(p.y0.shape[0]):
+            base = points[int(anchor[b])][b]
+            mapped = p.T(base.unsqueeze(0).expand_as(p.y0))[b]  # the sign step from it, up to its length
+            direction = torch.sign(mapped - base)
+            moved = points[k][b] - base
+            assert torch.allclose(moved, moved.abs().mean() * direction, atol=1e-12), (k, b)
+    assert bool((objectives.min(0).values < 0.5 * objectives[0]).all())  # and it gets somewhere
+
+
 def test_flow_prior_reduces_to_the_ve_prior_shape():
     x_lo = torch.ones(1, 4, dtype=F64)
     mean, variance = flow_transition_prior(x_lo, 0.0, 0.5)
@@ -246,11 +285,34 @@ def test_levenberg_marquardt_keeps_a_fold_bounded():
     y, trace = newton(p, iterations=6, regularization=0.1)
     points = torch.stack(seen)
     assert torch.isfinite(points).all() and torch.isfinite(y).all()
-    assert float((points - p.x_lo).abs().max()) < 1.0  # every evaluated point stays near the prior mean x_lo
+    assert float((points - p.x_lo).abs().max()) < 1.0  # every evaluated point stays near where it started
     assert min(trace) < 0.55  # and near the least residual there is (b = 0.5, at y = a)
     seen.clear()
     newton(p, iterations=6, regularization=0.0)
     assert float((torch.stack(seen) - p.x_lo).abs().max()) > 5.0  # without λ the Newton step jumps across the fold
+
+
+@pytest.mark.parametrize("regularization", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("make", ["fold", "expanding", "gaussian"])
+def test_newton_never_ends_worse_than_its_anderson_phase(make, regularization):
+    """Per sample, the returned iterate's residual is at most the Anderson phase's best, at any λ: the best iterate is
+    kept by the true step residual and a line-search trial that raises it is not accepted."""
+    p = {"fold": lambda: fold_step()[0], "expanding": lambda: expanding_linear_step()[1],
+         "gaussian": lambda: gaussian_step(0.0413, 0.35)[1]}[make]()
+    evaluated = {}
+
+    def T(y):
+        mapped = p.T(y)
+        for b in range(y.shape[0]):
+            evaluated[(b, tuple(mapped[b].flatten().tolist()))] = float(rms(mapped[b:b + 1] - y[b:b + 1]))
+        return mapped
+
+    problem = StepProblem(T=T, x_lo=p.x_lo, sigma_lo=p.sigma_lo, sigma_hi=p.sigma_hi, y0=p.y0)
+    *_, anderson = fixed_point_solve(p, lambda *_: None, max_iterations=3, tolerance=1e-15, acceleration="anderson",
+                                     keep_iterate=True)
+    image, _ = newton(problem, iterations=4, regularization=regularization, max_iterations=3)
+    returned = torch.tensor([evaluated[(b, tuple(image[b].flatten().tolist()))] for b in range(image.shape[0])])
+    assert bool((returned <= anderson).all()), (returned, anderson)
 
 
 def test_newton_counts_every_evaluation_and_reports_each():
