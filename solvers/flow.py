@@ -29,6 +29,12 @@ from .core import (
 FLOW_SOLVERS = ("fireflow", "rf_solver")
 
 
+def check_eta(eta: float) -> None:
+    """η is a convex weight between the model's denoised estimate and the reference (Rout et al. 2025)."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta: expected a pull strength in [0, 1] (0 = plain euler), got {eta}")
+
+
 @dataclass(frozen=True)
 class RFInversionOptions:
     """RF-Inversion Invert's options. These defaults are the node's: its schema, bench/ and the tests read them here."""
@@ -107,12 +113,6 @@ def rf_inversion_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tens
         residuals.append([float(rms(x_hi - seen).max())])
         x = x_hi
     return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations)
-
-
-def check_eta(eta: float) -> None:
-    """η is a convex weight between the model's denoised estimate and the reference (Rout et al. 2025)."""
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta: expected a pull strength in [0, 1] (0 = plain euler), got {eta}")
 
 
 def eta_schedule(steps: int, eta: float, start_step: int, stop_step: int) -> list:

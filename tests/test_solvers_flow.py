@@ -178,8 +178,9 @@ def test_flowedit_with_a_mask_keeps_the_source_outside_it(n_min):
     target, _ = gaussian(mean_seed=9)
     mask = torch.zeros(SHAPE, dtype=torch.float64)
     mask[..., :3] = 1.0
-    masked = flow_edit(source, target, x0, flow_sigmas(10), n_max=8, n_min=n_min, seed=0, mask=mask).latent
-    unmasked = flow_edit(source, target, x0, flow_sigmas(10), n_max=8, n_min=n_min, seed=0).latent
+    options = FlowEditOptions(n_max=8, n_min=n_min)
+    masked = flow_edit(source, target, x0, flow_sigmas(10), options, seed=0, mask=mask).latent
+    unmasked = flow_edit(source, target, x0, flow_sigmas(10), options, seed=0).latent
     assert torch.equal(masked[..., 3:], x0[..., 3:])
     moved = float(rms(masked[..., :3] - x0[..., :3]).max())
     assert moved > 0.1 and moved == pytest.approx(float(rms(unmasked[..., :3] - x0[..., :3]).max()), rel=0.5)

@@ -159,7 +159,7 @@ def test_paper_update_is_bounded_where_it_used_to_diverge(gradient):
     sigmas = torch.tensor([14.6, 2.0, 0.35, 0.0413, 0.0], dtype=F64)
     errors = {}
     for k in (2, 20):
-        result = rnri_invert(oracle, x0, sigmas, update="paper", iterations=k, gradient=gradient)
+        result = rnri_invert(oracle, x0, sigmas, RNRIOptions(update="paper", iterations=k, gradient=gradient))
         assert torch.isfinite(result.latent).all() and result.evaluations == 4 * k
         errors[k] = float((sample(oracle, result.latent, sigmas) - x0).norm() / x0.norm())
     assert errors[20] <= errors[2], errors
