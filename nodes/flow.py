@@ -20,8 +20,8 @@ from . import host
 from .common import CATEGORY, InvertInputs, invert_inputs, invert_node, invert_outputs
 
 ETA_SPAN_TOO_SMALL = 0.15
-"""An η window covering less σ than this barely moves the image toward the reference (README, RF-Inversion
-settings): the "no effect" of a shifted schedule whose first steps all sit near σ = 1."""
+"""An η window covering less σ than this barely moves the image toward the reference (bench/results/flow.md,
+RF-Inversion settings): the "no effect" of a shifted schedule whose first steps all sit near σ = 1."""
 
 
 def eta_window_notes(model, sigmas, eta: float, start_step: int, stop_step: int) -> list:
@@ -194,7 +194,7 @@ class FlowEdit(io.ComfyNode):
                              tooltip="Noises averaged per step: smoother edits, n_avg× the evaluations."),
                 io.Float.Input("source_cfg", default=FLOW_EDIT.source_cfg, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Guidance of the source velocity (the authors: 3.5 on SD3, 1.5 on Flux; 1 "
-                               "measured best on the demo model, see the README)."),
+                               "measured best on the demo model: bench/results/flow.md)."),
                 io.Float.Input("target_cfg", default=FLOW_EDIT.target_cfg, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Guidance of the target velocity, above source_cfg as the authors use (13.5 "
                                "on SD3, 5.5 on Flux; 3 on the demo model). Higher edits harder and keeps less."),

@@ -81,7 +81,7 @@ class FixedPointInvert(io.ComfyNode):
                                "y ← T(y), as the paper."),
                 io.Boolean.Input("warm_start", default=FIXED_POINT.warm_start,
                                  tooltip="Start each step from the previous step's solved direction instead of the "
-                                 "DDIM guess: fewer evaluations to the tolerance (see the README's benchmark)."),
+                                 "DDIM guess: fewer evaluations to the tolerance (bench/results/README.md)."),
             ],
             outputs=invert_outputs() + [sampler_output()],
         )

@@ -195,7 +195,7 @@ def test_family_round_trips(host, family):
             # the random tiny SDXL's expanding top steps amplify to ~1 %)
             assert errors[route] == pytest.approx(next(iter(errors.values())), rel=0.05)
     # FixedPoint is ≥ 10× closer than DDIM on every family. RNRI at its default 2 iterations is printed for the
-    # README matrix but not asserted against DDIM: it is within ±10 % of DDIM on several families here.
+    # bench.host matrix but not asserted against DDIM: it is within ±10 % of DDIM on several families here.
     # EDICT and BDIA regenerate with their own coupled (Euler-based) samplers: exact on every family.
     ddim, fixed = rows["ddim"][0], rows["fixed_point"][0]
     for route in ddim:

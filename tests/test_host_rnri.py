@@ -39,7 +39,7 @@ def test_rnri_newton_is_never_worse_than_fixed_point_on_the_demo_model(host, ste
 
 @pytest.mark.parametrize("gradient", ["jacobian-free", "autograd"])
 def test_rnri_round_trips_through_both_routes(host, gradient):
-    """The paper update. Measured (README): at its default 2 iterations RNRI improves on DDIM by 1.2-1.3×
+    """The paper update. Measured (bench/results/rnri.md): at its default 2 iterations RNRI improves on DDIM by 1.2-1.3×
     (jacobian-free) on this model, not by the 10× the issue asks for; autograd's step can overshoot (0.94-1.06×)."""
     options = {"iterations": 2, "regularization": 0.1, "gradient": gradient, "update": "paper"}
     for image in IMAGES[:2]:
