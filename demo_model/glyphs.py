@@ -1,7 +1,7 @@
-"""The second model's world: captioned 64×64 glyphs, "a {colour} letter {X} on a {texture} {background} background",
-a letter of the font Pillow ships (`ImageFont.load_default`, FreeType) over a two-tone texture of stripes, checks,
-dots or wavy curves; seeded numpy and Pillow, nothing downloaded. Not the demo's shapes: other data for the second
-model."""
+"""The second model's world: captioned 64×64 glyphs, "a {colour} letter {X} on a {texture} background": a letter of
+the font Pillow ships (`ImageFont.load_default`, FreeType) over a two-tone texture (plain, stripes, checks, dots or
+wavy curves) of a background colour the caption does not name (fewer captions to encode); seeded numpy and Pillow,
+nothing downloaded. Not the demo's shapes: other data for the second model."""
 import numpy as np
 
 SIZE = 64
@@ -20,9 +20,9 @@ MAX_TILT = 20.0  # degrees
 
 
 def caption(label) -> str:
-    """The prompt of a (colour, letter, texture, background) label."""
-    colour, letter, texture, background = label
-    return f"a {colour} letter {letter} on a {texture} {background} background"
+    """The prompt of a (colour, letter, texture, background) label (the background colour unnamed)."""
+    colour, letter, texture, _ = label
+    return f"a {colour} letter {letter} on a {texture} background"
 
 
 def all_labels() -> list:

@@ -36,9 +36,9 @@ CLIP_SEED = 20  # the seeded random CLIP-L the demo model uses too (install writ
 UNET_WIDTH = 32
 UNET_K = 320 // UNET_WIDTH  # SD15 detection requires model_channels 320
 TAESD_WIDTH = widen.TAESD_WIDTH  # widened 4× to ComfyUI's 64 by widen.widen_taesd
-VAE_CONFIG = dict(seed=10, images=10000, steps=1500, batch=32, lr=2e-3, latent_noise=0.05, scale_penalty=0.1,
+VAE_CONFIG = dict(seed=10, images=6000, steps=700, batch=32, lr=2e-3, latent_noise=0.05, scale_penalty=0.1,
                   width=TAESD_WIDTH)
-UNET_STEPS = 1600
+UNET_STEPS = 1000
 CHECKPOINT_EVERY = 100
 QUICK = dict(images=128, steps=6)  # --quick: a smoke run of the whole pipeline (checkpoints every 3 steps)
 
@@ -56,7 +56,7 @@ def unet_config(model_channels: int = UNET_WIDTH) -> dict:
     )
 
 
-UNET_CONFIG = dict(seed=11, images=10000, steps=UNET_STEPS, batch=64, lr=1e-3, warmup=100, ema=0.998,
+UNET_CONFIG = dict(seed=11, images=6000, steps=UNET_STEPS, batch=64, lr=1e-3, warmup=100, ema=0.998,
                    cfg_dropout=0.1, width=UNET_WIDTH, unet=unet_config())
 
 
