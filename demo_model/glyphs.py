@@ -17,6 +17,7 @@ JITTER = 12  # per-image colour jitter (0-255 units)
 TONE = 0.35  # the texture's second tone: the background blended this far toward white (dark ones) or black
 FONT_SIZES = (30, 46)  # font size range at 64×64 (capitals about 0.7 of it tall)
 MAX_TILT = 20.0  # degrees
+BOLD = 2  # px added around every stroke: strokes about as wide as a latent cell (8 px) is tall
 
 
 def caption(label) -> str:
@@ -34,7 +35,7 @@ def texture_mask(texture: str, rng: np.random.Generator) -> np.ndarray:
     """Coverage in [0, 1] (64×64) of the texture's second tone: random period, phase and angle; anti-aliased."""
     n = SIZE * SUPERSAMPLE
     yy, xx = (np.mgrid[0:n, 0:n] + 0.5) / SUPERSAMPLE
-    period = rng.uniform(8, 16)
+    period = rng.uniform(16, 32)  # at least two latent cells (8 px) per period
     angle = rng.uniform(0, np.pi)
     u = xx * np.cos(angle) + yy * np.sin(angle) + rng.uniform(0, period)
     v = -xx * np.sin(angle) + yy * np.cos(angle) + rng.uniform(0, period)
@@ -47,10 +48,10 @@ def texture_mask(texture: str, rng: np.random.Generator) -> np.ndarray:
     elif texture == "dotted":
         du, dv = u % period - period / 2, v % period - period / 2
         inside = du ** 2 + dv ** 2 <= (period / 4) ** 2
-    else:  # wavy: parallel sine curves 2 px thick
-        amplitude, wavelength = rng.uniform(2, 5), rng.uniform(14, 30)
+    else:  # wavy: parallel sine bands, a quarter of the period thick
+        amplitude, wavelength = rng.uniform(3, 6), rng.uniform(24, 48)
         w = u + amplitude * np.sin(2 * np.pi * v / wavelength)
-        inside = np.abs(w % period - period / 2) <= 1.0
+        inside = np.abs(w % period - period / 2) <= period / 8
     return inside.astype(np.float32).reshape(SIZE, SUPERSAMPLE, SIZE, SUPERSAMPLE).mean(axis=(1, 3))
 
 
@@ -60,7 +61,8 @@ def glyph_mask(letter: str, rng: np.random.Generator) -> np.ndarray:
     n = SIZE * SUPERSAMPLE
     font = ImageFont.load_default(size=int(rng.uniform(*FONT_SIZES) * SUPERSAMPLE))
     canvas = Image.new("L", (n, n))
-    ImageDraw.Draw(canvas).text((n / 2, n / 2), letter, fill=255, font=font, anchor="mm")
+    ImageDraw.Draw(canvas).text((n / 2, n / 2), letter, fill=255, font=font, anchor="mm",
+                                stroke_width=BOLD * SUPERSAMPLE, stroke_fill=255)
     canvas = canvas.rotate(rng.uniform(-MAX_TILT, MAX_TILT), resample=Image.BILINEAR)
     left, top, right, bottom = canvas.getbbox()
     # move the glyph's box anywhere it fits whole, 2 px from the border
