@@ -1,5 +1,6 @@
-"""Seedfinder's demo model: a tiny text-to-image SD1.5-class model trained on procedural shapes (not loaded by the
-node pack). Training: `python -m demo_model.train`; installing into ComfyUI's folders: `demo_model.install`."""
+"""Seedfinder's demo model: a tiny text-to-image SD1.5-class model trained on procedural shapes, and the second model,
+trained on procedural glyphs to check the defaults chosen on the first (neither loaded by the node pack). Training:
+`python -m demo_model.train`, `python -m demo_model.second`; installing into ComfyUI's folders: `demo_model.install`."""
 import os
 import sys
 

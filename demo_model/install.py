@@ -1,14 +1,19 @@
-"""Install the demo model where ComfyUI's core loaders find it: the shipped narrow weights widened (deterministic,
-the same function) to SD1.5-detectable widths, the seeded CLIP-L, and a few procedural images for LoadImage."""
+"""Install the demo model and the second model where ComfyUI's core loaders find them: the shipped narrow weights
+widened (deterministic, the same function) to SD1.5-detectable widths, the seeded CLIP-L they share, and a few
+procedural images for LoadImage."""
+import math
 import os
 
 import numpy as np
 
-from . import data, ensure_comfy, text, train, widen
+from . import data, ensure_comfy, second, text, train, widen
 
 UNET_FILES = {"eps": "seedfinder_demo_shapes_sd15_eps.safetensors",
               "flow": "seedfinder_demo_shapes_sd15_flow.safetensors"}  # flow: load, then ModelSamplingSD3 shift 1
 VAE_FILE = "seedfinder_demo_shapes_taesd.safetensors"
+# The second model (glyph world, second.py): only for checking that defaults chosen on the demo model hold.
+SECOND_UNET_FILE = "seedfinder_second_glyphs_sd15_eps.safetensors"
+SECOND_VAE_FILE = "seedfinder_second_glyphs_taesd.safetensors"
 CLIP_FILE = "seedfinder_demo_clip_l.safetensors"
 SD15_SCALE = 0.18215  # vae_scale: SD15's process_in multiplies by it again, so the UNet sees the encoder's output
 # Never rendered for training (a different generator per image); the second pair is the held-out one.
@@ -30,19 +35,39 @@ def save_file(tensors: dict, path: str, metadata: dict | None = None) -> None:
     safetensors.torch.save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
 
 
-def write_demo_models(models_dir: str, weights: str = train.WEIGHTS) -> dict:
-    """Write the wide UNet(s) (diffusion_models/), TAESD VAE (vae/) and CLIP-L (text_encoders/) from the narrow
-    files in `weights`; {kind: path}."""
+def widen_second_unet(state_dict: dict, k: int = second.UNET_K) -> dict:
+    """The narrow second UNet at k× width, the same function: widen.replicate per tensor (consecutive copies, ÷k on
+    the input side), the timestep sinusoid re-indexed, q scaled by 1/√k as the head dimension grows k-fold (the
+    steps of widen.widen_unet, on the second layout)."""
+    wide_shapes = widen.shapes(second.unet(second.UNET_WIDTH * k, device="meta"))
+    out = {}
+    for key, value in state_dict.items():
+        value = value.float()
+        if key == "time_embed.0.weight":
+            value = widen.timestep_input(value, wide_shapes[key][1], k)
+        wide = widen.replicate(value, wide_shapes[key], k)
+        out[key] = (wide / math.sqrt(k) if key.endswith(".to_q.weight") else wide).contiguous()
+    assert out.keys() == wide_shapes.keys()
+    return out
+
+
+def write_vae(narrow: dict, meta: dict, path: str) -> None:
+    """A narrow TAESD file widened to ComfyUI's TAESD with SD15's latent scale, as VAELoader loads it."""
     import torch
-    ensure_comfy()
-    paths = {}
-    vae, vae_meta = train.load_weights("vae", weights)
-    encoder, decoder = widen.widen_taesd(*train.split_vae(vae))
-    paths["vae"] = os.path.join(models_dir, "vae", VAE_FILE)
+    encoder, decoder = widen.widen_taesd(*train.split_vae(narrow))
     save_file({**{f"taesd_encoder.{k}": v for k, v in encoder.items()},
                **{f"taesd_decoder.{k}": v for k, v in decoder.items()},
                "vae_scale": torch.tensor(SD15_SCALE), "vae_shift": torch.tensor(0.0)},
-              paths["vae"], {"source_sha256": vae_meta["source_sha256"]})
+              path, {"source_sha256": meta["source_sha256"]})
+
+
+def write_demo_models(models_dir: str, weights: str = train.WEIGHTS) -> dict:
+    """Write the wide UNets (diffusion_models/), TAESD VAEs (vae/) and the CLIP-L (text_encoders/) from the narrow
+    files in `weights`; {kind: path}, kinds "eps", "flow", "vae", "clip", and "second", "second_vae" (the second
+    model, when its files are there)."""
+    ensure_comfy()
+    paths = {"vae": os.path.join(models_dir, "vae", VAE_FILE)}
+    write_vae(*train.load_weights("vae", weights), paths["vae"])
     for objective, name in UNET_FILES.items():
         if os.path.exists(os.path.join(weights, train.FILES[objective])):
             narrow, meta = train.load_weights(objective, weights)
@@ -50,7 +75,15 @@ def write_demo_models(models_dir: str, weights: str = train.WEIGHTS) -> dict:
             # float32: the widened weights are the fp16 narrow ones divided by 5 or √5, not fp16-representable
             save_file(widen.widen_unet(narrow), paths[objective],
                       {key: meta[key] for key in ("source_sha256", "objective", "clip_fingerprint")})
+    if all(os.path.exists(os.path.join(weights, name)) for name in second.FILES.values()):
+        paths["second_vae"] = os.path.join(models_dir, "vae", SECOND_VAE_FILE)
+        write_vae(*second.load_weights("vae", weights), paths["second_vae"])
+        narrow, meta = second.load_weights("eps", weights)
+        paths["second"] = os.path.join(models_dir, "diffusion_models", SECOND_UNET_FILE)
+        save_file(widen_second_unet(narrow), paths["second"],
+                  {key: meta[key] for key in ("source_sha256", "objective", "clip_fingerprint")})
     paths["clip"] = os.path.join(models_dir, "text_encoders", CLIP_FILE)
+    # the second model was trained on this CLIP too (second.CLIP_SEED); each UNet's recorded fingerprint checks it
     save_file(text.clip_state_dict(), paths["clip"])
     return paths
 

@@ -20,11 +20,11 @@ MODEL_FOLDERS = ("checkpoints", "diffusion_models", "unet")
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".gguf", ".sft")
 
 
-OURS = ("SMOKE-TEST_seedfinder", "seedfinder_demo_")
+OURS = ("SMOKE-TEST_seedfinder", "seedfinder_demo_", "seedfinder_second_")
 
 
 def has_user_models(models_dir: str) -> bool:
-    """Any diffusion model file that is not one of ours (the demo model, the tests' smoke-test model)."""
+    """Any diffusion model file that is not one of ours (the demo and second models, the tests' smoke-test model)."""
     for folder in MODEL_FOLDERS:
         for path in glob.glob(os.path.join(models_dir, folder, "**", "*"), recursive=True):
             if path.endswith(MODEL_SUFFIXES) and not os.path.basename(path).startswith(OURS):
@@ -33,12 +33,14 @@ def has_user_models(models_dir: str) -> bool:
 
 
 def install_demo(models_dir: str, input_dir: str) -> None:
-    """The demo model's files and the demo images the example workflows load (the model skipped when present)."""
+    """The demo and second models' files and the demo images the example workflows load (the models skipped when
+    present)."""
     sys.path[:0] = [REPO, os.path.join(HOST_DIR, "stubs"), os.path.join(HOST_DIR, "comfyui")]
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
     from demo_model import install
-    if not os.path.exists(os.path.join(models_dir, "diffusion_models", install.UNET_FILES["eps"])):
+    ours = (install.UNET_FILES["eps"], install.SECOND_UNET_FILE)
+    if not all(os.path.exists(os.path.join(models_dir, "diffusion_models", name)) for name in ours):
         print("seedfinder: installing the demo model (trained on procedural shapes: try 'a red disc on a blue "
               "background')")
         install.write_demo_models(models_dir)

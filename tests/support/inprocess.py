@@ -40,6 +40,51 @@ def tiny_model(seed: int = 0):
     return comfy.sd.load_diffusion_model_state_dict(tinymodels.unet_state_dict(seed=seed))
 
 
+TRAINED_MODELS = ("demo", "second")  # the models this repository trains: shapes (demo_model/) and glyphs (second.py)
+
+
+def trained_model(name: str = "demo", models_dir: str | None = None, wide: bool = False) -> tuple:
+    """(MODEL, CLIP, VAE) of a trained ε model, "demo" (shapes) or "second" (glyphs), installed into `models_dir`
+    (a new temporary folder if None) by demo_model.install: CLIP and VAE through the functions behind CLIPLoader and
+    VAELoader; the UNet as UNETLoader loads the installed file (`wide`), or by default at its trained width in
+    ComfyUI's SD15 model class: the same function (tests/test_demo_model.py, test_second_model.py: to 1e-4), faster.
+    The CLIP is checked against the fingerprint the UNet was trained with."""
+    import json
+    import tempfile
+
+    import comfy.sd
+    import comfy.supported_models
+    import comfy.utils
+
+    from demo_model import install, second, text, train, widen
+    if name not in TRAINED_MODELS:
+        raise ValueError(f"name: expected one of {TRAINED_MODELS}, got {name!r}")
+    paths = install.write_demo_models(models_dir or tempfile.mkdtemp(prefix="seedfinder-models-"))
+    unet_key, vae_key = ("eps", "vae") if name == "demo" else ("second", "second_vae")
+    weights, meta = train.load_weights("eps") if name == "demo" else second.load_weights("eps")
+    if wide:
+        model = comfy.sd.load_diffusion_model(paths[unet_key])
+    else:
+        config = widen.unet_config() if name == "demo" else second.unet_config()
+        model = model_of_config(comfy.supported_models.SD15, config, torch.float32, weights)
+    clip = comfy.sd.load_clip([paths["clip"]], clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION)
+    text.check_fingerprint(clip, json.loads(meta["clip_fingerprint"]))
+    return model, clip, comfy.sd.VAE(sd=comfy.utils.load_torch_file(paths[vae_key]))
+
+
+def trained_images(name: str, count: int, seed: int | None = None) -> list:
+    """`count` (caption, uint8 image (64, 64, 3)) pairs of the world `name` ("demo" or "second") was trained on,
+    labels drawn without repeats, images never drawn for training (by default evaluate.HELD_OUT_SEED's)."""
+    import numpy as np
+
+    from demo_model import data, evaluate, glyphs
+    world = data if name == "demo" else glyphs
+    labels = data.all_labels(held_out=None) if name == "demo" else glyphs.all_labels()
+    rng = np.random.default_rng(evaluate.HELD_OUT_SEED if seed is None else seed)
+    chosen = [labels[i] for i in rng.choice(len(labels), count, replace=False)]
+    return [(world.caption(label), world.render(label, rng)) for label in chosen]
+
+
 def random_conditioning(seed: int, batch: int = 1, tokens: int = 768, pooled: int = 0, **extra) -> list:
     """A CONDITIONING with random prompt embeddings: 77 tokens of width `tokens` (768: CLIP-L), and a pooled
     vector of width `pooled` if the family needs one (SDXL 1280, SD3 2048), plus extra keys (SDXL's sizes)."""
