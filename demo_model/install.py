@@ -61,10 +61,17 @@ def write_vae(narrow: dict, meta: dict, path: str) -> None:
               path, {"source_sha256": meta["source_sha256"]})
 
 
+def write_clip(models_dir: str) -> str:
+    """The seeded CLIP-L both models were trained on (second.CLIP_SEED is the same): each UNet's recorded fingerprint
+    checks it at load."""
+    path = os.path.join(models_dir, "text_encoders", CLIP_FILE)
+    save_file(text.clip_state_dict(), path)
+    return path
+
+
 def write_demo_models(models_dir: str, weights: str = train.WEIGHTS) -> dict:
-    """Write the wide UNets (diffusion_models/), TAESD VAEs (vae/) and the CLIP-L (text_encoders/) from the narrow
-    files in `weights`; {kind: path}, kinds "eps", "flow", "vae", "clip", and "second", "second_vae" (the second
-    model, when its files are there)."""
+    """Write the demo model's wide UNets (diffusion_models/), TAESD VAE (vae/) and the CLIP-L (text_encoders/) from the
+    narrow files in `weights`; {kind: path}, kinds "eps", "flow", "vae", "clip"."""
     ensure_comfy()
     paths = {"vae": os.path.join(models_dir, "vae", VAE_FILE)}
     write_vae(*train.load_weights("vae", weights), paths["vae"])
@@ -75,16 +82,22 @@ def write_demo_models(models_dir: str, weights: str = train.WEIGHTS) -> dict:
             # float32: the widened weights are the fp16 narrow ones divided by 5 or √5, not fp16-representable
             save_file(widen.widen_unet(narrow), paths[objective],
                       {key: meta[key] for key in ("source_sha256", "objective", "clip_fingerprint")})
-    if all(os.path.exists(os.path.join(weights, name)) for name in second.FILES.values()):
-        paths["second_vae"] = os.path.join(models_dir, "vae", SECOND_VAE_FILE)
-        write_vae(*second.load_weights("vae", weights), paths["second_vae"])
-        narrow, meta = second.load_weights("eps", weights)
-        paths["second"] = os.path.join(models_dir, "diffusion_models", SECOND_UNET_FILE)
-        save_file(widen_second_unet(narrow), paths["second"],
-                  {key: meta[key] for key in ("source_sha256", "objective", "clip_fingerprint")})
-    paths["clip"] = os.path.join(models_dir, "text_encoders", CLIP_FILE)
-    # the second model was trained on this CLIP too (second.CLIP_SEED); each UNet's recorded fingerprint checks it
-    save_file(text.clip_state_dict(), paths["clip"])
+    paths["clip"] = write_clip(models_dir)
+    return paths
+
+
+def write_second_model(models_dir: str, weights: str = train.WEIGHTS) -> dict:
+    """Write the second model (glyph world) widened: {kind: path}, kinds "second", "second_vae", "clip". Separate from
+    the demo's: its wide UNet is 579 MB (float32, ×10 width) and only the benches that check defaults and its own
+    tests load it."""
+    ensure_comfy()
+    paths = {"second_vae": os.path.join(models_dir, "vae", SECOND_VAE_FILE),
+             "second": os.path.join(models_dir, "diffusion_models", SECOND_UNET_FILE)}
+    write_vae(*second.load_weights("vae", weights), paths["second_vae"])
+    narrow, meta = second.load_weights("eps", weights)
+    save_file(widen_second_unet(narrow), paths["second"],
+              {key: meta[key] for key in ("source_sha256", "objective", "clip_fingerprint")})
+    paths["clip"] = write_clip(models_dir)
     return paths
 
 

@@ -33,14 +33,12 @@ def has_user_models(models_dir: str) -> bool:
 
 
 def install_demo(models_dir: str, input_dir: str) -> None:
-    """The demo and second models' files and the demo images the example workflows load (the models skipped when
-    present)."""
+    """The demo model's files and the demo images the example workflows load (the model skipped when present)."""
     sys.path[:0] = [REPO, os.path.join(HOST_DIR, "stubs"), os.path.join(HOST_DIR, "comfyui")]
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
     from demo_model import install
-    ours = (install.UNET_FILES["eps"], install.SECOND_UNET_FILE)
-    if not all(os.path.exists(os.path.join(models_dir, "diffusion_models", name)) for name in ours):
+    if not os.path.exists(os.path.join(models_dir, "diffusion_models", install.UNET_FILES["eps"])):
         print("seedfinder: installing the demo model (trained on procedural shapes: try 'a red disc on a blue "
               "background')")
         install.write_demo_models(models_dir)

@@ -16,9 +16,9 @@ TRAINED_FRACTION = 0.2  # the trained model's one-step x0 error, at most this fr
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory, comfy_inprocess):
-    """{kind: path} of the files demo_model.install writes (the host fixture writes the same into the server)."""
+    """{kind: path} of the files demo_model.install writes (install.write_second_model)."""
     from demo_model import install
-    return install.write_demo_models(str(tmp_path_factory.mktemp("models")))
+    return install.write_second_model(str(tmp_path_factory.mktemp("models")))
 
 
 def test_installed_second_unet_is_sd15_and_computes_the_narrow_function(installed):

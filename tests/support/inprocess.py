@@ -59,7 +59,8 @@ def trained_model(name: str = "demo", models_dir: str | None = None, wide: bool 
     from demo_model import install, second, text, train, widen
     if name not in TRAINED_MODELS:
         raise ValueError(f"name: expected one of {TRAINED_MODELS}, got {name!r}")
-    paths = install.write_demo_models(models_dir or tempfile.mkdtemp(prefix="seedfinder-models-"))
+    write = install.write_demo_models if name == "demo" else install.write_second_model
+    paths = write(models_dir or tempfile.mkdtemp(prefix="seedfinder-models-"))
     unet_key, vae_key = ("eps", "vae") if name == "demo" else ("second", "second_vae")
     weights, meta = train.load_weights("eps") if name == "demo" else second.load_weights("eps")
     if wide:
