@@ -76,6 +76,13 @@ def host(tmp_path_factory, comfy_inprocess):
     server.stop()
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the server carries the `host` marker, so that `scripts/test.sh --fast` never starts one."""
+    unmarked = [item.nodeid for item in items if "host" in item.fixturenames and not item.get_closest_marker("host")]
+    if unmarked:
+        raise pytest.UsageError(f"tests using the host fixture without @pytest.mark.host: {unmarked}")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
