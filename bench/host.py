@@ -202,8 +202,8 @@ def fidelity(host) -> str:
     """The Fidelity node's readout of a VAE round trip, for an image and a video clip (tests/test_host_fidelity.py)."""
     image = fidelity_tests.report(host, fidelity_tests.fidelity_graph(["decode", 0]))
     clip = fidelity_tests.report(host, fidelity_tests.video_fidelity_graph())
-    rows = [(f"{IMAGES[0]} through the smoke VAE", image["text"]),
-            ("a 5-frame clip through the Wan 2.1 VAE", f"{clip['text']}; per frame "
+    rows = [(f"{IMAGES[0]} through the smoke VAE", "; ".join(image["text"])),
+            ("a 5-frame clip through the Wan 2.1 VAE", f"{'; '.join(clip['text'])}; per frame "
              f"{', '.join(f'{p:.1f}' for p in clip['psnr'])} dB")]
     return table(("source", "readout"), rows)
 
