@@ -36,6 +36,11 @@ def table(header: tuple, rows: list) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
 
+def ratio(reference: float, error: float) -> str:
+    """How many times smaller `error` is than `reference`, to 3 significant digits."""
+    return f"{reference / error:.3g}×"
+
+
 def round_trips(host) -> str:
     """DDIM Invert and FixedPoint Invert (defaults), 10 ddim_uniform steps (tests/test_host_invert.py)."""
     cases = [(image, image, {}) for image in IMAGES[:2]]
@@ -46,7 +51,7 @@ def round_trips(host) -> str:
         ddim, _ = round_trip(host, "ddim", image, **options)
         fixed, info = round_trip(host, "fixed_point", image, **options)
         rows.append((label, ddim["latent"], ddim["noise"], fixed["latent"], fixed["noise"], info["evaluations"],
-                     f"{ddim['noise'] / fixed['noise']:.0f}×", info["round_trip_estimate"]))
+                     ratio(ddim["noise"], fixed["noise"]), info["round_trip_estimate"]))
     return table(("image", "DDIM latent", "DDIM noise", "FixedPoint latent", "FixedPoint noise", "evaluations",
                   "ratio (noise)", "FixedPoint's estimate"), rows)
 
@@ -57,12 +62,12 @@ def rnri(host) -> str:
                 "paper, autograd": {**rnri_tests.PAPER, "gradient": "autograd"}}
     rows = []
     for image in IMAGES[:2]:
-        ddim, _ = round_trip(host, "ddim", image)
-        rows.append((image, "DDIM", ddim["latent"], ddim["noise"], 10, "1×"))
-        for label, options in variants.items():
-            errors, info = round_trip(host, "rnri", image, options=options)
-            rows.append((image, f"RNRI {label}", errors["latent"], errors["noise"], info["evaluations"],
-                         f"{ddim['noise'] / errors['noise']:.2f}×"))
+        runs = [("DDIM", *round_trip(host, "ddim", image))]
+        runs += [(f"RNRI {label}", *round_trip(host, "rnri", image, options=options))
+                 for label, options in variants.items()]
+        ddim = runs[0][1]["noise"]
+        rows += [(image, label, errors["latent"], errors["noise"], info["evaluations"], ratio(ddim, errors["noise"]))
+                 for label, errors, info in runs]
     return table(("image", "method", "latent", "noise", "evaluations", "DDIM / method (noise)"), rows)
 
 
@@ -106,8 +111,7 @@ def schedules(host) -> str:
     rows = []
     for scheduler in family_tests.SCHEDULES:
         errors = family_tests.schedule_round_trips(host, scheduler)
-        ratio = errors["ddim"] / errors["fixed_point"]
-        rows.append((scheduler, errors["ddim"], errors["fixed_point"], f"{ratio:.0f}×"))
+        rows.append((scheduler, errors["ddim"], errors["fixed_point"], ratio(errors["ddim"], errors["fixed_point"])))
     return table(("schedule", "DDIM", "FixedPoint", "ratio"), rows)
 
 
@@ -157,7 +161,7 @@ def samplers(host) -> str:
     runs += [(sampler, "smoke", sampler_tests.sampler_round_trips(host, sampler, False))
              for sampler in sampler_tests.SMOKE_SAMPLERS]
     rows = [(sampler, model, method, errors["latent"], errors["noise"], info["evaluations"],
-             f"{results['ddim'][0]['noise'] / errors['noise']:.1f}×")
+             ratio(results["ddim"][0]["noise"], errors["noise"]))
             for sampler, model, results in runs for method, (errors, info) in results.items()]
     return table(("sampler", "model", "method", "latent", "noise", "evaluations", "DDIM / method (noise)"), rows)
 
