@@ -37,8 +37,9 @@ def table(header: tuple, rows: list) -> str:
 
 
 def ratio(reference: float, error: float) -> str:
-    """How many times smaller `error` is than `reference`, to 3 significant digits."""
-    return f"{reference / error:.3g}×"
+    """How many times smaller `error` is than `reference`: 3 significant digits, whole numbers from 1000 up."""
+    times = reference / error
+    return f"{times:.3g}×" if times < 1000 else f"{times:.0f}×"
 
 
 def round_trips(host) -> str:
