@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # The one command: set up the test host (idempotent, ~2 min on a fresh machine; Debian's chromium for the browser
 # test if it is missing), lint (ruff, configured in pyproject.toml) and run every test.
-# usage: bash scripts/test.sh [pytest arguments]
+# With --fast: lint and the tests that need neither a ComfyUI server nor a browser (solvers, the method contract, the
+# golden pins, in-process adapter tests; markers in tests/pytest.ini). docs/testing.md describes both tiers.
+# usage: bash scripts/test.sh [--fast] [pytest arguments]
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+fast=""
+if [ "${1:-}" = "--fast" ]; then
+  fast=1
+  shift
+fi
 bash "$repo/scripts/setup_host.sh"
 # the browser test drives Debian's chromium (not Playwright's own download, which needs the internet)
-if ! command -v chromium >/dev/null 2>&1; then
+if [ -z "$fast" ] && ! command -v chromium >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 cd "$repo"
 .host/venv/bin/ruff check .
+if [ -n "$fast" ]; then
+  # tensors this small gain nothing from more threads, and on a loaded machine spinning threads cost 3-4× the time
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+  exec .host/venv/bin/python -m pytest -c tests/pytest.ini --rootdir tests tests -m "not host and not browser and not models" "$@"
+fi
 exec .host/venv/bin/python -m pytest -c tests/pytest.ini --rootdir tests tests "$@"

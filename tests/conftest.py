@@ -57,23 +57,38 @@ def comfy_inprocess():
     return tinymodels
 
 
-@pytest.fixture(scope="session")
-def host(tmp_path_factory, comfy_inprocess):
-    """One real ComfyUI server for the session, with the tiny smoke-test models and images, the tiny video models and
-    clips, the trained demo model and its images, and the test latents."""
+def seedfinder_host(work: str):
+    """A ComfyUI server in `work` (not started) with the tiny smoke-test models and images, the tiny video models and
+    clips, the trained demo model and its images, and the test latents: the host tests' server, and bench.host's.
+    Needs `comfy` importable (the comfy_inprocess fixture, or tests.support.inprocess.import_comfy)."""
+    from support import tinymodels
     from support.comfy_host import ComfyHost
-    server = ComfyHost(str(tmp_path_factory.mktemp("comfy")))
-    comfy_inprocess.write_models(os.path.join(server.base, "models"))
-    comfy_inprocess.write_images(os.path.join(server.base, "input"))
-    comfy_inprocess.write_video_models(os.path.join(server.base, "models"))
-    comfy_inprocess.write_clips(os.path.join(server.base, "input"))
+    server = ComfyHost(work)
+    tinymodels.write_models(os.path.join(server.base, "models"))
+    tinymodels.write_images(os.path.join(server.base, "input"))
+    tinymodels.write_video_models(os.path.join(server.base, "models"))
+    tinymodels.write_clips(os.path.join(server.base, "input"))
     from demo_model import install  # the trained demo model the example workflows use, beside the smoke-test one
     server.demo_files = (install.write_demo_models(os.path.join(server.base, "models")),
                          install.write_demo_images(os.path.join(server.base, "input")))
     write_latents(os.path.join(server.base, "input"))
+    return server
+
+
+@pytest.fixture(scope="session")
+def host(tmp_path_factory, comfy_inprocess):
+    """One real ComfyUI server for the session (seedfinder_host)."""
+    server = seedfinder_host(str(tmp_path_factory.mktemp("comfy")))
     server.start()
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the server carries the `host` marker, so that `scripts/test.sh --fast` never starts one."""
+    unmarked = [item.nodeid for item in items if "host" in item.fixturenames and not item.get_closest_marker("host")]
+    if unmarked:
+        raise pytest.UsageError(f"tests using the host fixture without @pytest.mark.host: {unmarked}")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -280,8 +280,6 @@ def test_autograd_keeps_no_copy_of_the_weights_after_the_node(pack, model):
 
     warm = run()
     after = max(run() for _ in range(3))
-    print(f"\nRSS after a warm-up autograd RNRI run {warm / 2**20:.1f} MiB, after 3 more {after / 2**20:.1f} MiB; "
-          f"weights {weight_bytes / 2**20:.1f} MiB")
     assert after - warm < 0.25 * weight_bytes
     # the model's own parameters are untouched: the same tensors, still inference tensors
     assert all(p is weights[name] for name, p in model.model.named_parameters())

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from support.comfy_host import REPO
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.browser]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OFFLINE_FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",

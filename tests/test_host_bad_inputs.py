@@ -152,7 +152,6 @@ def test_bad_input_gets_a_named_error_and_the_server_stays_usable(host, case):
 def test_a_poor_round_trip_is_said_on_the_node(host):
     """cfg 100 inverts without error, but the node's own estimate says the seed will not give the image back."""
     errors, info = round_trip(host, "fixed_point", IMAGES[0], cfg=100.0, use_negative=True)
-    print(f"\ncfg 100: round trip {errors}, estimate {info['round_trip_estimate']:.3g}")
     assert errors["noise"] > 0.1
     assert info["round_trip_estimate"] > 0.05 and "will not give the image back" in info["warning"]
     assert "will not give the image back" in host.log()
@@ -160,22 +159,28 @@ def test_a_poor_round_trip_is_said_on_the_node(host):
     assert "warning" not in good_info and good["noise"] < 0.05
 
 
-@pytest.mark.parametrize("scheduler, steps, strength", [("ddim_uniform", 6, 1.0), ("ddim_uniform", 30, 0.1),
-                                                         ("beta", 1000, 0.2)])
+OTHER_STEP_COUNTS = [("ddim_uniform", 6, 1.0), ("ddim_uniform", 30, 0.1), ("beta", 1000, 0.2)]
+"""(scheduler, steps, strength) whose real schedule has another number of steps than asked."""
+
+
+@pytest.mark.parametrize("scheduler, steps, strength", OTHER_STEP_COUNTS)
 def test_the_latent_route_follows_schedulers_that_return_other_step_counts(host, scheduler, steps, strength):
     """ddim_uniform at 6 steps returns 7, beta at 1000 returns 847: KSamplerAdvanced with the same widgets and the
     node's start_at_step walks exactly the inverted σ's, so both routes give the same image back (measured before
     the fix: 2.11 vs 0.082, 2.4e-2 vs 2.8e-6, 1.3e-2 vs 1.7e-6)."""
     errors, info = round_trip(host, "fixed_point", IMAGES[1], steps=steps, scheduler=scheduler, strength=strength)
-    print(f"\n{scheduler} {steps} steps, strength {strength}: {info['steps']} steps inverted from "
-          f"start_at_step {info['start_at_step']}: {errors}")
     assert info["start_at_step"] == steps - max(1, round(steps * strength))
     assert errors["latent"] == pytest.approx(errors["noise"], rel=1e-3, abs=1e-6)
 
 
-def test_a_masked_edit_through_the_noise_route(host):
-    """The noise output with the masked source latent as latent_image: the sampler starts at the seed, and outside
-    the mask keeps the source exactly (the documented way to edit a part of an image)."""
+MASKED, KEPT = (slice(None), slice(None), slice(None), slice(0, 4)), (slice(None),) * 3 + (slice(4, 8),)
+"""The latent's left half (under the mask) and right half."""
+
+
+def masked_edit(host) -> dict:
+    """FixedPoint's seed of IMAGES[0] regenerated over its source latent with the left half masked: with the source
+    prompt ("same_prompt"), a target prompt ("edited") and fresh noise instead of the seed ("fresh"), and the
+    source latent ("encoded")."""
     graph = round_trip_graph("fixed_point", IMAGES[0], steps=10)
     graph["mask"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 64}}
     graph["canvas"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}}
@@ -185,19 +190,22 @@ def test_a_masked_edit_through_the_noise_route(host):
     graph["custom"]["inputs"]["latent_image"] = ["masked", 0]
     graph["target"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a painting of a dog", "clip": ["clip", 0]}}
     reconstruction = host.run(graph)
-    encoded = saved_latent(host, reconstruction, "save_encoded")
-    same_prompt = saved_latent(host, reconstruction, "save_noise_route")
+    latents = {"encoded": saved_latent(host, reconstruction, "save_encoded"),
+               "same_prompt": saved_latent(host, reconstruction, "save_noise_route")}
     graph["guider"]["inputs"]["positive"] = ["target", 0]
-    edited = saved_latent(host, host.run(graph), "save_noise_route")
-    left, right = (slice(None), slice(None), slice(None), slice(0, 4)), (slice(None),) * 3 + (slice(4, 8),)
-    moved, kept = relative_error(edited[left], encoded[left]), relative_error(edited[right], encoded[right])
-    print(f"\nmasked: reconstruction {relative_error(same_prompt, encoded):.2e}; edit moves the masked half by "
-          f"{moved:.3f}, the rest by {kept:.1e}")
+    latents["edited"] = saved_latent(host, host.run(graph), "save_noise_route")
     graph["guider"]["inputs"]["positive"] = ["pos", 0]
     graph["random"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 1}}
     graph["custom"]["inputs"]["noise"] = ["random", 0]
-    fresh = saved_latent(host, host.run(graph), "save_noise_route")
-    print(f"masked half with fresh noise instead of the seed: {relative_error(fresh[left], encoded[left]):.3f}")
-    assert relative_error(same_prompt[left], encoded[left]) < 0.5 * relative_error(fresh[left], encoded[left])
-    assert relative_error(edited[left], encoded[left]) > 0.05
-    assert relative_error(edited[right], encoded[right]) < 1e-6
+    latents["fresh"] = saved_latent(host, host.run(graph), "save_noise_route")
+    return latents
+
+
+def test_a_masked_edit_through_the_noise_route(host):
+    """The noise output with the masked source latent as latent_image: the sampler starts at the seed, and outside
+    the mask keeps the source exactly (the documented way to edit a part of an image)."""
+    latents = masked_edit(host)
+    encoded, same_prompt, edited, fresh = (latents[name] for name in ("encoded", "same_prompt", "edited", "fresh"))
+    assert relative_error(same_prompt[MASKED], encoded[MASKED]) < 0.5 * relative_error(fresh[MASKED], encoded[MASKED])
+    assert relative_error(edited[MASKED], encoded[MASKED]) > 0.05
+    assert relative_error(edited[KEPT], encoded[KEPT]) < 1e-6

@@ -187,15 +187,14 @@ def test_family_round_trips(host, family):
     hands off like an invert node on this family."""
     methods = VIDEO_METHODS if family in VIDEO else METHODS
     rows = {method: measure(host, family, method, IMAGES[0], interpolate=method == "ddim") for method in methods}
-    for method, (errors, info) in rows.items():
-        print(f"\n{family:13s} {method:12s} {info['evaluations']:4d} evaluations  " +
-              "  ".join(f"{route} {error:.3g}" for route, error in errors.items()))
+    for errors, info in rows.values():
         assert info["family"] == FAMILY_OF.get(family, "EPS")
         for route in errors:  # both routes hand the same seed to the same sampler (up to float rounding, which
             # the random tiny SDXL's expanding top steps amplify to ~1 %)
             assert errors[route] == pytest.approx(next(iter(errors.values())), rel=0.05)
-    # FixedPoint is ≥ 10× closer than DDIM on every family. RNRI at its default 2 iterations is printed for the
-    # bench.host matrix but not asserted against DDIM: it is within ±10 % of DDIM on several families here.
+    # FixedPoint is ≥ 10× closer than DDIM on every family. RNRI at its default 2 iterations is measured for the
+    # matrix (python -m bench.host families) but not asserted against DDIM: it is within ±10 % of DDIM on several
+    # families here.
     # EDICT and BDIA regenerate with their own coupled (Euler-based) samplers: exact on every family.
     ddim, fixed = rows["ddim"][0], rows["fixed_point"][0]
     for route in ddim:
@@ -211,19 +210,17 @@ def test_family_round_trips(host, family):
 def test_flow_partial_inversion_uses_both_routes(host):
     errors, info = measure(host, "flow", "fixed_point", IMAGES[1], strength=0.5)
     ddim, _ = measure(host, "flow", "ddim", IMAGES[1], strength=0.5)
-    print(f"\nflow, strength 0.5: fixed point {errors}, ddim {ddim}")
     assert info["sigmas"][0] < 1.0
     for route in ("latent", "noise"):
         assert errors[route] * 10 <= ddim[route]
 
 
-@pytest.mark.parametrize("scheduler", ["normal", "exponential", "user_sigmas"])
-def test_schedules_round_trip_consistently(host, scheduler):
-    """Off-table σ's (exponential, a user SIGMAS) are snapped to timesteps the same way in both directions: the
-    inversion runs through the sampler's own denoiser, so every schedule round-trips. The family rows cover the
-    other schedules: ddim_uniform (ε, SDXL), simple (v, flow, SD3, Flux), sgm_uniform (LCM), karras (EDM, Cosmos
-    RFlow), trailing (Turbo). 20 steps: these schedules start at σ_max = 14.6, and at 8 steps their first step is too
-    large for the random model's step map to contract (FixedPoint then only reaches 3-12× over DDIM)."""
+SCHEDULES = ("normal", "exponential", "user_sigmas")
+
+
+def schedule_round_trips(host, scheduler: str) -> dict:
+    """{method: NOISE-route round trip} of DDIM and FixedPoint on IMAGES[2] at 20 steps of `scheduler` (user_sigmas: a
+    KarrasScheduler's SIGMAS given to the node)."""
     rows = {}
     for method in ("ddim", "fixed_point"):
         graph = round_trip_graph(method, IMAGES[2], steps=20, scheduler="simple" if scheduler == "user_sigmas"
@@ -235,14 +232,26 @@ def test_schedules_round_trip_consistently(host, scheduler):
         history = host.run(graph)
         encoded = saved_latent(host, history, "save_encoded")
         rows[method] = relative_error(saved_latent(host, history, "save_noise_route"), encoded)
-    print(f"\n{scheduler}: ddim {rows['ddim']:.3g}, fixed point {rows['fixed_point']:.3g}")
+    return rows
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULES)
+def test_schedules_round_trip_consistently(host, scheduler):
+    """Off-table σ's (exponential, a user SIGMAS) are snapped to timesteps the same way in both directions: the
+    inversion runs through the sampler's own denoiser, so every schedule round-trips. The family rows cover the
+    other schedules: ddim_uniform (ε, SDXL), simple (v, flow, SD3, Flux), sgm_uniform (LCM), karras (EDM, Cosmos
+    RFlow), trailing (Turbo). 20 steps: these schedules start at σ_max = 14.6, and at 8 steps their first step is too
+    large for the random model's step map to contract (FixedPoint then only reaches 3-12× over DDIM)."""
+    rows = schedule_round_trips(host, scheduler)
     assert rows["fixed_point"] * 10 <= rows["ddim"]
 
 
-@pytest.mark.parametrize("family", ["v_prediction", "flow", "sdxl", "sd3", "flux", "wan21", "hunyuan_video"])
-def test_prompt_aware_encode_on_every_family(host, family):
-    """The adjustment noises with the family's own noise scaling and runs its sampler steps; FixedPoint then
-    round-trips the adjusted latent as closely as it does a plain one."""
+PROMPT_AWARE_FAMILIES = ("v_prediction", "flow", "sdxl", "sd3", "flux", "wan21", "hunyuan_video")
+
+
+def prompt_aware_round_trips(host, family: str) -> dict:
+    """{method: round trip to the adjusted latent} of DDIM and FixedPoint after Prompt-Aware Encode (seeded, depth 2)
+    on IMAGES[3] in `family`."""
     errors = {}
     for method in ("ddim", "fixed_point"):
         graph = family_graph(family, method, IMAGES[3])
@@ -257,14 +266,20 @@ def test_prompt_aware_encode_on_every_family(host, family):
         history = host.run(graph)
         errors[method] = relative_error(saved_latent(host, history, "save_noise_route"),
                                         saved_latent(host, history, "save_adjusted"))
-    print(f"\n{family} prompt-aware: ddim {errors['ddim']:.3g}, fixed point {errors['fixed_point']:.3g}")
+    return errors
+
+
+@pytest.mark.parametrize("family", PROMPT_AWARE_FAMILIES)
+def test_prompt_aware_encode_on_every_family(host, family):
+    """The adjustment noises with the family's own noise scaling and runs its sampler steps; FixedPoint then
+    round-trips the adjusted latent as closely as it does a plain one."""
+    errors = prompt_aware_round_trips(host, family)
     assert errors["fixed_point"] * 10 <= errors["ddim"]
 
 
-@pytest.mark.parametrize("family", list(VIDEO))
-def test_seed_centroid_of_video_seeds(host, family):
-    """Seed Centroid on a batch of 5-D seeds (one clip inverted 3 times over, RepeatLatentBatch): their normalized mean
-    is the clip's seed, so it regenerates the clip from an empty video latent as the seed alone does."""
+def video_centroid(host, family: str) -> tuple:
+    """Seed Centroid (normalized mean) of one clip's seed inverted 3 times over (RepeatLatentBatch), regenerated from
+    an empty video latent: (the regenerated latent, its round trip to the clip)."""
     graph = family_graph(family, "fixed_point", IMAGES[0])
     graph["batch"] = {"class_type": "RepeatLatentBatch", "inputs": {"samples": graph["invert"]["inputs"]["latent"],
                                                                    "amount": 3}}
@@ -274,6 +289,12 @@ def test_seed_centroid_of_video_seeds(host, family):
     graph["custom"]["inputs"].update(noise=["centroid", 1], sigmas=["centroid", 2], sampler=["centroid", 3])
     history = host.run(graph)
     centroid = saved_latent(host, history, "save_noise_route")
-    error = relative_error(centroid, saved_latent(host, history, "save_encoded"))
-    print(f"\n{family} centroid of 3 copies of one clip's seed: {tuple(centroid.shape)}, round trip {error:.3g}")
+    return centroid, relative_error(centroid, saved_latent(host, history, "save_encoded"))
+
+
+@pytest.mark.parametrize("family", list(VIDEO))
+def test_seed_centroid_of_video_seeds(host, family):
+    """Seed Centroid on a batch of 5-D seeds (one clip inverted 3 times over, RepeatLatentBatch): their normalized mean
+    is the clip's seed, so it regenerates the clip from an empty video latent as the seed alone does."""
+    centroid, error = video_centroid(host, family)
     assert centroid.shape == (1, 16, 2, 8, 8) and error < 1e-3

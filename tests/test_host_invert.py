@@ -29,8 +29,6 @@ def test_nodes_are_registered_with_tooltips(host):
 def test_fixed_point_round_trip_is_10x_closer_than_ddim(host, image):
     ddim, ddim_info = round_trip(host, "ddim", image)
     fixed, fixed_info = round_trip(host, "fixed_point", image)
-    print(f"\n{image}: ddim {ddim} ({ddim_info['evaluations']} evaluations), "
-          f"fixed point {fixed} ({fixed_info['evaluations']} evaluations)")
     for route in ("latent", "noise"):
         assert fixed[route] * 10 <= ddim[route], (route, ddim, fixed)
     # the two routes hand the same seed to the same sampler
@@ -41,14 +39,12 @@ def test_fixed_point_round_trip_is_10x_closer_than_ddim(host, image):
     assert max(fixed_info["final_residual"]) < min(ddim_info["final_residual"])
     # the estimate shown on the node is first order: within a factor of 10 of the measured round trip
     for errors, info in ((ddim, ddim_info), (fixed, fixed_info)):
-        print(f"  estimate {info['round_trip_estimate']:.3g}, measured {errors['noise']:.3g}")
         assert 0.1 <= errors["noise"] / info["round_trip_estimate"] <= 10
 
 
 def test_cfg_with_negative_prompt_round_trips(host):
     ddim, _ = round_trip(host, "ddim", IMAGES[0], cfg=2.0, use_negative=True)
     fixed, info = round_trip(host, "fixed_point", IMAGES[0], cfg=2.0, use_negative=True)
-    print(f"\ncfg 2 with a negative prompt: ddim {ddim}, fixed point {fixed}")
     for route in ("latent", "noise"):
         assert fixed[route] * 10 <= ddim[route]
 
@@ -56,7 +52,6 @@ def test_cfg_with_negative_prompt_round_trips(host):
 def test_partial_inversion_hands_off_the_tail_of_the_schedule(host):
     fixed, info = round_trip(host, "fixed_point", IMAGES[1], strength=0.5)
     ddim, _ = round_trip(host, "ddim", IMAGES[1], strength=0.5)
-    print(f"\nstrength 0.5: ddim {ddim}, fixed point {fixed}")
     assert info["steps"] == 5 and info["start_at_step"] == 5 and len(info["sigmas"]) == 6
     for route in ("latent", "noise"):
         assert fixed[route] * 10 <= ddim[route]

@@ -7,6 +7,8 @@ import sys
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.models
+
 SIGMAS = (0.5, 2.0)
 IMAGES = 8
 PSNR_IMAGES = 32
