@@ -269,10 +269,37 @@ def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, *, 
     return delta, regularized
 
 
-def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float], None], *, iterations: int,
-                        regularization: float, prior: Prior, max_iterations: int, tolerance: float, trigger: float,
-                        krylov: int, restarts: int, line_search: int, epsilon: Optional[float],
-                        ill_conditioned: float = 1e4, stall: float = 0.9) -> tuple:
+def backtrack(evaluate: Callable, y: torch.Tensor, mapped: torch.Tensor, squared: torch.Tensor, delta: torch.Tensor,
+              trials: int, best: tuple) -> tuple:
+    """Backtracking (Armijo) line search on ‖R‖² per sample (Nocedal & Wright, Alg. 3.1): a trial that raises the
+    residual is never accepted. Returns the next (y, T(y), ‖R‖²) and the best (iterates, ‖R‖²) seen so far."""
+    shape = (-1, *[1] * (y.ndim - 1))
+    step = torch.ones_like(squared)
+    accepted = torch.zeros_like(squared, dtype=torch.bool)
+    next_y, next_mapped, next_squared = y, mapped, squared
+    for _ in range(trials):
+        candidate = torch.where(accepted.view(shape), next_y, y + step.to(y.dtype).view(shape) * delta)
+        candidate_mapped = evaluate(candidate)
+        candidate_squared = squared_residual(candidate, candidate_mapped)
+        best = keep_best(*best, torch.stack([candidate_mapped, candidate], 1), candidate_squared)
+        newly = ~accepted & (candidate_squared <= (1.0 - 1e-4 * step) * squared)
+        next_y = torch.where(newly.view(shape), candidate, next_y)
+        next_mapped = torch.where(newly.view(shape), candidate_mapped, next_mapped)
+        next_squared = torch.where(newly, candidate_squared, next_squared)
+        accepted = accepted | newly
+        if bool(accepted.all()):
+            break
+        step = torch.where(accepted, step, step / 2)
+    return (next_y, next_mapped, next_squared), best
+
+
+def squared_residual(point: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
+    """‖R(y)‖² = ‖y − T(y)‖² per sample, float64: what every trial is accepted and the best iterate kept by."""
+    return (point - mapped).flatten(1).double().pow(2).sum(1)
+
+
+def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float], None], options: "RNRIOptions",
+                        prior: Prior, *, ill_conditioned: float = 1e4, stall: float = 0.9) -> tuple:
     """Anderson fixed-point phase (docs/methods.md §3), then where it ends above trigger·tolerance `iterations`
     Newton-Krylov iterations on R(y) = y − T(y) (Knoll & Keyes 2004; GMRES, Saad & Schultz 1986) with a backtracking
     line search on ‖R‖² and a Levenberg-Marquardt damping λ/s²·‖δ‖² where the step is ill-posed (§4).
@@ -280,14 +307,15 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
     Returns T(y) of each sample's smallest-residual iterate, the Anderson phase's included (so never worse than that
     phase), and the residual trace, one entry per evaluation (a Jacobian-vector product's entry is the residual of
     the iterate it is at)."""
-    image, trace, y, residual = fixed_point_solve(problem, on_iteration, max_iterations, tolerance, "anderson",
+    o = options
+    image, trace, y, residual = fixed_point_solve(problem, on_iteration, o.max_iterations, o.tolerance, "anderson",
                                                   keep_iterate=True)
-    goal = max(trigger * tolerance, problem.forcing * trace[0])  # an inexact solve inside a sweep stops sooner
+    goal = max(o.trigger * o.tolerance, problem.forcing * trace[0])  # an inexact solve inside a sweep stops sooner
     if float(residual.max()) <= goal:
         return image, trace
     _, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)  # s² sets the scale of λ and of a step
-    kappa = torch.full((y.shape[0],), regularization / variance, dtype=torch.float64, device=y.device)
-    epsilon = epsilon if epsilon is not None else torch.finfo(y.dtype).eps ** 0.5
+    kappa = torch.full((y.shape[0],), o.regularization / variance, dtype=torch.float64, device=y.device)
+    epsilon = o.epsilon if o.epsilon is not None else torch.finfo(y.dtype).eps ** 0.5
 
     def evaluate(point: torch.Tensor, shown: Optional[torch.Tensor] = None) -> torch.Tensor:
         mapped = problem.T(point)
@@ -295,51 +323,29 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
         on_iteration(len(trace) - 1, trace[-1])
         return mapped
 
-    def squared_residual(point: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
-        """‖R(y)‖² per sample, float64: what every trial is accepted and the best iterate kept by."""
-        return (point - mapped).flatten(1).double().pow(2).sum(1)
-
     no_offset = torch.zeros_like(y.flatten(1), dtype=torch.float64)  # λ damps toward the current iterate (LM proper)
     mapped, squared = image, squared_residual(y, image)
-    best, best_squared = torch.stack([mapped, y], 1), squared
+    best = (torch.stack([mapped, y], 1), squared)
     initial = squared.sqrt()
     ill = torch.zeros_like(kappa, dtype=torch.bool)  # where the step is ill-posed: λ applies from then on
-    step_limit = (variance * y[0].numel()) ** 0.5  # the length of a whole noising step's noise
-    shape = (-1, *[1] * (y.ndim - 1))
-    for _ in range(iterations):
+    step_limit = torch.full_like(kappa, (variance * y[0].numel()) ** 0.5)  # a whole noising step's noise
+    for _ in range(o.iterations):
         current = rms(mapped - y)
-        if bool((current <= max(tolerance, problem.forcing * trace[0])).all()):
+        if bool((current <= max(o.tolerance, problem.forcing * trace[0])).all()):
             break
         forcing = (squared.sqrt() / initial.clamp_min(1e-300)).clamp(max=0.1)
         delta, regularized = gmres(
             lambda v, y=y, mapped=mapped, current=current: finite_difference_jvp(
                 lambda point: evaluate(point, current), y, mapped, v, epsilon),
-            -(y - mapped).flatten(1).double(), krylov=krylov, restarts=restarts, forcing=forcing, kappa=kappa,
-            offset=no_offset, flagged=ill, ill_conditioned=ill_conditioned,
-            step_limit=torch.full_like(kappa, step_limit))
+            -(y - mapped).flatten(1).double(), krylov=o.krylov, restarts=o.restarts, forcing=forcing, kappa=kappa,
+            offset=no_offset, flagged=ill, ill_conditioned=ill_conditioned, step_limit=step_limit)
         ill = ill | regularized
-        delta = delta.to(y.dtype).view_as(y)
-        step = torch.ones_like(squared)
-        accepted = torch.zeros_like(ill)
-        next_y, next_mapped, next_squared = y, mapped, squared
-        for _ in range(line_search):  # backtracking (Armijo) on ‖R‖²: a step that raises the residual is rejected
-            candidate = torch.where(accepted.view(shape), next_y, y + step.to(y.dtype).view(shape) * delta)
-            candidate_mapped = evaluate(candidate)
-            candidate_squared = squared_residual(candidate, candidate_mapped)
-            best, best_squared = keep_best(best, best_squared, torch.stack([candidate_mapped, candidate], 1),
-                                           candidate_squared)
-            newly = ~accepted & (candidate_squared <= (1.0 - 1e-4 * step) * squared)
-            next_y = torch.where(newly.view(shape), candidate, next_y)
-            next_mapped = torch.where(newly.view(shape), candidate_mapped, next_mapped)
-            next_squared = torch.where(newly, candidate_squared, next_squared)
-            accepted = accepted | newly
-            if bool(accepted.all()):
-                break
-            step = torch.where(accepted, step, step / 2)
+        (next_y, next_mapped, next_squared), best = backtrack(evaluate, y, mapped, squared,
+                                                              delta.to(y.dtype).view_as(y), o.line_search, best)
         # the residual stopped falling short of the tolerance: the step is ill-posed there
-        ill = ill | ((next_squared > stall ** 2 * squared) & (rms(next_mapped - next_y) > tolerance))
+        ill = ill | ((next_squared > stall ** 2 * squared) & (rms(next_mapped - next_y) > o.tolerance))
         y, mapped, squared = next_y, next_mapped, next_squared
-    return best[:, 0], trace
+    return best[0][:, 0], trace
 
 
 FOLD_RATIO = 0.85
@@ -372,9 +378,7 @@ def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, opti
                         damping=o.damping, prior=prior)
         return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback,
                                stepping=stepping, warm_start=bool(o.warm_start))
-    solve = partial(newton_krylov_solve, iterations=o.iterations, regularization=o.regularization, prior=prior,
-                    max_iterations=o.max_iterations, tolerance=o.tolerance, trigger=o.trigger, krylov=o.krylov,
-                    restarts=o.restarts, line_search=o.line_search, epsilon=o.epsilon)
+    solve = partial(newton_krylov_solve, options=o, prior=prior)
     return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, stepping=stepping,
                            warm_start=True if o.warm_start is None else o.warm_start,
                            sweeps=Sweeps(count=o.sweeps, tolerance=o.tolerance, mix=anderson_step))

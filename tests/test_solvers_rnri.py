@@ -209,9 +209,9 @@ def test_bad_options_are_refused(options, message):
 
 def newton(problem, iterations, regularization=0.0, **options):
     """The newton update with its Anderson phase cut to the evaluation of y0, so that Newton-Krylov does the work."""
-    settings = dict(iterations=iterations, regularization=regularization, prior=ve_transition_prior, max_iterations=1,
-                    tolerance=1e-15, trigger=1.0, krylov=5, restarts=1, line_search=3, epsilon=None)
-    return newton_krylov_solve(problem, lambda *_: None, **{**settings, **options})
+    settings = dict(iterations=iterations, regularization=regularization, max_iterations=1, tolerance=1e-15,
+                    trigger=1.0, krylov=5, restarts=1, line_search=3, epsilon=None)
+    return newton_krylov_solve(problem, lambda *_: None, RNRIOptions(**{**settings, **options}), ve_transition_prior)
 
 
 def expanding_linear_step(seed=0):
