@@ -87,7 +87,7 @@ def test_without_injection_mask_or_correction_the_target_is_plain_re_prompting(s
         reprompted = plain.sample(seed.generate_noise({"samples": empty}), empty,
                                   comfy.samplers.sampler_object("euler"), sigmas, seed=0)
     edited = sample(setup, 1, OFF, exact=False, both=False)
-    assert relative(edited, reprompted) <= 1e-5
+    assert relative(edited, reprompted) <= 1e-4  # a batch of two, not one: the same sums in another order
 
 
 def test_the_source_maps_move_the_target_toward_the_source(setup):
