@@ -102,11 +102,13 @@ def paired_conditioning(source: list, target: list, batch: int, names: tuple) ->
 
 
 def latent_mask(mask: torch.Tensor, shape: tuple) -> torch.Tensor:
-    """A MASK (H, W) or (B, H, W), 1 = edit, resized (bilinear) to a latent of `shape` (B, C, h, w)."""
+    """A MASK (H, W) or (B, H, W), 1 = edit, at the size of a latent of `shape` (B, C, h, w): each latent cell takes
+    the largest mask value it covers, so every cell that the edited region touches is edited (a latent cell is
+    8×8 pixels; its centre alone would drop an object's border)."""
     planes = mask.reshape(-1, 1, *mask.shape[-2:]).float()
     if planes.shape[0] not in (1, shape[0]):
         raise ValueError(f"mask: expected 1 mask or one per latent ({shape[0]}), got {planes.shape[0]}")
-    return F.interpolate(planes, size=tuple(shape[-2:]), mode="bilinear").clamp(0, 1)
+    return F.adaptive_max_pool2d(planes, tuple(shape[-2:])).clamp(0, 1)
 
 
 class AttentionEditGuider(comfy.samplers.CFGGuider):
