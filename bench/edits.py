@@ -5,7 +5,8 @@ Each procedural image (its object mask is exact: the drawing's coverage) is enco
 caption, and edited to the caption with the object's colour swapped, every method from the same seed with
 SamplerCustomAdvanced's pieces (euler over the inverted sigmas):
 - re-prompted seed: CFGGuider with the target caption;
-- attention edit: the guider with the defaults (τ_c, τ_s), the source branch exact from the seed's trajectory;
+- attention edit: the guider with the defaults (τ_c, τ_s), the source branch exact from the seed's trajectory, and the
+  same at Prompt-to-Prompt's own fractions;
 - attention edit + mask: the same with the true object mask (dilated by `--dilate` pixels).
 Metrics: background PSNR / SSIM / MSE on 1 − mask as PIE-Bench computes them (both images multiplied by 1 − mask),
 against the source image and, as the bound, the VAE's own round trip on the same pixels; edit success by
@@ -20,13 +21,14 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from bench.editing import SWAP, invert, pictures
 from bench.fidelity import conditioning, load_demo
-from solvers import AttentionEditOptions, FixedPointOptions, psnr, ssim, widgets
+from solvers import P2P_PAPER, AttentionEditOptions, FixedPointOptions, psnr, ssim, widgets
 from tests.support.inprocess import import_pack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -73,7 +75,14 @@ def attention_edit(model, source, target, negative, options, seed, noise, empty,
     return guider.sample(noise, empty, sampler, sigmas, disable_pbar=True, seed=0)
 
 
+def paper_attention_edit(model, source, target, negative, options, seed, noise, empty, sampler, sigmas, mask):
+    """The attention edit at Prompt-to-Prompt's own fractions (P2P_PAPER), the cfg of the others."""
+    return attention_edit(model, source, target, negative, replace(P2P_PAPER, cfg=options.cfg), seed, noise, empty,
+                          sampler, sigmas, mask)
+
+
 METHODS = (("re-prompted FixedPoint seed", reprompted, False, 1), ("attention edit", attention_edit, False, 2),
+           ("attention edit, Prompt-to-Prompt's τ_c 0.8, τ_s 0.4", paper_attention_edit, False, 2),
            ("attention edit + true mask", attention_edit, True, 2))
 """(name, edit function, whether it gets the true mask, evaluations per step: a batch of two counts as two)."""
 
