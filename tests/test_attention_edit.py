@@ -153,3 +153,30 @@ def test_a_non_finite_result_is_an_error_not_a_result(setup):
     guider = host.attention_edit_guider(model, _prompt(0), _prompt(1), OFF)
     with pytest.raises(ValueError, match="latent: values up to"), torch.inference_mode():
         guider.sample(torch.zeros_like(huge), huge, comfy.samplers.sampler_object("euler"), sigmas, seed=0)
+
+
+def test_with_guidance_the_cond_and_uncond_chunks_each_pair_their_branches(setup, monkeypatch):
+    """At cfg 3 the model sees [source, target] twice (cond, uncond) and the callbacks split it in two chunks; the
+    source stays exact and an unedited target is still the source."""
+    import comfy.samplers
+    from seedfinder.nodes import host
+    from seedfinder.nodes.host import attention_edit
+    model, sigmas, image, seed = setup
+    seen, share = [], attention_edit.with_source_maps
+
+    def spy(q, k, v, chunks):
+        seen.append((q.shape[0], chunks))
+        return share(q, k, v, chunks)
+
+    monkeypatch.setattr(attention_edit, "with_source_maps", spy)
+    options = AttentionEditOptions(1.0, 1.0, cfg=3.0)
+    empty = torch.zeros(1, 4, 8, 8)
+    prompt = host.Prompt(random_conditioning(0), random_conditioning(2), 3.0)
+    guider = host.attention_edit_guider(model, prompt, prompt, options, seed)
+    with torch.inference_mode():
+        source, target = guider.sample_both(seed.generate_noise({"samples": empty}), empty,
+                                            comfy.samplers.sampler_object("euler"), sigmas, seed=0)
+    assert relative(source, image) <= 1e-4
+    assert relative(target, source) <= 1e-6
+    # each chunk (cond, uncond: together, or apart when memory is short) holds one source and one target row
+    assert seen and all(rows == 2 * chunks for rows, chunks in seen) and max(c for _, c in seen) <= 2, set(seen)

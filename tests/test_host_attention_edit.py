@@ -107,3 +107,25 @@ def test_interrupt_stops_a_long_edit_promptly(host):
     assert seconds_to_interrupt(host, graph) < 5.0
     graph["schedule"]["inputs"]["steps"] = 3
     assert saved_latent(host, host.run(graph), "save").isfinite().all()
+
+
+def test_the_guider_pairs_sdxl_prompts_with_their_pooled_vectors(host):
+    """ComfyUI's SDXL model class (tiny, random): its prompts carry a pooled vector and sizes, paired per branch; the
+    unedited target regenerates the image and a masked edit keeps the rest."""
+    graph = family_graph("sdxl", "fixed_point", IMAGES[0])
+    graph["empty"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    graph["half"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 64}}
+    graph["canvas"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}}
+    graph["mask"] = {"class_type": "MaskComposite", "inputs": {"destination": ["canvas", 0], "source": ["half", 0],
+                                                               "x": 0, "y": 0, "operation": "add"}}
+    model, positive = graph["invert"]["inputs"]["model"], graph["invert"]["inputs"]["positive"]
+    other = graph["guider"]["inputs"]["negative"]
+    sample_with(graph, "same", edit_guider(positive, model=model, source=positive, noise=["invert", 1]))
+    sample_with(graph, "masked", edit_guider(other, model=model, source=positive, noise=["invert", 1],
+                                             mask=["mask", 0]))
+    history = host.run(graph)
+    encoded = saved_latent(host, history, "save_encoded")
+    masked = saved_latent(host, history, "save_masked")
+    assert relative_error(saved_latent(host, history, "save_same"), encoded) <= 1e-4
+    assert relative_error(masked[..., 4:], encoded[..., 4:]) <= 1e-4
+    assert relative_error(masked[..., :4], encoded[..., :4]) > 1e-2
