@@ -5,6 +5,7 @@ its options are one frozen dataclass per method (`FixedPointOptions`, `RNRIOptio
 A node's method spec binds them once into an `InversionMethod`, which the host adapter calls with ComfyUI's guided
 denoiser.
 """
+from .attention_edit import P2P_PAPER, AttentionEditOptions, blend_outside, injects, landing_denoised
 from .core import (
                    EULER,
                    Callback,
@@ -67,6 +68,7 @@ from .rnri import (
 from .samplers import SAMPLERS, STAGE_SAMPLERS, STOCHASTIC_SAMPLERS, sampler_rule, sampler_stepper
 
 __all__ = [
+    "P2P_PAPER", "AttentionEditOptions", "blend_outside", "injects", "landing_denoised",
     "EULER", "Callback", "CountingDenoiser", "Denoiser", "InputScale", "InversionMethod", "InversionResult",
     "ModelGradient", "Noising", "Stage", "Stepper", "Stepping", "StepProblem", "StepRule", "Sweeps",
     "describe_sigmas", "euler_rule", "euler_step", "inverse_step_map", "invert_by_stages", "invert_by_steps",

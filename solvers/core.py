@@ -233,7 +233,9 @@ class InversionResult:
     evaluations: int = 0
     """Number of (guided) denoiser evaluations used."""
     extras: dict = field(default_factory=dict)
-    """Method-specific state that travels with the seed: EDICT/BDIA's `partner` latent."""
+    """Method-specific state that travels with the seed: EDICT/BDIA's `partner` latent; a step-by-step inversion's
+    `trajectory`, the latents it solved at sigmas[0], …, sigmas[N] (σ_max first, the image last: one latent per σ),
+    which an attention edit's exact source branch follows."""
 
 
 class CountingDenoiser:
@@ -295,7 +297,7 @@ def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor
     counter = CountingDenoiser(denoiser)
     steps = len(sigmas) - 1
     rule, noises = stepping.rule, stepping.noises
-    x, residuals, direction = x0, [], None
+    x, residuals, direction, trajectory = x0, [], None, [x0]
     for index, sigma_lo, sigma_hi in ascending_steps(sigmas):
         a, b, s = rule(sigma_hi, sigma_lo)
         target = (x - b * noises[steps - 1 - index].to(x)) / a if b else x / a
@@ -312,7 +314,9 @@ def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor
         x, trace = solve_step(problem, on_iteration)
         direction = (x - target) / (sigma_hi - s)
         residuals.append(trace)
-    return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations)
+        trajectory.append(x)
+    return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations,
+                           extras={"trajectory": trajectory[::-1]})
 
 
 def stage_step_map(stage: Stage, denoiser: Denoiser, x_lo: torch.Tensor, history: Optional[list]):

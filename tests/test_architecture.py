@@ -49,3 +49,14 @@ def test_only_the_adapter_touches_comfy():
     outside = sorted(path for path in modules() if path.endswith(".py") and path.startswith(("nodes/", "solvers/"))
                      and not path.startswith("nodes/host/") and comfy.search(source(path)))
     assert not outside, f"{outside} touch comfy or a model object outside nodes/host"
+
+
+def test_no_module_replaces_a_model_forward():
+    """Features that act inside the model go through ComfyUI's patch points (nodes/host/patches.py): no module assigns
+    a `forward` method, by attribute or by setattr, the practice that broke other packs on core updates."""
+    assigns = re.compile(r"\.forward\s*=[^=]|setattr\([^)]*['\"]forward['\"]")
+    python = sorted(os.path.relpath(os.path.join(folder, name), REPO) for top in (*MAPPED, "tests", "demo_model")
+                    for folder, _, files in os.walk(os.path.join(REPO, top)) for name in files if name.endswith(".py"))
+    assert "nodes/host/patches.py" in python
+    offenders = sorted(path for path in python if assigns.search(source(path)))
+    assert not offenders, f"{offenders} assign a forward method"

@@ -7,7 +7,8 @@ from support.inprocess import import_pack
 
 METHOD_NODES = ("SeedfinderFixedPointInvert", "SeedfinderRNRIInvert", "SeedfinderEDICTInvert", "SeedfinderBDIAInvert",
                 "SeedfinderRFInversionInvert", "SeedfinderFireFlowInvert", "SeedfinderFlowEdit",
-                "SeedfinderPromptAwareEncode", "SeedfinderSeedInterpolate", "SeedfinderSeedCentroid")
+                "SeedfinderPromptAwareEncode", "SeedfinderSeedInterpolate", "SeedfinderSeedCentroid",
+                "SeedfinderAttentionEditGuider")
 
 
 def nodes_by_id() -> dict:

@@ -7,6 +7,7 @@
             source and target prompts in one guider
 - handoff:  the seed as NOISE, LATENT and SAMPLER (fixed noises; EDICT/BDIA's coupled sampler; a solver's own sampler)
 - method:   a method's descriptor (MethodSpec): its kind, what its trace means, how it binds and regenerates
+- attention_edit: an attention-control edit (Prompt-to-Prompt, Plug-and-Play) as a GUIDER, its source branch exact
 - patches:  model patches (attention replace, attention override): patched clones of a MODEL
 - report:   the node's ui summary and its quality warning
 - progress: ProgressBar and interruption checks
@@ -15,6 +16,7 @@ Nodes import this package (`from . import host`) and call these names; nothing e
 sampling internals.
 """
 from . import patches
+from .attention_edit import AttentionEditGuider, attention_edit_guider
 from .checks import nonfinite_cause, validate_inputs
 from .family import (
     FAMILIES,
@@ -47,7 +49,8 @@ from .report import POOR_ROUND_TRIP, Trace, summary
 from .schedule import SCHEDULER_NAMES, Schedule, build_schedule
 
 __all__ = [
-    "patches", "nonfinite_cause", "validate_inputs", "FAMILIES", "Family", "family_of", "model_family",
+    "patches", "AttentionEditGuider", "attention_edit_guider",
+    "nonfinite_cause", "validate_inputs", "FAMILIES", "Family", "family_of", "model_family",
     "timestep_sigmas", "model_space", "noising", "noising_prior", "require_flow", "sampler_steps", "sampling_shift",
     "step_rule", "GuidedRun", "Prompt", "SolverSampler", "differentiable", "guided_denoiser", "run_edit",
     "run_guided", "CoupledSampler", "FixedNoiseSampler", "FunctionSampler", "HandOff", "Inversion", "Seed",

@@ -68,6 +68,9 @@ class Seed:
     """EDICT/BDIA: the full-precision state x_N and its partner, which only their coupled sampler regenerates."""
     seed: int = 0
     """ComfyUI's NOISE interface: SamplerCustomAdvanced passes it on to the sampler."""
+    trajectory: Optional[list] = None
+    """A step-by-step inversion's latents at sigmas[0], …, sigmas[N] (model space, CPU; one latent per σ): what an
+    attention edit's exact source branch follows (nodes/host/attention_edit.py)."""
 
     def generate_noise(self, input_latent: dict) -> torch.Tensor:
         """The NOISE that makes the sampler start at x_N from `latent_image`: an empty latent, or the source latent
@@ -96,7 +99,8 @@ class Seed:
 
     def with_noise(self, noise: torch.Tensor, method: str, step_noises: Optional[list] = None) -> "Seed":
         """The same hand-off for another seed tensor (e.g. an interpolated batch) and its per-step noises."""
-        return dataclasses.replace(self, noise=noise, method=method, step_noises=step_noises, pair=None)
+        return dataclasses.replace(self, noise=noise, method=method, step_noises=step_noises, pair=None,
+                                   trajectory=None)
 
     def regenerating_sampler(self):
         """The SAMPLER that turns this seed back into its image(s): ComfyUI's own, with the fixed noises if any."""
@@ -203,11 +207,12 @@ def run_inversion(method: InversionMethod, model, prompt: Prompt, latent: dict, 
                          "output and the masked source latent as latent_image")
     run = run_guided(method, model, prompt, latent, sigmas, gradient)
     result = run.result
-    partner = result.extras.get("partner")
+    partner, trajectory = result.extras.get("partner"), result.extras.get("trajectory")
     seed = Seed(noise=(result.latent / run.noise_factor).float().cpu(), sigmas=sigmas, noise_factor=run.noise_factor,
                 latent_factor=run.latent_factor, family=model_family(model),
                 latent_format=model.get_model_object("latent_format"), method=handoff.method, sampler=handoff.sampler,
-                step_noises=handoff.step_noises, pair=None if partner is None else (result.latent.cpu(), partner.cpu()))
+                step_noises=handoff.step_noises, pair=None if partner is None else (result.latent.cpu(), partner.cpu()),
+                trajectory=None if trajectory is None else [x.float().cpu() for x in trajectory])
     out = dict(latent)
     out["samples"] = seed.as_latent().to(comfy.model_management.intermediate_device())
     latent_rms = float(rms(seed.latent_format.process_in(latent["samples"].float())).max())

@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 
 import torch
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
+from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
 ATTENTIONS = ("attn1", "attn2")
 """A UNet transformer block's self-attention (attn1) and cross-attention to the prompt (attn2)."""
@@ -32,6 +33,14 @@ its arguments (q, k, v, heads, …, transformer_options=…)."""
 def ordinary_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
     """What the block computes without a patch: ComfyUI's optimized attention of the projected q, k, v."""
     return optimized_attention(q, k, v, heads=extra_options["n_heads"], attn_precision=extra_options["attn_precision"])
+
+
+def require_unet(model, feature: str) -> None:
+    """Refuse, naming `model`, a MODEL that is not a UNet (the attention replace patches reach UNet blocks only)."""
+    unet = model.get_model_object("diffusion_model")
+    if not isinstance(unet, UNetModel):
+        raise ValueError(f"model: {feature} needs a UNet model (SD1.x, SD2, SDXL class), whose transformer blocks "
+                         f"ComfyUI's attention replace patches reach; got {type(unet).__name__}")
 
 
 def unet_attention_blocks(model) -> list:

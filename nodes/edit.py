@@ -1,0 +1,69 @@
+"""Attention Edit Guider: Prompt-to-Prompt and Plug-and-Play attention control on UNet models, as a GUIDER that the
+stock SamplerCustomAdvanced drives with an invert node's noise, sigmas and sampler."""
+from comfy_api.latest import io
+
+from ..solvers import AttentionEditOptions
+from . import host
+from .common import CATEGORY
+
+ATTENTION_EDIT = AttentionEditOptions()
+
+
+class AttentionEditGuider(io.ComfyNode):
+    OPTIONS = AttentionEditOptions
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderAttentionEditGuider",
+            display_name="Attention Edit Guider",
+            category=CATEGORY,
+            description="Edits an inverted image with a target prompt while keeping its layout (Prompt-to-Prompt, "
+                        "Hertz et al. 2022; Plug-and-Play, Tumanyan et al. 2023) on UNet models (SD1.x, SD2, SDXL). "
+                        "The source and the target prompt sample side by side from the seed; for the first steps "
+                        "the target takes the source's attention maps. Connect the guider to SamplerCustomAdvanced "
+                        "with the invert node's noise, sigmas and sampler (euler). With the invert node's noise also "
+                        "connected here, the source branch follows the inverted trajectory exactly (DirectInversion's "
+                        "correction), so an unedited prompt gives the image back.",
+            inputs=[
+                io.Model.Input("model", tooltip="The UNet model the image was inverted with (the attention replace "
+                               "patches reach UNet transformer blocks only)."),
+                io.Conditioning.Input("source_positive", tooltip="The prompt the image was inverted with."),
+                io.Conditioning.Input("source_negative", optional=True,
+                                      tooltip="Negative prompt of the source branch; needed when cfg ≠ 1."),
+                io.Conditioning.Input("target_positive", tooltip="The edited prompt: the source's words with the "
+                                      "edited ones in their place (the maps go by token position)."),
+                io.Conditioning.Input("target_negative", optional=True,
+                                      tooltip="Negative prompt of the target branch; needed when cfg ≠ 1."),
+                io.Float.Input("cfg", default=ATTENTION_EDIT.cfg, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Guidance of both branches; the cfg the image was inverted at keeps the "
+                               "source's correction small."),
+                io.Float.Input("cross_fraction", default=ATTENTION_EDIT.cross_fraction, min=0.0, max=1.0, step=0.05,
+                               tooltip="τ_c: the first fraction of the steps in which the target's cross-attention "
+                               "maps are the source's (word swap). Higher keeps more of the layout, lower lets the "
+                               "edited words reshape more; 0 is off."),
+                io.Float.Input("self_fraction", default=ATTENTION_EDIT.self_fraction, min=0.0, max=1.0, step=0.05,
+                               tooltip="τ_s: the first fraction of the steps in which the target's self-attention "
+                               "maps are the source's (structure). Higher keeps the shapes, lower allows shape "
+                               "edits; 0 is off."),
+                io.Noise.Input("noise", optional=True, tooltip="The invert node's noise output (the one "
+                               "SamplerCustomAdvanced gets; DDIM, FixedPoint or RNRI Invert with sampler euler): its "
+                               "inverted trajectory keeps the source branch exact. Unconnected: both branches sample "
+                               "freely from the seed."),
+                io.Mask.Input("mask", optional=True, tooltip="Where to edit (1 = edit, e.g. from the mask editor); "
+                              "outside it the target stays the source branch at every step (local blend)."),
+            ],
+            outputs=[io.Guider.Output(display_name="guider", tooltip="For SamplerCustomAdvanced, with the invert "
+                                      "node's noise, sigmas and sampler; its output is the edited latent.")],
+        )
+
+    @classmethod
+    def execute(cls, model, source_positive, target_positive, cfg, cross_fraction, self_fraction,
+                source_negative=None, target_negative=None, noise=None, mask=None) -> io.NodeOutput:
+        options = AttentionEditOptions(cross_fraction, self_fraction, cfg)
+        guider = host.attention_edit_guider(model, host.Prompt(source_positive, source_negative, cfg),
+                                            host.Prompt(target_positive, target_negative, cfg), options, noise, mask)
+        return io.NodeOutput(guider)
+
+
+NODES = [AttentionEditGuider]

@@ -1,0 +1,217 @@
+"""An attention-control edit as a GUIDER for SamplerCustomAdvanced (docs/architecture.md §4, docs/methods.md §15).
+
+The guider samples the source and the target branch side by side from the same NOISE as one batch of two, through one
+clone of the model whose UNet attention runs `branch_attention` (ComfyUI's attention replace patches, patches.py):
+for the first τ_c of the steps the target branch's cross-attention maps are the source branch's (Prompt-to-Prompt's
+word swap), for the first τ_s its self-attention maps (Plug-and-Play). With the invert node's NOISE connected, the
+source branch follows the inverted trajectory exactly (DirectInversion's correction); with a MASK, outside it the
+target branch is the source branch. The stock sampler sees a batch of two; the guider returns the target branch.
+"""
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import comfy.k_diffusion.sampling
+import comfy.model_management
+import comfy.samplers
+import comfy.utils
+import torch
+import torch.nn.functional as F
+
+from ...solvers import AttentionEditOptions, blend_outside, describe_sigmas, injects, landing_denoised
+from . import patches
+from .checks import nonfinite_cause
+from .guided import Prompt
+from .handoff import Seed
+
+EDIT_STEP = "seedfinder_edit_step"
+"""The key in an evaluation's transformer_options under which the guider hands the attention callbacks its EditStep."""
+
+
+@dataclass(frozen=True)
+class EditStep:
+    """All the edit keeps for one evaluation: which attentions (attn1, attn2) of the target branch take the source
+    branch's maps at this step. It lives in that evaluation's transformer_options only; since both branches run in
+    one batch, no attention map or K/V is stored between blocks or steps."""
+    injected: frozenset
+
+
+@dataclass
+class EditRun:
+    """One sampling run's bookkeeping: the schedule, the latent batch B (the model sees 2B), the mask at the latent's
+    size, the trajectory the source branch follows, the first σ at which the model returned NaN/inf."""
+    sigmas: list
+    batch: int
+    mask: Optional[torch.Tensor]
+    trajectory: Optional[list]
+    nonfinite_at: Optional[float] = None
+
+    def step_of(self, sigma: float) -> int:
+        """The step whose interval [σ_{i+1}, σ_i] holds `sigma` (0 at σ_max)."""
+        return sum(1 for level in self.sigmas[1:-1] if level >= sigma * (1 - 1e-5))
+
+
+def with_source_maps(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunks: int) -> tuple:
+    """(q, k, v) in which the target rows' queries and keys are the source rows': the target then computes
+    softmax(q_s·k_sᵀ/√d)·v_t, the source's attention maps over its own values (Prompt-to-Prompt's word swap by token
+    position in cross-attention, Plug-and-Play's map injection in self-attention). Each of the `chunks` cond/uncond
+    parts of the batch is [source × B, target × B]."""
+    def from_source(tensor: torch.Tensor) -> torch.Tensor:
+        parts = tensor.reshape(chunks, 2, -1, *tensor.shape[1:])
+        return parts[:, :1].expand_as(parts).reshape(tensor.shape)
+
+    return from_source(q), from_source(k), v
+
+
+def branch_attention(attention: str) -> patches.AttentionReplace:
+    """The replace callback of `attention` (attn1 or attn2): the source's maps in the target branch at the steps whose
+    EditStep injects it, ordinary attention otherwise."""
+    def replace(q, k, v, extra_options):
+        step = extra_options.get(EDIT_STEP)
+        if step is not None and attention in step.injected:
+            q, k, v = with_source_maps(q, k, v, len(extra_options["cond_or_uncond"]))
+        return patches.ordinary_attention(q, k, v, extra_options)
+
+    return replace
+
+
+def paired_conditioning(source: list, target: list, batch: int, names: tuple) -> list:
+    """One CONDITIONING for the batch [source × B, target × B]: each prompt's embedding (and its other tensors, such as
+    a pooled vector) repeated to B, the source's first. The maps go by token position, so both prompts need the same
+    token count."""
+    for name, conditioning in zip(names, (source, target)):
+        if len(conditioning) != 1:
+            raise ValueError(f"{name}: expected the conditioning of one prompt (as CLIP Text Encode gives), got "
+                             f"{len(conditioning)} combined conditionings")
+    (source_cond, source_options), (target_cond, target_options) = source[0], target[0]
+    if source_cond.shape[1:] != target_cond.shape[1:]:
+        raise ValueError(f"{names[1]}: the attention edit maps the source's cross-attention onto the target by token "
+                         f"position, so both prompts need the same token count; {names[0]} has "
+                         f"{source_cond.shape[1]} tokens of width {source_cond.shape[2]}, {names[1]} "
+                         f"{target_cond.shape[1]} of width {target_cond.shape[2]}")
+
+    def pair(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.cat([comfy.utils.repeat_to_batch_size(a, batch), comfy.utils.repeat_to_batch_size(b, batch)])
+
+    options = dict(source_options)
+    for key, value in source_options.items():
+        other = target_options.get(key)
+        if torch.is_tensor(value) and torch.is_tensor(other) and value.shape == other.shape:
+            options[key] = pair(value, other)
+    return [[pair(source_cond, target_cond), options]]
+
+
+def latent_mask(mask: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """A MASK (H, W) or (B, H, W), 1 = edit, at the size of a latent of `shape` (B, C, h, w): each latent cell takes
+    the largest mask value it covers, so every cell that the edited region touches is edited (a latent cell is
+    8×8 pixels; its centre alone would drop an object's border)."""
+    planes = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+    if planes.shape[0] not in (1, shape[0]):
+        raise ValueError(f"mask: expected 1 mask or one per latent ({shape[0]}), got {planes.shape[0]}")
+    return F.adaptive_max_pool2d(planes, tuple(shape[-2:])).clamp(0, 1)
+
+
+class AttentionEditGuider(comfy.samplers.CFGGuider):
+    """CFGGuider that samples the source and the target branch of an attention edit as one batch of two and returns
+    the target branch (`sample_both` returns both: [source × B, target × B])."""
+
+    def __init__(self, model, source: Prompt, target: Prompt, options: AttentionEditOptions,
+                 seed: Optional[Seed] = None, mask: Optional[torch.Tensor] = None):
+        patches.require_unet(model, "the attention edit")
+        blocks = patches.unet_attention_blocks(model)
+        patched = model
+        for attention in patches.ATTENTIONS:
+            patched = patches.attention_replaced(patched, attention, blocks, branch_attention(attention))
+        super().__init__(patched)
+        self.set_cfg(options.cfg)
+        self.source, self.target, self.options, self.seed, self.mask = source, target, options, seed, mask
+        self.run: Optional[EditRun] = None
+
+    def trajectory(self, sampler, sigmas: torch.Tensor, shape: tuple) -> Optional[list]:
+        """The seed's inverted trajectory, checked against the sampler, schedule and latent it will correct."""
+        if self.seed is None:
+            return None
+        if getattr(sampler, "sampler_function", None) is not comfy.k_diffusion.sampling.sample_euler:
+            raise ValueError("sampler: the exact source branch (noise connected to the guider) corrects euler "
+                             "steps; use KSamplerSelect euler (or ddim), or the invert node's sampler output with "
+                             "sampler euler")
+        inverted = self.seed.sigmas
+        if sigmas.shape != inverted.shape or not torch.allclose(sigmas.float().cpu(), inverted, rtol=1e-5, atol=1e-7):
+            raise ValueError(f"sigmas: the guider's noise was inverted over {len(inverted) - 1} steps "
+                             f"({describe_sigmas(inverted)}), got {len(sigmas) - 1} steps "
+                             f"({describe_sigmas(sigmas.float().cpu())}); connect the invert node's sigmas output")
+        if tuple(self.seed.trajectory[0].shape) != tuple(shape):
+            raise ValueError(f"latent_image: the guider's noise is a seed of shape "
+                             f"{tuple(self.seed.trajectory[0].shape)}, got a latent of shape {tuple(shape)}")
+        return self.seed.trajectory
+
+    def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
+               seed=None):
+        both = self.sample_both(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
+        return both[both.shape[0] // 2:]
+
+    def sample_both(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
+                    seed=None) -> torch.Tensor:
+        if latent_image.is_nested or latent_image.ndim != 4:
+            raise ValueError(f"latent_image: the attention edit takes an image latent (batch, channels, height, "
+                             f"width), got shape {tuple(latent_image.shape)}")
+        batch = latent_image.shape[0]
+        conds = {"positive": paired_conditioning(self.source.positive, self.target.positive, batch,
+                                                 ("source_positive", "target_positive"))}
+        if self.source.negative is not None and self.target.negative is not None:
+            conds["negative"] = paired_conditioning(self.source.negative, self.target.negative, batch,
+                                                    ("source_negative", "target_negative"))
+        self.inner_set_conds(conds)
+        mask = None if self.mask is None else latent_mask(self.mask, tuple(latent_image.shape))
+        self.run = EditRun(sigmas=sigmas.tolist(), batch=batch, mask=mask,
+                           trajectory=self.trajectory(sampler, sigmas, tuple(latent_image.shape)))
+        if denoise_mask is not None and denoise_mask.shape[0] > 1:
+            denoise_mask = torch.cat([denoise_mask, denoise_mask])
+        try:
+            output = super().sample(torch.cat([noise, noise]), torch.cat([latent_image, latent_image]), sampler,
+                                    sigmas, denoise_mask, callback, disable_pbar, seed)
+            nonfinite_at = self.run.nonfinite_at
+        finally:
+            self.run = None
+        if not torch.isfinite(output).all():
+            raise ValueError(nonfinite_cause(self.model_patcher, latent_image, self.cfg, nonfinite_at))
+        return output
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006  (CFGGuider's signature)
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        run = self.run
+        sigma = float(timestep[0])
+        step = run.step_of(sigma)
+        steps = len(run.sigmas) - 1
+        injected = frozenset(attention for attention, fraction in (("attn2", self.options.cross_fraction),
+                                                                   ("attn1", self.options.self_fraction))
+                             if injects(step, steps, fraction))
+        transformer_options = {**model_options.get("transformer_options", {}), EDIT_STEP: EditStep(injected)}
+        denoised = super().predict_noise(x, timestep, {**model_options, "transformer_options": transformer_options},
+                                         seed)
+        if run.nonfinite_at is None and not torch.isfinite(denoised).all():
+            run.nonfinite_at = sigma
+        source, target = denoised.split(run.batch)
+        if run.trajectory is not None:
+            landing = run.trajectory[step + 1].to(x)
+            offset = landing_denoised(x[:run.batch], landing, sigma, run.sigmas[step + 1]) - source
+            source, target = source + offset, target + offset
+        if run.mask is not None:
+            target = blend_outside(run.mask.to(target), target, source)
+        return torch.cat([source, target])
+
+
+def attention_edit_guider(model, source: Prompt, target: Prompt, options: AttentionEditOptions, noise=None,
+                          mask: Optional[torch.Tensor] = None) -> AttentionEditGuider:
+    """The attention edit's GUIDER; `noise` (an invert node's Seed with its trajectory) makes the source exact."""
+    for prompt, prefix in ((source, "source_"), (target, "target_")):
+        if prompt.negative is None and not math.isclose(options.cfg, 1.0):
+            raise ValueError(f"{prefix}negative: required when cfg ≠ 1 (got cfg={options.cfg}); connect a negative "
+                             f"prompt or set cfg to 1")
+    if noise is not None and getattr(noise, "trajectory", None) is None:
+        got = (f"a {noise.method} seed, which keeps none" if isinstance(noise, Seed)
+               else f"{type(noise).__name__}, which is not an inverted seed")
+        raise ValueError(f"noise: expected the noise output of a DDIM, FixedPoint or RNRI Invert node with sampler "
+                         f"euler, which carries its inverted trajectory; got {got}. Leave noise unconnected to sample "
+                         f"both branches freely from the seed")
+    return AttentionEditGuider(model, source, target, options, noise, mask)

@@ -1,0 +1,182 @@
+"""The attention edit inside the test process, on the tiny SD1.5-architecture model: the exact source branch, the
+target branch's relation to the source and to plain re-prompting, the mask, the attention maps it shares, and its
+refusals. The real-server tests are in test_host_attention_edit.py."""
+import pytest
+import torch
+from support.inprocess import import_pack, random_conditioning, tiny_model
+
+from solvers import AttentionEditOptions, injects, landing_denoised
+
+STEPS = 6
+OFF = AttentionEditOptions(cross_fraction=0.0, self_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """The tiny model, a random image latent, the FixedPoint seed of it under the source prompt."""
+    import_pack()
+    from seedfinder.nodes import host
+    from seedfinder.solvers import FixedPointOptions, fixed_point_invert
+    with torch.inference_mode():
+        model = tiny_model()
+        sigmas = host.build_schedule(model, STEPS, "simple", 1.0, None).sigmas
+        latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
+        inversion = host.run_inversion(lambda *a, **k: fixed_point_invert(*a, FixedPointOptions(), **k), model,
+                                       host.Prompt(random_conditioning(0), None, 1.0), latent, sigmas,
+                                       host.HandOff("fixed_point"))
+    return model, sigmas, latent["samples"], inversion.noise
+
+
+def sample(setup, target_seed: int, options: AttentionEditOptions, exact: bool = True, mask=None,
+           sampler: str = "euler", both: bool = True) -> torch.Tensor:
+    """The guider's [source, target] (`both`) or its output, from the seed on an empty latent, target prompt
+    random_conditioning(target_seed) (0 is the source prompt)."""
+    import comfy.samplers
+    from seedfinder.nodes import host
+    model, sigmas, _, seed = setup
+    empty = torch.zeros(1, 4, 8, 8)
+    guider = host.attention_edit_guider(model, host.Prompt(random_conditioning(0), None, options.cfg),
+                                        host.Prompt(random_conditioning(target_seed), None, options.cfg), options,
+                                        seed if exact else None, mask)
+    run = guider.sample_both if both else guider.sample
+    with torch.inference_mode():
+        return run(seed.generate_noise({"samples": empty}), empty, comfy.samplers.sampler_object(sampler), sigmas,
+                   seed=0)
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_landing_denoised_makes_the_euler_step_land_where_asked():
+    x, x_next = torch.randn(2, 3), torch.randn(2, 3)
+    for sigma, sigma_next in ((2.0, 1.2), (0.7, 0.0)):
+        denoised = landing_denoised(x, x_next, sigma, sigma_next)
+        assert torch.allclose(x + (sigma_next - sigma) * (x - denoised) / sigma, x_next, atol=1e-6)
+
+
+def test_the_injected_steps_are_the_first_fraction():
+    assert [injects(step, 10, 0.4) for step in range(10)] == [True] * 4 + [False] * 6
+    assert not any(injects(step, 10, 0.0) for step in range(10)) and all(injects(s, 10, 1.0) for s in range(10))
+    with pytest.raises(ValueError, match=r"cross_fraction: expected a fraction of the steps in \[0, 1\], got 1.5"):
+        AttentionEditOptions(cross_fraction=1.5)
+
+
+def test_the_seed_carries_one_latent_per_sigma_from_the_seed_to_the_image(setup):
+    _, sigmas, image, seed = setup
+    assert len(seed.trajectory) == len(sigmas)
+    assert torch.equal(seed.trajectory[-1], seed.latent_format.process_in(image))
+    assert torch.allclose(seed.trajectory[0], seed.model_latent())
+
+
+@pytest.mark.parametrize("options", [OFF, AttentionEditOptions(), AttentionEditOptions(1.0, 1.0)])
+def test_the_corrected_source_regenerates_the_image_and_an_unedited_target_is_the_source(setup, options):
+    _, _, image, _ = setup
+    source, target = sample(setup, 0, options)
+    assert relative(source, image) <= 1e-4
+    assert relative(target, source) <= 1e-6
+
+
+def test_without_injection_mask_or_correction_the_target_is_plain_re_prompting(setup):
+    import comfy.samplers
+    model, sigmas, _, seed = setup
+    empty = torch.zeros(1, 4, 8, 8)
+    plain = comfy.samplers.CFGGuider(model)
+    plain.inner_set_conds({"positive": random_conditioning(1)})
+    with torch.inference_mode():
+        reprompted = plain.sample(seed.generate_noise({"samples": empty}), empty,
+                                  comfy.samplers.sampler_object("euler"), sigmas, seed=0)
+    edited = sample(setup, 1, OFF, exact=False, both=False)
+    assert relative(edited, reprompted) <= 1e-4  # a batch of two, not one: the same sums in another order
+
+
+def test_the_source_maps_move_the_target_toward_the_source(setup):
+    """Sharing the source's attention maps keeps the target closer to the source than re-prompting does."""
+    free = sample(setup, 1, OFF)
+    shared = sample(setup, 1, AttentionEditOptions(1.0, 1.0))
+    cross_only = sample(setup, 1, AttentionEditOptions(1.0, 0.0))
+    gaps = [relative(target, source) for source, target in (free, shared, cross_only)]
+    assert gaps[1] < gaps[0] and gaps[2] != gaps[0], gaps
+
+
+def test_outside_the_mask_the_target_is_the_source_reconstruction(setup):
+    _, _, image, _ = setup
+    mask = torch.zeros(1, 64, 64)
+    mask[..., :32] = 1.0  # the left half of the picture: latent columns 0-3
+    source, target = sample(setup, 1, AttentionEditOptions(), mask=mask)
+    assert relative(target[..., 4:], image[..., 4:]) <= 1e-4
+    assert relative(target[..., :4], image[..., :4]) > 1e-2
+
+
+def test_one_clone_replaces_both_attentions_of_every_block_and_the_target_takes_the_source_maps(setup):
+    """The guider's one patched clone replaces attn1 and attn2 in every UNet transformer block (the caller's model
+    stays unpatched); in each cond/uncond chunk [source, target] the target's queries and keys become the source's."""
+    from seedfinder.nodes.host import attention_edit, patches
+    model = setup[0]
+    guider = attention_edit.AttentionEditGuider(model, _prompt(0), _prompt(1), OFF)
+    replaces = guider.model_patcher.model_options["transformer_options"]["patches_replace"]
+    for attention in patches.ATTENTIONS:
+        assert set(replaces[attention]) == set(patches.unet_attention_blocks(model))
+    assert "patches_replace" not in model.model_options["transformer_options"]
+    q = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2 * 2, 3, 2)  # 2 chunks (cond, uncond) × [s, t]
+    shared_q, shared_k, v = attention_edit.with_source_maps(q, q + 1, q + 2, chunks=2)
+    assert torch.equal(shared_q[1], q[0]) and torch.equal(shared_q[3], q[2]) and torch.equal(shared_k[1], q[0] + 1)
+    assert torch.equal(v, q + 2) and torch.equal(shared_q[0], q[0])
+
+
+def _prompt(seed: int):
+    from seedfinder.nodes import host
+    return host.Prompt(random_conditioning(seed), None, 1.0)
+
+
+def test_refusals_name_the_input(setup):
+    from seedfinder.nodes import host
+    model, sigmas, _, seed = setup
+    with pytest.raises(ValueError, match="sampler: the exact source branch .* corrects euler steps"):
+        sample(setup, 1, OFF, sampler="heun")
+    with pytest.raises(ValueError, match="noise: expected the noise output of a DDIM, FixedPoint or RNRI"):
+        host.attention_edit_guider(model, _prompt(0), _prompt(1), OFF, seed.with_noise(seed.noise, "interpolated"))
+    with pytest.raises(ValueError, match="target_negative: required when cfg ≠ 1"):
+        host.attention_edit_guider(model, host.Prompt(random_conditioning(0), random_conditioning(2), 3.0),
+                                   host.Prompt(random_conditioning(1), None, 3.0), AttentionEditOptions(cfg=3.0))
+    longer = [[torch.randn(1, 154, 768), {}]]
+    guider = host.attention_edit_guider(model, _prompt(0), host.Prompt(longer, None, 1.0), OFF)
+    with pytest.raises(ValueError, match="target_positive: .* same token count; source_positive has 77 tokens"):
+        guider.sample(torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8), None, sigmas)
+
+
+def test_a_non_finite_result_is_an_error_not_a_result(setup):
+    import comfy.samplers
+    from seedfinder.nodes import host
+    model, sigmas, _, _ = setup
+    huge = torch.full((1, 4, 8, 8), 1e30)
+    guider = host.attention_edit_guider(model, _prompt(0), _prompt(1), OFF)
+    with pytest.raises(ValueError, match="latent: values up to"), torch.inference_mode():
+        guider.sample(torch.zeros_like(huge), huge, comfy.samplers.sampler_object("euler"), sigmas, seed=0)
+
+
+def test_with_guidance_the_cond_and_uncond_chunks_each_pair_their_branches(setup, monkeypatch):
+    """At cfg 3 the model sees [source, target] twice (cond, uncond) and the callbacks split it in two chunks; the
+    source stays exact and an unedited target is still the source."""
+    import comfy.samplers
+    from seedfinder.nodes import host
+    from seedfinder.nodes.host import attention_edit
+    model, sigmas, image, seed = setup
+    seen, share = [], attention_edit.with_source_maps
+
+    def spy(q, k, v, chunks):
+        seen.append((q.shape[0], chunks))
+        return share(q, k, v, chunks)
+
+    monkeypatch.setattr(attention_edit, "with_source_maps", spy)
+    options = AttentionEditOptions(1.0, 1.0, cfg=3.0)
+    empty = torch.zeros(1, 4, 8, 8)
+    prompt = host.Prompt(random_conditioning(0), random_conditioning(2), 3.0)
+    guider = host.attention_edit_guider(model, prompt, prompt, options, seed)
+    with torch.inference_mode():
+        source, target = guider.sample_both(seed.generate_noise({"samples": empty}), empty,
+                                            comfy.samplers.sampler_object("euler"), sigmas, seed=0)
+    assert relative(source, image) <= 1e-4
+    assert relative(target, source) <= 1e-6
+    # each chunk (cond, uncond: together, or apart when memory is short) holds one source and one target row
+    assert seen and all(rows == 2 * chunks for rows, chunks in seen) and max(c for _, c in seen) <= 2, set(seen)

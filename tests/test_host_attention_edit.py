@@ -1,0 +1,131 @@
+"""The Attention Edit Guider on a real server, driven by the stock SamplerCustomAdvanced with a FixedPoint Invert
+node's noise, sigmas and sampler (euler): on the tiny SD1.5 model and the trained demo ε model, refused by name on
+non-UNet families, and interruptible."""
+import pytest
+from conftest import IMAGES
+from support.graphs import (
+    expect_failure,
+    on_demo_model,
+    relative_error,
+    round_trip_graph,
+    saved_latent,
+    seconds_to_interrupt,
+)
+from test_host_families import family_graph
+
+from solvers import AttentionEditOptions, widgets
+
+pytestmark = pytest.mark.host
+
+NODE = "SeedfinderAttentionEditGuider"
+
+
+def edit_guider(target: list, model=("unet", 0), source=("pos", 0), **inputs) -> dict:
+    """The guider node with its default widgets, the source prompt `source` and the target prompt `target`."""
+    return {"class_type": NODE, "inputs": {"model": list(model), "source_positive": list(source),
+                                           "target_positive": list(target), **widgets(AttentionEditOptions()),
+                                           **inputs}}
+
+
+def sample_with(graph: dict, name: str, guider: dict) -> None:
+    """SamplerCustomAdvanced with `guider` and the invert node's noise, sampler and sigmas on an empty latent, saved
+    as latents/<name>."""
+    graph[f"guider_{name}"] = guider
+    graph[f"sample_{name}"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["invert", 1], "guider": [f"guider_{name}", 0], "sampler": ["invert", 3], "sigmas": ["invert", 2],
+        "latent_image": ["empty", 0]}}
+    graph[f"save_{name}"] = {"class_type": "SaveLatent", "inputs": {"samples": [f"sample_{name}", 0],
+                                                                    "filename_prefix": f"latents/{name}"}}
+
+
+def edit_graph(demo: bool, target_text: str) -> dict:
+    """FixedPoint inversion (10 steps, cfg 1) of the image, a target prompt, a mask of the left half, and three edits:
+    the source prompt again (exact source), the target in the mask, the target with no injection and no noise (free
+    branches) beside plain re-prompting of the seed."""
+    graph = round_trip_graph("fixed_point", IMAGES[0], steps=10, scheduler="simple")
+    if demo:
+        graph = on_demo_model(graph)
+    del graph["ksampler"], graph["save_latent_route"]
+    graph["target"] = {"class_type": "CLIPTextEncode", "inputs": {"text": target_text, "clip": ["clip", 0]}}
+    graph["half"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 64}}
+    graph["canvas"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}}
+    graph["mask"] = {"class_type": "MaskComposite", "inputs": {"destination": ["canvas", 0], "source": ["half", 0],
+                                                               "x": 0, "y": 0, "operation": "add"}}
+    sample_with(graph, "same", edit_guider(["pos", 0], noise=["invert", 1]))
+    sample_with(graph, "masked", edit_guider(["target", 0], noise=["invert", 1], mask=["mask", 0]))
+    sample_with(graph, "free", edit_guider(["target", 0], cross_fraction=0.0, self_fraction=0.0))
+    graph["guider"]["inputs"]["positive"] = ["target", 0]  # the round trip's own CFGGuider: plain re-prompting
+    return graph
+
+
+@pytest.mark.parametrize("demo", [False, True], ids=["tiny_sd15", "demo_eps"])
+def test_the_guider_keeps_the_source_exact_and_edits_only_inside_the_mask(host, demo):
+    target_text = "a yellow disc on a blue background" if demo else "a photo of a dog"
+    history = host.run(edit_graph(demo, target_text))
+    encoded = saved_latent(host, history, "save_encoded")
+    same = relative_error(saved_latent(host, history, "save_same"), encoded)
+    masked = saved_latent(host, history, "save_masked")
+    inside, outside = (..., slice(0, 4)), (..., slice(4, 8))
+    kept, moved = relative_error(masked[outside], encoded[outside]), relative_error(masked[inside], encoded[inside])
+    reprompt = relative_error(saved_latent(host, history, "save_free"), saved_latent(host, history,
+                                                                                     "save_noise_route"))
+    print(f"\n{'demo' if demo else 'tiny'}: unedited target vs image {same:.1e}; masked edit: outside {kept:.1e}, "
+          f"inside moves {moved:.3f}; free branches vs re-prompting {reprompt:.1e}")
+    assert same <= 1e-4
+    assert kept <= 1e-4 and moved > 1e-2
+    assert reprompt <= 1e-4  # a batch of two, not one: the same sums in another order
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_non_unet_families_are_refused_by_name(host, family):
+    graph = family_graph(family, "ddim", IMAGES[0])
+    model, positive = graph["invert"]["inputs"]["model"], graph["invert"]["inputs"]["positive"]
+    graph["guider"] = edit_guider(positive, model=model, source=positive)
+    expect_failure(host, graph, "model: the attention edit needs a UNet model", "got ")
+
+
+def test_an_exact_source_refuses_another_sampler_by_name(host):
+    graph = edit_graph(False, "a photo of a dog")
+    graph["heun"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "heun"}}
+    graph["sample_same"]["inputs"]["sampler"] = ["heun", 0]
+    expect_failure(host, graph, "sampler: the exact source branch", "corrects euler steps")
+
+
+def test_interrupt_stops_a_long_edit_promptly(host):
+    """1000 steps of a batch of two queued on random noise; Cancel stops them within a few evaluations."""
+    graph = round_trip_graph("ddim", IMAGES[0])
+    graph = {key: graph[key] for key in ("unet", "clip", "vae", "pos", "neg", "empty")}
+    graph["guider"] = edit_guider(["neg", 0])
+    graph["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 0}}
+    graph["euler"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    graph["schedule"] = {"class_type": "BasicScheduler", "inputs": {"model": ["unet", 0], "scheduler": "simple",
+                                                                    "steps": 1000, "denoise": 1.0}}
+    graph["sample"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["euler", 0], "sigmas": ["schedule", 0],
+        "latent_image": ["empty", 0]}}
+    graph["save"] = {"class_type": "SaveLatent", "inputs": {"samples": ["sample", 0], "filename_prefix": "long"}}
+    assert seconds_to_interrupt(host, graph) < 5.0
+    graph["schedule"]["inputs"]["steps"] = 3
+    assert saved_latent(host, host.run(graph), "save").isfinite().all()
+
+
+def test_the_guider_pairs_sdxl_prompts_with_their_pooled_vectors(host):
+    """ComfyUI's SDXL model class (tiny, random): its prompts carry a pooled vector and sizes, paired per branch; the
+    unedited target regenerates the image and a masked edit keeps the rest."""
+    graph = family_graph("sdxl", "fixed_point", IMAGES[0])
+    graph["empty"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    graph["half"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 64}}
+    graph["canvas"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}}
+    graph["mask"] = {"class_type": "MaskComposite", "inputs": {"destination": ["canvas", 0], "source": ["half", 0],
+                                                               "x": 0, "y": 0, "operation": "add"}}
+    model, positive = graph["invert"]["inputs"]["model"], graph["invert"]["inputs"]["positive"]
+    other = graph["guider"]["inputs"]["negative"]
+    sample_with(graph, "same", edit_guider(positive, model=model, source=positive, noise=["invert", 1]))
+    sample_with(graph, "masked", edit_guider(other, model=model, source=positive, noise=["invert", 1],
+                                             mask=["mask", 0]))
+    history = host.run(graph)
+    encoded = saved_latent(host, history, "save_encoded")
+    masked = saved_latent(host, history, "save_masked")
+    assert relative_error(saved_latent(host, history, "save_same"), encoded) <= 1e-4
+    assert relative_error(masked[..., 4:], encoded[..., 4:]) <= 1e-4
+    assert relative_error(masked[..., :4], encoded[..., :4]) > 1e-2
