@@ -38,12 +38,12 @@ EDIT = AttentionEditOptions()
 def images_with_masks(dilate: int) -> list:
     """(label, uint8 image, object mask (64, 64) in {0, 1}) of the demo images and as many held-out ones again, the
     mask the drawing's coverage > 0 grown by `dilate` pixels (edges are anti-aliased)."""
-    from demo_model import data, evaluate, install
-    drawn = [(label, *data.draw(label, np.random.default_rng(install.DEMO_SEED + index)))
+    from demo_model import data, evaluate, install, masks
+    drawn = [(label, *masks.draw(label, np.random.default_rng(install.DEMO_SEED + index)))
              for index, label in enumerate(install.DEMO_LABELS)]
     rng = np.random.default_rng(evaluate.HELD_OUT_SEED + 2)
     labels = data.all_labels(held_out=False)
-    drawn += [(label, *data.draw(label, rng)) for label in (labels[i] for i in rng.choice(len(labels), 2, False))]
+    drawn += [(label, *masks.draw(label, rng)) for label in (labels[i] for i in rng.choice(len(labels), 2, False))]
     grow = torch.nn.functional.max_pool2d
     return [(label, image, grow(torch.from_numpy((cover > 0).astype(np.float32))[None, None], 2 * dilate + 1, 1,
                                 dilate)[0, 0].numpy()) for label, image, cover in drawn]

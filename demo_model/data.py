@@ -44,21 +44,15 @@ def shape_mask(shape: str, cx: float, cy: float, size: float, resolution: int) -
     return hi.reshape(SIZE, SUPERSAMPLE, SIZE, SUPERSAMPLE).mean(axis=(1, 3))
 
 
-def draw(label, rng: np.random.Generator) -> tuple:
-    """One uint8 image (64, 64, 3) of `label` at a random position and size, with jittered colours, and the shape's
-    coverage (64, 64) in [0, 1]: the exact object mask of the picture."""
+def render(label, rng: np.random.Generator) -> np.ndarray:
+    """One uint8 image (64, 64, 3) of `label` at a random position and size, with jittered colours."""
     colour, shape, background = label
     size = rng.uniform(9, 20)
     cx, cy = rng.uniform(size + 2, SIZE - size - 2, 2)
     fg = np.array(PALETTE[colour]) + rng.uniform(-JITTER, JITTER, 3)
     bg = np.array(PALETTE[background]) + rng.uniform(-JITTER, JITTER, 3)
-    alpha = shape_mask(shape, cx, cy, size, SIZE * SUPERSAMPLE)
-    return np.clip(alpha[..., None] * fg + (1 - alpha[..., None]) * bg, 0, 255).round().astype(np.uint8), alpha
-
-
-def render(label, rng: np.random.Generator) -> np.ndarray:
-    """One uint8 image (64, 64, 3) of `label` at a random position and size, with jittered colours."""
-    return draw(label, rng)[0]
+    alpha = shape_mask(shape, cx, cy, size, SIZE * SUPERSAMPLE)[..., None]
+    return np.clip(alpha * fg + (1 - alpha) * bg, 0, 255).round().astype(np.uint8)
 
 
 def dataset(count: int, seed: int, held_out: bool | None = False):
