@@ -370,6 +370,8 @@ class StageSweeper:
         """The previous sweep's solution; else the warm start's extrapolated direction, or DDIM's evaluation point."""
         stage = self.stages[index]
         if previous is not None:
+            if SHIFT[0] and index + 1 < len(self.stages):
+                return previous.solved[index] + (x - previous.solved[index + 1])
             return previous.solved[index]
         if self.warm_start and direction is not None:
             return x + (stage.sigma_hi - stage.sigma_lo) * direction
@@ -384,6 +386,8 @@ class StageSweeper:
         history = None if previous is None else [record for above in previous.records for record in above]
         for position, index in enumerate(reversed(range(count))):
             stage = self.stages[index]
+            if previous is None and EXTRAPOLATE[0]:
+                history = extrapolated_history(self.stages, records, index)
             T, best_records = stage_step_map(stage, self.counter, x, history)
             problem = StepProblem(T=T, x_lo=x, sigma_lo=stage.sigma_lo, sigma_hi=stage.sigma_hi,
                                   y0=self.first_guess(index, x, direction, previous), forcing=self.forcing)
@@ -400,6 +404,28 @@ class StageSweeper:
             direction = (x_hi - x) / (stage.sigma_hi - stage.sigma_lo)
             x = x_hi
         return StageSweep(solved=solved, records=records, start=max(starts))
+
+
+EXTRAPOLATE = [False]
+SHIFT = [False]
+
+
+def extrapolated_history(stages: list, records: list, index: int) -> Optional[list]:
+    """The records of the stages solved so far in a first sweep (below `index`), and for `index` and the stages above
+    each record extrapolated linearly in log σ from the two solved stages nearest below; None until two are solved."""
+    below = [k for k in range(index + 1, len(stages)) if records[k]][:2]
+    if len(below) < 2 or len(records[below[0]]) != len(records[below[1]]):
+        return None
+    near, far = below
+    t_near, t_far = math.log(stages[near].sigma_hi), math.log(stages[far].sigma_hi)
+    flat = []
+    for k in range(len(stages)):
+        if k > index:
+            flat += records[k]
+            continue
+        w = (math.log(stages[k].sigma_hi) - t_near) / (t_near - t_far)
+        flat += [a + w * (a - b) for a, b in zip(records[near], records[far])]
+    return flat
 
 
 def flat_state(sweep: StageSweep, scales: list) -> torch.Tensor:
