@@ -132,7 +132,8 @@ def regenerated(sampler: comfy.samplers.Sampler, model_wrap, sigmas, extra_args:
 
     options = dict(extra_args.get("model_options", {}))
     options["sampler_post_cfg_function"] = list(options.get("sampler_post_cfg_function", [])) + [counted]
-    latent = sampler.sample(model_wrap, sigmas, {**extra_args, "model_options": options}, None,
+    # a copy: ComfyUI's uni_pc sets the last σ to 0.001 in place, and these σ's are the node's SIGMAS output
+    latent = sampler.sample(model_wrap, sigmas.clone(), {**extra_args, "model_options": options}, None,
                             noise.to(latent_image), torch.zeros_like(latent_image), disable_pbar=True)
     return Regeneration(latent=latent, evaluations=count[0])
 
