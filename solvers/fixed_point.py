@@ -23,8 +23,10 @@ from .core import (
 )
 
 ACCELERATIONS = ("anderson", "none")
-SWEEPS = 8
-"""Most sweeps over a multistep sampler's stages (docs/methods.md §14); they stop once a sweep changes nothing."""
+SWEEPS = 4
+"""Most sweeps over a multistep sampler's stages (docs/methods.md §14); they stop earlier once a sweep changes nothing.
+4 keeps dpmpp_2m and res_multistep near 8 evaluations per step (bench/results/README.md, "Multistep inversion
+cost")."""
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,7 @@ def two_step_stages(step):
                 if implicit and old is not None:  # the output above as D(y) plus its stale difference to this one
                     old = denoised + (old - history[index])
                 return step(x, denoised, old, prev, hi, lo), [denoised]
-            return Stage(hi, lo, run, reads_history=index > 0 and lo > 0,
+            return Stage(hi, lo, run, reads_history=index > 0 and lo > 0, predictable=True,
                          implicit=lambda denoiser, x, history: run(denoiser, x, history, implicit=True))
 
         return [stage(index) for index in range(len(values) - 1)]
