@@ -5,7 +5,7 @@ A denoiser is any callable D(x, sigma) -> x0-estimate for a batched latent x and
 with classifier-free guidance already applied. Nothing here imports ComfyUI.
 """
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Callable, Iterator, Optional, Protocol
 
@@ -112,6 +112,9 @@ class Stepping:
     noises: Optional[list] = None
     """The stochastic rules' fixed noises, one per step from σ_max down."""
     stepper: Optional[Stepper] = None
+    sweeps: int = 8
+    """The most sweeps over a multistep sampler's stages where the method's options leave it to the sampler
+    (samplers.SAMPLER_SWEEPS)."""
 
 
 EULER = Stepping()
@@ -128,14 +131,15 @@ class Sweeps:
     """How a multistep sampler's stages are swept (docs/methods.md §14): at most `count` sweeps, stopping once a sweep
     starts within `tolerance` everywhere, accelerated by `mix(iterates, images)` (Anderson) over the last `window`;
     inside a sweep each stage is solved to `forcing` × its first residual."""
-    count: int = 1
+    count: Optional[int] = 1
+    """None: the sampler's own (`Stepping.sweeps`)."""
     tolerance: float = 0.0
     mix: Optional[Callable[[list, list], torch.Tensor]] = None
     window: int = 5
     forcing: float = SWEEP_FORCING
 
     def __post_init__(self):
-        if self.count < 1:
+        if self.count is not None and self.count < 1:
             raise ValueError(f"sweeps: expected at least 1, got {self.count}")
 
 
@@ -300,6 +304,8 @@ def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor
     """
     validate_schedule(sigmas)
     if stepping.stepper is not None:
+        if sweeps.count is None:
+            sweeps = replace(sweeps, count=stepping.sweeps)
         return invert_by_stages(solve_step, denoiser, x0, sigmas, stepping.stepper, input_scale=input_scale,
                                 callback=callback, warm_start=warm_start, sweeps=sweeps)
     counter = CountingDenoiser(denoiser)
