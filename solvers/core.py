@@ -113,8 +113,8 @@ class Stepping:
     """The stochastic rules' fixed noises, one per step from σ_max down."""
     stepper: Optional[Stepper] = None
     sweeps: int = 8
-    """The most sweeps over a multistep sampler's stages where the method's options leave it to the sampler
-    (samplers.SAMPLER_SWEEPS)."""
+    """The most sweeps over a multistep sampler's stages where the method's options leave it to the sampler:
+    samplers.sampler_stepping sets each sampler's own (SAMPLER_SWEEPS)."""
 
 
 EULER = Stepping()
@@ -123,7 +123,7 @@ EULER = Stepping()
 
 SWEEP_FORCING = 0.5
 """Inside a multistep sweep each stage is solved only to this fraction of its first residual: its history moves until
-the sweeps converge (docs/methods.md §14; 0.5 against 0.1-0.4: bench/results/README.md, "Multistep inversion cost")."""
+the sweeps converge (docs/methods.md §14; the price it sets: bench/results/README.md, "Multistep inversion cost")."""
 
 
 @dataclass(frozen=True)
