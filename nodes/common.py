@@ -55,7 +55,9 @@ def invert_outputs() -> list:
 
 
 def sampler_inputs() -> list:
-    """sampler (the one that will regenerate the image) and noise_seed (its fixed per-step noises)."""
+    """sampler (the one that will regenerate the image), noise_seed (its fixed per-step noises) and round_trip
+    (whether that sampler regenerates the seed to measure the round trip; optional, so workflows saved before it load
+    with its default)."""
     return [
         io.Combo.Input("sampler", options=list(SAMPLERS), default="euler",
                        tooltip="The sampler that will regenerate the image. euler (= ddim), heun, dpm_2, dpmpp_2m, "
@@ -66,6 +68,12 @@ def sampler_inputs() -> list:
         io.Int.Input("noise_seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=False,
                      tooltip="Seed of the fixed per-step noises of euler_ancestral and lcm; unused by the "
                      "deterministic samplers."),
+        io.Combo.Input("round_trip", options=list(host.ROUND_TRIPS), default=host.ROUND_TRIP, optional=True,
+                       tooltip="measure: after the inversion the sampler regenerates the seed once (one sampling "
+                       "pass: steps × its evaluations per step more) and the node reports the measured round trip "
+                       "‖regenerated − latent‖/‖latent‖, which its quality warning then judges. estimate: no "
+                       "regeneration; the node shows only the residuals' first-order estimate, which can be tens of "
+                       "times off."),
     ]
 
 
@@ -94,11 +102,14 @@ class InvertInputs:
 
 
 def invert_node(spec: "host.MethodSpec", inputs: InvertInputs, options=None, sampler: str = "euler",
-                noise_seed: int = 0) -> io.NodeOutput:
+                noise_seed: int = 0, round_trip: str = "estimate") -> io.NodeOutput:
     """The one entry point of every invert node: invert `inputs.latent` with the method `spec` describes and its
     `options`, over the schedule the node's widgets (or its sigmas input) give as KSamplerAdvanced walks it with
-    `sampler`, whose per-step noises (euler_ancestral, lcm) `noise_seed` fixes; outputs the four hand-offs and the
-    node's summary."""
+    `sampler`, whose per-step noises (euler_ancestral, lcm) `noise_seed` fixes; with `round_trip` "measure" (a step
+    solver's seed only: an exact pair's is exact by construction, an own sampler's is steered) that stock sampler
+    regenerates the seed and the round trip is measured; outputs the four hand-offs and the node's summary."""
+    if round_trip not in host.ROUND_TRIPS:
+        raise ValueError(f"round_trip: expected one of {', '.join(host.ROUND_TRIPS)}, got {round_trip!r}")
     model = inputs.model
     if spec.flow_only:
         host.require_flow(model, spec.flow_only)
@@ -110,8 +121,9 @@ def invert_node(spec: "host.MethodSpec", inputs: InvertInputs, options=None, sam
     run = host.MethodRun(model=model, latent=inputs.latent, schedule=schedule, stepping=stepping,
                          noise_seed=noise_seed)
     name = spec.title(options)
+    measure = round_trip == "measure" and spec.kind is host.Kind.STEP_SOLVER
     inversion = host.run_inversion(spec.bind(options, run), model, inputs.prompt, inputs.latent, schedule.sigmas,
-                                   host.HandOff(name, sampler, noises), spec.gradient(options))
+                                   host.HandOff(name, sampler, noises, measure=measure), spec.gradient(options))
     report = host.summary(inversion, name, schedule.start_at_step, sampler, spec.trace, spec.notes(options, run))
     return io.NodeOutput(inversion.latent, inversion.noise, inversion.sigmas, spec.sampler(inversion, options, run),
                          ui={"seedfinder": [report]})

@@ -43,8 +43,8 @@ class DDIMInvert(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, sampler, noise_seed, **inputs) -> io.NodeOutput:
-        return invert_node(DDIM_METHOD, InvertInputs(**inputs), None, sampler, noise_seed)
+    def execute(cls, sampler, noise_seed, round_trip=host.ROUND_TRIP, **inputs) -> io.NodeOutput:
+        return invert_node(DDIM_METHOD, InvertInputs(**inputs), None, sampler, noise_seed, round_trip)
 
 
 def bind_fixed_point(options: FixedPointOptions, run: "host.MethodRun") -> InversionMethod:
@@ -88,9 +88,9 @@ class FixedPointInvert(io.ComfyNode):
 
     @classmethod
     def execute(cls, sampler, noise_seed, max_iterations, tolerance, acceleration, warm_start,
-                **inputs) -> io.NodeOutput:
+                round_trip=host.ROUND_TRIP, **inputs) -> io.NodeOutput:
         options = FixedPointOptions(max_iterations, tolerance, acceleration, warm_start)
-        return invert_node(FIXED_POINT_METHOD, InvertInputs(**inputs), options, sampler, noise_seed)
+        return invert_node(FIXED_POINT_METHOD, InvertInputs(**inputs), options, sampler, noise_seed, round_trip)
 
 
 def fold_notes(options: RNRIOptions, run: "host.MethodRun") -> list:
@@ -163,9 +163,9 @@ class RNRIInvert(io.ComfyNode):
 
     @classmethod
     def execute(cls, sampler, noise_seed, iterations, regularization, gradient, update=RNRI.update,
-                **inputs) -> io.NodeOutput:
+                round_trip=host.ROUND_TRIP, **inputs) -> io.NodeOutput:
         options = RNRIOptions(update, iterations, regularization, gradient)
-        return invert_node(RNRI_METHOD, InvertInputs(**inputs), options, sampler, noise_seed)
+        return invert_node(RNRI_METHOD, InvertInputs(**inputs), options, sampler, noise_seed, round_trip)
 
 
 NODES = [DDIMInvert, FixedPointInvert, RNRIInvert]

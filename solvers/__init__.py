@@ -65,7 +65,7 @@ from .rnri import (
                    rnri_invert,
                    ve_transition_prior,
 )
-from .samplers import SAMPLERS, STAGE_SAMPLERS, STOCHASTIC_SAMPLERS, sampler_rule, sampler_stepper
+from .samplers import SAMPLERS, STAGE_SAMPLERS, STOCHASTIC_SAMPLERS, sampler_rule, sampler_stepper, sampler_stepping
 
 __all__ = [
     "P2P_PAPER", "AttentionEditOptions", "blend_outside", "injects", "landing_denoised",
@@ -81,5 +81,5 @@ __all__ = [
     "CentroidOptions", "PathOptions", "centroid", "interpolate", "PSNR_CAP", "psnr", "ssim", "MODES",
     "PromptAwareOptions", "cycle_schedule", "prompt_aware_adjust", "FOLD_RATIO", "GRADIENTS", "UPDATES",
     "RNRIOptions", "TRANSITION_PRIORS", "flow_transition_prior", "fold_ratio", "rnri_invert", "ve_transition_prior",
-    "SAMPLERS", "STAGE_SAMPLERS", "STOCHASTIC_SAMPLERS", "sampler_rule", "sampler_stepper",
+    "SAMPLERS", "STAGE_SAMPLERS", "STOCHASTIC_SAMPLERS", "sampler_rule", "sampler_stepper", "sampler_stepping",
 ]

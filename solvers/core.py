@@ -5,7 +5,7 @@ A denoiser is any callable D(x, sigma) -> x0-estimate for a batched latent x and
 with classifier-free guidance already applied. Nothing here imports ComfyUI.
 """
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Callable, Iterator, Optional, Protocol
 
@@ -91,6 +91,9 @@ class Stage:
     sigma_lo: float
     step: Callable
     reads_history: bool = False
+    predictable: bool = False
+    """Its records are one denoised output at σ_hi each, smooth along the trajectory: a first sweep may extrapolate
+    them from the stages solved below (dpmpp_2m, res_multistep; docs/methods.md §14)."""
     implicit: Optional[Callable] = None
     """The form inversion solves, if not `step` itself: the same step with the history it reads re-expressed around
     the unknown (e.g. a denoised output above as D(y + its stale offset)), so that a stale history moves the solution
@@ -109,23 +112,34 @@ class Stepping:
     noises: Optional[list] = None
     """The stochastic rules' fixed noises, one per step from σ_max down."""
     stepper: Optional[Stepper] = None
+    sweeps: int = 8
+    """The most sweeps over a multistep sampler's stages where the method's options leave it to the sampler:
+    samplers.sampler_stepping sets each sampler's own (SAMPLER_SWEEPS)."""
 
 
 EULER = Stepping()
 """ComfyUI's `euler` (= `ddim`)."""
 
 
+SWEEP_FORCING = 0.5
+"""Inside a multistep sweep each stage is solved only to this fraction of its first residual: its history moves until
+the sweeps converge (docs/methods.md §14; the price it sets: bench/results/README.md, "Multistep inversion cost")."""
+
+
 @dataclass(frozen=True)
 class Sweeps:
     """How a multistep sampler's stages are swept (docs/methods.md §14): at most `count` sweeps, stopping once a sweep
-    starts within `tolerance` everywhere, accelerated by `mix(iterates, images)` (Anderson) over the last `window`."""
-    count: int = 1
+    starts within `tolerance` everywhere, accelerated by `mix(iterates, images)` (Anderson) over the last `window`;
+    inside a sweep each stage is solved to `forcing` × its first residual."""
+    count: Optional[int] = 1
+    """None: the sampler's own (`Stepping.sweeps`)."""
     tolerance: float = 0.0
     mix: Optional[Callable[[list, list], torch.Tensor]] = None
     window: int = 5
+    forcing: float = SWEEP_FORCING
 
     def __post_init__(self):
-        if self.count < 1:
+        if self.count is not None and self.count < 1:
             raise ValueError(f"sweeps: expected at least 1, got {self.count}")
 
 
@@ -292,6 +306,8 @@ def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor
     """
     validate_schedule(sigmas)
     if stepping.stepper is not None:
+        if sweeps.count is None:
+            sweeps = replace(sweeps, count=stepping.sweeps)
         return invert_by_stages(solve_step, denoiser, x0, sigmas, stepping.stepper, input_scale=input_scale,
                                 callback=callback, warm_start=warm_start, sweeps=sweeps)
     counter = CountingDenoiser(denoiser)
@@ -340,11 +356,6 @@ def stage_step_map(stage: Stage, denoiser: Denoiser, x_lo: torch.Tensor, history
     return T, best
 
 
-SWEEP_FORCING = 0.1
-"""Inside a multistep sweep each stage is solved only to this fraction of its first residual: its history moves until
-the sweeps converge (docs/methods.md §14)."""
-
-
 @dataclass(frozen=True)
 class StageSweep:
     """One sweep's outcome over a sampler's stages (indexed from σ_max down): each stage's solved x_hi and the records
@@ -360,21 +371,26 @@ class StageSweeper:
     after each evaluation."""
 
     def __init__(self, solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, stages: list,
-                 input_scale: InputScale, callback: Optional[Callback], warm_start: bool):
+                 input_scale: InputScale, callback: Optional[Callback], warm_start: bool, sweeps: Sweeps = Sweeps()):
         self.solve_step, self.x0, self.stages = solve_step, x0, stages
         self.input_scale, self.warm_start = input_scale, warm_start
         # a step map may cost several evaluations: progress is reported after each one, with the step's latest residual
         self.progress = {"step": 0, "iteration": 0, "residual": math.nan}
         self.counter = CountingDenoiser(denoiser, lambda: notify(callback, steps=len(stages), **self.progress))
         self.residuals = [[] for _ in stages]
-        self.forcing = SWEEP_FORCING if any(stage.reads_history for stage in stages) else 0.0
+        multistep = any(stage.reads_history for stage in stages)
+        self.forcing = sweeps.forcing if multistep else 0.0
+        # one sweep is DDIM-style inversion of the sampler (each stage first order); more refine a predicted history
+        self.predict = multistep and sweeps.count > 1
 
     def first_guess(self, index: int, x: torch.Tensor, direction: Optional[torch.Tensor],
                     previous: Optional[StageSweep]) -> torch.Tensor:
-        """The previous sweep's solution; else the warm start's extrapolated direction, or DDIM's evaluation point."""
+        """The previous sweep's solution moved as the level below it moved in this sweep; else the warm start's
+        extrapolated direction, or DDIM's evaluation point."""
         stage = self.stages[index]
         if previous is not None:
-            return previous.solved[index]
+            below = previous.solved[index + 1] if index + 1 < len(self.stages) else self.x0
+            return previous.solved[index] + (x - below)
         if self.warm_start and direction is not None:
             return x + (stage.sigma_hi - stage.sigma_lo) * direction
         return x * level_scale(self.input_scale, stage.sigma_lo, stage.sigma_hi)
@@ -388,9 +404,20 @@ class StageSweeper:
         history = None if previous is None else [record for above in previous.records for record in above]
         for position, index in enumerate(reversed(range(count))):
             stage = self.stages[index]
+            if previous is not None and position == 0 and not stage.reads_history:
+                # its x_lo is the image and it reads no history: its first solution stands (the state Anderson mixed
+                # across sweeps need not)
+                x, records[index] = self.clean_end
+                solved[index] = x
+                continue
+            if previous is None and self.predict and stage.predictable:
+                history = predicted_history(self.stages, records, index)
             T, best_records = stage_step_map(stage, self.counter, x, history)
+            # the clean end's stage, if it reads no history, is solved once to the tolerance (later sweeps keep it)
+            settled = position == 0 and not stage.reads_history
             problem = StepProblem(T=T, x_lo=x, sigma_lo=stage.sigma_lo, sigma_hi=stage.sigma_hi,
-                                  y0=self.first_guess(index, x, direction, previous), forcing=self.forcing)
+                                  y0=self.first_guess(index, x, direction, previous),
+                                  forcing=0.0 if settled else self.forcing)
             # progress: the first sweep walks the steps; later sweeps refine at the last one
             self.progress.update(step=position if previous is None else count - 1, iteration=0, residual=math.nan)
 
@@ -401,9 +428,30 @@ class StageSweeper:
             starts.append(trace[0])
             self.residuals[position].extend(trace)
             records[index], solved[index] = best_records(), x_hi
+            if settled:
+                self.clean_end = x_hi, records[index]
             direction = (x_hi - x) / (stage.sigma_hi - stage.sigma_lo)
             x = x_hi
         return StageSweep(solved=solved, records=records, start=max(starts))
+
+
+def predicted_history(stages: list, records: list, index: int) -> Optional[list]:
+    """A first sweep's history for stage `index`: the records of the stages solved below it, and for it and the stages
+    above each record extrapolated linearly in log σ from the two solved stages nearest below (a second-order
+    prediction of the denoised outputs not solved yet); None (first order) until two are solved."""
+    below = [k for k in range(index + 1, len(stages)) if records[k]][:2]
+    if len(below) < 2:
+        return None
+    near, far = below
+    t_near, t_far = math.log(stages[near].sigma_hi), math.log(stages[far].sigma_hi)
+    flat = []
+    for k in range(len(stages)):
+        if k > index:
+            flat += records[k]
+            continue
+        w = (math.log(stages[k].sigma_hi) - t_near) / (t_near - t_far)
+        flat += [a + w * (a - b) for a, b in zip(records[near], records[far])]
+    return flat
 
 
 def flat_state(sweep: StageSweep, scales: list) -> torch.Tensor:
@@ -437,7 +485,7 @@ def invert_by_stages(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tenso
     and returns the sweep whose start was the most consistent; a sampler whose stages read no history needs one
     sweep. Residual trace: per stage from the clean end, its iterations over all sweeps."""
     stages = stepper(sigmas)
-    sweeper = StageSweeper(solve_step, denoiser, x0, stages, input_scale, callback, warm_start)
+    sweeper = StageSweeper(solve_step, denoiser, x0, stages, input_scale, callback, warm_start, sweeps)
     current = sweeper.sweep(None)
     best, best_start, iterates, images = current.solved[0], math.inf, [], []
     layout, scales = [len(above) for above in current.records], [input_scale(stage.sigma_hi) for stage in stages]

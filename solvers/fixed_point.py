@@ -23,8 +23,6 @@ from .core import (
 )
 
 ACCELERATIONS = ("anderson", "none")
-SWEEPS = 8
-"""Most sweeps over a multistep sampler's stages (docs/methods.md §14); they stop once a sweep changes nothing."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +36,8 @@ class FixedPointOptions:
     """anderson: Anderson acceleration over the last 5 iterates; none: plain y ← T(y), as the paper."""
     warm_start: bool = True
     """Start each step from the previous step's solved direction instead of the DDIM guess."""
-    sweeps: int = field(default=SWEEPS, metadata=NOT_ON_NODE)
-    """Most sweeps over a multistep sampler's stages."""
+    sweeps: Optional[int] = field(default=None, metadata=NOT_ON_NODE)
+    """Most sweeps over a multistep sampler's stages; None: the sampler's own (samplers.SAMPLER_SWEEPS)."""
 
     def __post_init__(self):
         if self.acceleration not in ACCELERATIONS:

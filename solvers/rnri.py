@@ -33,7 +33,7 @@ from .core import (
     rms,
     vp_input_scale,
 )
-from .fixed_point import SWEEPS, FixedPointOptions, anderson_step, fixed_point_solve
+from .fixed_point import FixedPointOptions, anderson_step, fixed_point_solve
 
 GRADIENTS = ("autograd", "jacobian-free")
 UPDATES = ("newton", "paper")
@@ -72,8 +72,8 @@ class RNRIOptions:
     """newton: the finite-difference step's relative size (None: √ of the dtype's machine epsilon)."""
     warm_start: Optional[bool] = field(default=None, metadata=NOT_ON_NODE)
     """As FixedPoint's; None: on for newton, off for paper."""
-    sweeps: int = field(default=SWEEPS, metadata=NOT_ON_NODE)
-    """newton: most sweeps over a multistep sampler's stages (paper: one)."""
+    sweeps: Optional[int] = field(default=None, metadata=NOT_ON_NODE)
+    """newton: most sweeps over a multistep sampler's stages; None: the sampler's own (samplers.SAMPLER_SWEEPS)."""
 
     def __post_init__(self):
         if self.update not in UPDATES:

@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from .core import Denoiser, Noising, Stage, StepRule, euler_rule, euler_step, to_d
+from .core import Denoiser, Noising, Stage, Stepping, StepRule, euler_rule, euler_step, to_d
 
 RULE_SAMPLERS = ("euler", "euler_ancestral", "lcm")
 STAGE_SAMPLERS = ("heun", "dpm_2", "dpmpp_2m", "res_multistep", "uni_pc", "uni_pc_bh2")
@@ -143,7 +143,7 @@ def two_step_stages(step):
                 if implicit and old is not None:  # the output above as D(y) plus its stale difference to this one
                     old = denoised + (old - history[index])
                 return step(x, denoised, old, prev, hi, lo), [denoised]
-            return Stage(hi, lo, run, reads_history=index > 0 and lo > 0,
+            return Stage(hi, lo, run, reads_history=index > 0 and lo > 0, predictable=True,
                          implicit=lambda denoiser, x, history: run(denoiser, x, history, implicit=True))
 
         return [stage(index) for index in range(len(values) - 1)]
@@ -250,6 +250,21 @@ def unipc_stages(variant: str):
 
         return [stage(j) for j in range(steps - 1)]
     return stepper
+
+
+SAMPLER_SWEEPS = {"dpmpp_2m": 4, "res_multistep": 4, "uni_pc": 8, "uni_pc_bh2": 8}
+"""The most sweeps inversion takes over each multistep sampler's stages (docs/methods.md §14): dpmpp_2m and
+res_multistep, whose first sweep starts from a predicted history, reach 100× closer than DDIM on the demo model at 4
+(about 8 evaluations per step); uni_pc, whose every map costs two evaluations and whose first sweep is first order,
+needs 8 (bench/results/README.md, "Multistep inversion cost")."""
+
+
+def sampler_stepping(name: str, noises: Optional[list] = None, rule: StepRule = euler_rule) -> Stepping:
+    """How ComfyUI sampler `name` steps: its stages with their most sweeps, or `rule` with the fixed `noises`."""
+    stepper = sampler_stepper(name)
+    if stepper is None:
+        return Stepping(rule=rule, noises=noises)
+    return Stepping(stepper=stepper, noises=noises, sweeps=SAMPLER_SWEEPS.get(name, 1))
 
 
 def sampler_stepper(name: str):

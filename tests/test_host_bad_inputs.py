@@ -116,6 +116,8 @@ FAILURES = {
     "acceleration_unknown": (lambda: with_input("fixed_point", acceleration="bogus"),
                              ("acceleration:", "anderson", "'bogus'")),
     "gradient_unknown": (lambda: with_input("rnri", gradient="bogus"), ("gradient:", "autograd", "'bogus'")),
+    "round_trip_unknown": (lambda: with_input("ddim", round_trip="bogus"), ("round_trip:", "measure, estimate",
+                                                                           "'bogus'")),
     "precision_unknown": (lambda: with_input("edict", precision="bogus"),
                           ("precision:", "float32, float64", "'bogus'")),
     "mix_zero": (lambda: with_input("edict", mix=0.0), ("mix", "0.0")),

@@ -15,7 +15,7 @@ def test_nodes_are_registered_with_tooltips(host):
         node = info[node_id]
         assert node["display_name"] == display
         assert node["output_name"] == ["latent", "noise", "sigmas", "sampler"]
-        assert set(node["input"]["optional"]) == {"negative", "sigmas"}
+        assert set(node["input"]["optional"]) == {"negative", "sigmas", "round_trip"}
     ours = [node for node_id, node in info.items() if node_id.startswith("Seedfinder")]
     assert len(ours) >= 4
     for node in ours:
@@ -40,6 +40,25 @@ def test_fixed_point_round_trip_is_10x_closer_than_ddim(host, image):
     # the estimate shown on the node is first order: within a factor of 10 of the measured round trip
     for errors, info in ((ddim, ddim_info), (fixed, fixed_info)):
         assert 0.1 <= errors["noise"] / info["round_trip_estimate"] <= 10
+
+
+DEMO_IMAGE = ("red", "disc", "blue")
+
+
+@pytest.mark.parametrize("method, steps, sampler", [("ddim", 50, "euler"), ("fixed_point", 10, "dpmpp_2m")])
+def test_the_measured_round_trip_is_ksampler_advanced_s(host, method, steps, sampler):
+    """With round_trip "measure" (the default) the node's round trip is KSamplerAdvanced's, to 1e-3 relative, on the
+    demo model; DDIM at 50 ddim_uniform steps is a good seed (measured 0.037) whose estimate (3.1) warned before."""
+    errors, info = round_trip(host, method, DEMO_IMAGE, demo=True, steps=steps, sampler=sampler)
+    print(f"\n{method} {sampler} {steps}: measured {info['round_trip_measured']:.4g}, KSamplerAdvanced "
+          f"{errors['latent']:.4g}, estimate {info['round_trip_estimate']:.3g}")
+    assert info["round_trip_measured"] == pytest.approx(errors["latent"], rel=1e-3)
+    assert info["round_trip_evaluations"] == steps
+    if method == "ddim":
+        assert info["round_trip_measured"] < 0.05 < info["round_trip_estimate"] and "warning" not in info
+        _, estimated = round_trip(host, method, DEMO_IMAGE, demo=True, steps=steps, options={"round_trip": "estimate"})
+        assert estimated["round_trip_measured"] is None and estimated["round_trip_evaluations"] == 0
+        assert "will not give the image back" in estimated["warning"]
 
 
 def test_cfg_with_negative_prompt_round_trips(host):

@@ -13,6 +13,7 @@ from solvers import (
     rnri_invert,
     sample,
     sampler_stepper,
+    sampler_stepping,
 )
 
 SHAPE = (2, 4, 6, 6)
@@ -74,18 +75,22 @@ def test_fixed_point_inverts_each_sampler_exactly(name):
 @pytest.mark.parametrize("name", STAGE_SAMPLERS)
 def test_defaults_are_far_closer_than_ddim(name):
     """At the node defaults FixedPoint and RNRI newton are ≥ 100× closer than DDIM-style inversion (one sweep, each
-    multistep stage as its first-order step); DDIM costs one evaluation of each stage's map."""
+    multistep stage as its first-order step), dpmpp_2m and res_multistep at their 4 sweeps (about 8 evaluations per
+    step on the demo model) ≥ 10× on this oracle; DDIM costs one evaluation of each stage's map."""
     oracle, x0 = case(seed=1)
     sigmas = karras_sigmas(6)
-    stepper = sampler_stepper(name)
+    stepping = sampler_stepping(name)
+    stepper = stepping.stepper
 
     def error(result):
         return float((sample(oracle, result.latent, sigmas, stepper=stepper) - x0).norm() / x0.norm())
 
-    ddim = ddim_invert(oracle, x0, sigmas, stepping=Stepping(stepper=stepper))
-    fixed = fixed_point_invert(oracle, x0, sigmas, stepping=Stepping(stepper=stepper))
-    newton = rnri_invert(oracle, x0, sigmas, stepping=Stepping(stepper=stepper))
-    assert 100 * error(fixed) <= error(ddim) and 100 * error(newton) <= error(ddim)
+    ddim = ddim_invert(oracle, x0, sigmas, stepping=stepping)
+    fixed = fixed_point_invert(oracle, x0, sigmas, stepping=stepping)
+    newton = rnri_invert(oracle, x0, sigmas, stepping=stepping)
+    closer = 10 if name in ("dpmpp_2m", "res_multistep") else 100
+    print(f"\n{name}: DDIM {error(ddim):.3g}, FixedPoint {error(fixed):.3g}, RNRI {error(newton):.3g}")
+    assert closer * error(fixed) <= error(ddim) and closer * error(newton) <= error(ddim)
     per_map = {"heun": 2, "dpm_2": 2, "dpmpp_2m": 1, "res_multistep": 1, "uni_pc": 2, "uni_pc_bh2": 2}[name]
     stages = len(ddim.residuals)
     assert stages == (5 if name.startswith("uni_pc") else 6)  # uni_pc's last update shares the stage before it

@@ -1,6 +1,7 @@
 // Seedfinder's convergence chart: after an invert node runs, draw its residual per step (and per iteration where a
-// method iterates) on the node, from the `seedfinder` ui data the node returns, with the round-trip estimate, and
-// the node's warning in red when that estimate says the seed will not give the image back.
+// method iterates) on the node, from the `seedfinder` ui data the node returns, with the round trip (measured, or the
+// estimate where the node did not regenerate its seed), and the node's warning in red when the seed will not give
+// the image back.
 // Drawn from the stored report on every frame, so it follows resizing; each run replaces the report.
 import { app } from "../../scripts/app.js";
 
@@ -12,6 +13,14 @@ const WARNING_COLOR = "#ff6b6b";
 
 function finiteResiduals(report) {
   return report.residuals.flat().filter((r) => r !== null && Number.isFinite(r)).map((r) => Math.max(r, FLOOR));
+}
+
+// the measured round trip where the node regenerated its seed (its round_trip widget: measure), else the estimate
+function roundTripText(report) {
+  if (report.round_trip_measured !== null && report.round_trip_measured !== undefined) {
+    return `round trip ${formatNumber(report.round_trip_measured)} measured (+${report.round_trip_evaluations} evaluations)`;
+  }
+  return `round trip ≈ ${formatNumber(report.round_trip_estimate)} estimate`;
 }
 
 function formatNumber(value) {
@@ -45,7 +54,7 @@ function drawChart(ctx, node, report) {
   ctx.font = "10px sans-serif";
   ctx.fillStyle = report.warning ? WARNING_COLOR : "#ccc";
   ctx.textAlign = "left";
-  ctx.fillText(`${report.method} · ${report.evaluations} evaluations · round trip ≈ ${formatNumber(report.round_trip_estimate)}` +
+  ctx.fillText(`${report.method} · ${report.evaluations} evaluations · ${roundTripText(report)}` +
     (report.warning ? " ⚠ poor" : ""), box.x + 4, box.y + 12);
   if (report.warning) {
     ctx.fillText("this seed will not give the image back: more iterations or steps, or lower cfg", plot.x + 4, plot.y + 12);

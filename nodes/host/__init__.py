@@ -45,7 +45,7 @@ from .handoff import (
 )
 from .method import Kind, MethodRun, MethodSpec, stock_sampler
 from .progress import iteration_reporter, progress_reporter, sampler_progress
-from .report import POOR_ROUND_TRIP, Trace, summary
+from .report import POOR_ROUND_TRIP, ROUND_TRIP, ROUND_TRIPS, Trace, summary
 from .schedule import SCHEDULER_NAMES, Schedule, build_schedule
 
 __all__ = [
@@ -55,6 +55,6 @@ __all__ = [
     "step_rule", "GuidedRun", "Prompt", "SolverSampler", "differentiable", "guided_denoiser", "run_edit",
     "run_guided", "CoupledSampler", "FixedNoiseSampler", "FunctionSampler", "HandOff", "Inversion", "Seed",
     "fixed_noises", "run_inversion", "Kind", "MethodRun", "MethodSpec", "stock_sampler", "iteration_reporter",
-    "progress_reporter", "sampler_progress", "POOR_ROUND_TRIP", "Trace", "summary", "SCHEDULER_NAMES", "Schedule",
-    "build_schedule",
+    "progress_reporter", "sampler_progress", "POOR_ROUND_TRIP", "ROUND_TRIP", "ROUND_TRIPS", "Trace", "summary",
+    "SCHEDULER_NAMES", "Schedule", "build_schedule",
 ]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import comfy.model_sampling
 import torch
 
-from ...solvers import TRANSITION_PRIORS, Noising, Stepping, StepRule, sampler_rule, sampler_stepper
+from ...solvers import TRANSITION_PRIORS, Noising, Stepping, StepRule, sampler_rule, sampler_stepper, sampler_stepping
 from ...solvers.rnri import Prior
 
 
@@ -77,10 +77,9 @@ def sampler_steps(model, sampler: str, noises=None) -> Stepping:
     """How ComfyUI's sampler `sampler` steps on this model: its step rule with the fixed per-step `noises` (euler,
     euler_ancestral, lcm) or its stages (heun, dpm_2, the multistep samplers, which ComfyUI runs alike for every
     family)."""
-    stepper = sampler_stepper(sampler)
-    if stepper is not None:
-        return Stepping(stepper=stepper, noises=noises)
-    return Stepping(rule=step_rule(model, sampler), noises=noises)
+    if sampler_stepper(sampler) is not None:
+        return sampler_stepping(sampler, noises)
+    return sampler_stepping(sampler, noises, step_rule(model, sampler))
 
 
 def noising(model):

@@ -53,15 +53,25 @@ def differentiable(model):
 
 
 @dataclass(frozen=True)
-class SolverRun:
-    """What one solver run inside the guider produced: the method's result (latent in model space) and the two
-    coefficients by which ComfyUI's noise_scaling multiplies a NOISE and a LATENT at sigmas[0]."""
-    result: InversionResult
-    noise_factor: float
-    latent_factor: float
+class Regeneration:
+    """The seed sampled back through the same guided denoiser by the sampler that regenerates it: the latent it gives
+    (model space) and the evaluations that cost."""
+    latent: torch.Tensor
+    evaluations: int
 
 
 @dataclass(frozen=True)
+class SolverRun:
+    """What one solver run inside the guider produced: the method's result (latent in model space), the two
+    coefficients by which ComfyUI's noise_scaling multiplies a NOISE and a LATENT at sigmas[0], and the seed's
+    regeneration if one was asked for."""
+    result: InversionResult
+    noise_factor: float
+    latent_factor: float
+    regeneration: Optional[Regeneration] = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class GuidedRun(SolverRun):
     """A checked guided run: the solver's run and `output`, its latent in the LATENT format (as a sampler's output)."""
     output: torch.Tensor
@@ -71,8 +81,9 @@ class SolverSampler(comfy.samplers.Sampler):
     """Runs a solver where ComfyUI runs a sampler, with the guider as the denoiser D(x, σ). The guider calls sample()
     and keeps only the latent it returns: the run itself is appended to `runs`."""
 
-    def __init__(self, method: InversionMethod, on_event: Callable[[dict], None]):
-        self.method, self.on_event = method, on_event
+    def __init__(self, method: InversionMethod, on_event: Callable[[dict], None],
+                 regenerate: Optional[comfy.samplers.Sampler] = None):
+        self.method, self.on_event, self.regenerate = method, on_event, regenerate
         self.runs: list = []
         """Each sample() call's SolverRun."""
         self.nonfinite_at: list = []
@@ -95,22 +106,49 @@ class SolverSampler(comfy.samplers.Sampler):
         max_denoise = self.max_denoise(model_wrap, sigmas)
         unit = torch.ones(())
         # noise_scaling is linear in (noise, latent): its two coefficients are what the samplers multiply by.
+        noise_factor = float(sampling.noise_scaling(sigmas[0], unit, torch.zeros(()), max_denoise))
+        regeneration = None
+        if self.regenerate is not None and torch.isfinite(result.latent).all():
+            regeneration = regenerated(self.regenerate, model_wrap, sigmas, extra_args, result.latent / noise_factor,
+                                       latent_image)
         self.runs.append(SolverRun(
-            result=result,
-            noise_factor=float(sampling.noise_scaling(sigmas[0], unit, torch.zeros(()), max_denoise)),
-            latent_factor=float(sampling.noise_scaling(sigmas[0], torch.zeros(()), unit, max_denoise))))
+            result=result, noise_factor=noise_factor,
+            latent_factor=float(sampling.noise_scaling(sigmas[0], torch.zeros(()), unit, max_denoise)),
+            regeneration=regeneration))
         return result.latent
 
 
+def regenerated(sampler: comfy.samplers.Sampler, model_wrap, sigmas, extra_args: dict, noise: torch.Tensor,
+                latent_image: torch.Tensor) -> Regeneration:
+    """`sampler` run from the seed `noise` on an empty latent (what SamplerCustomAdvanced does with the node's noise
+    output) through the guider's own model wrapper; each evaluation is counted by a post-cfg function, the patch point
+    core's guidance nodes use, which also lets Cancel stop it within one evaluation."""
+    count = [0]
+
+    def counted(args: dict) -> torch.Tensor:
+        count[0] += 1
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        return args["denoised"]
+
+    options = dict(extra_args.get("model_options", {}))
+    options["sampler_post_cfg_function"] = list(options.get("sampler_post_cfg_function", [])) + [counted]
+    # a copy: ComfyUI's uni_pc sets the last σ to 0.001 in place, and these σ's are the node's SIGMAS output
+    latent = sampler.sample(model_wrap, sigmas.clone(), {**extra_args, "model_options": options}, None,
+                            noise.to(latent_image), torch.zeros_like(latent_image), disable_pbar=True)
+    return Regeneration(latent=latent, evaluations=count[0])
+
+
 def run_guided(method: InversionMethod, model, prompt: "Prompt", latent: dict, sigmas: torch.Tensor,
-               gradient: ModelGradient = ModelGradient.NONE) -> GuidedRun:
+               gradient: ModelGradient = ModelGradient.NONE,
+               regenerate: Optional[comfy.samplers.Sampler] = None) -> GuidedRun:
     """Run `method` on `latent` with D = CFGGuider(model, prompt) over `sigmas`; with ModelGradient.VJP through a
-    clone of the model that autograd can differentiate (`differentiable`)."""
+    clone of the model that autograd can differentiate (`differentiable`); then, with a `regenerate` sampler, sample
+    the seed back through the same guider (`SolverRun.regeneration`)."""
     validate_inputs(model, prompt.positive, prompt.negative, prompt.cfg, latent)
     guider = comfy.samplers.CFGGuider(differentiable(model) if gradient is ModelGradient.VJP else model)
     guider.inner_set_conds(prompt_conds(prompt.positive, prompt.negative))
     guider.set_cfg(prompt.cfg)
-    sampler = SolverSampler(method, progress_reporter(len(sigmas) - 1))
+    sampler = SolverSampler(method, progress_reporter(len(sigmas) - 1), regenerate)
     return sample_checked(guider, sampler, model, latent, sigmas, prompt.cfg)
 
 
@@ -136,7 +174,8 @@ def sample_checked(guider, sampler: SolverSampler, model, latent: dict, sigmas: 
     if not (torch.isfinite(run.result.latent).all() and torch.isfinite(output).all()
             and all(math.isfinite(r) for r in finals)):
         raise ValueError(nonfinite_cause(model, samples, cfg, next(iter(sampler.nonfinite_at), None)))
-    return GuidedRun(result=run.result, noise_factor=run.noise_factor, latent_factor=run.latent_factor, output=output)
+    return GuidedRun(result=run.result, noise_factor=run.noise_factor, latent_factor=run.latent_factor,
+                     regeneration=run.regeneration, output=output)
 
 
 @dataclass(frozen=True)

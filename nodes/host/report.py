@@ -9,8 +9,15 @@ from .handoff import Inversion
 log = logging.getLogger("seedfinder")
 
 POOR_ROUND_TRIP = 0.05
-"""A round-trip estimate above this (5 % of the latent's RMS) is said on the node: the seed will not give the image
-back faithfully (FixedPoint at its defaults estimates 0.005-0.03 on the test models; DDIM 0.5-5)."""
+"""A round trip above this (the measured relative error, else the estimate relative to the latent's RMS) is said on the
+node: the seed will not give the image back faithfully (FixedPoint at its defaults estimates 0.005-0.03 on the test
+models; DDIM 0.5-5)."""
+ROUND_TRIPS = ("measure", "estimate")
+"""measure: the stock sampler regenerates the seed inside the guided run (one sampling pass) and the node reports the
+measured round trip; estimate: only the first-order estimate from the residuals, which is 0.6-83× off the measured
+value (bench/results/calibration.md)."""
+ROUND_TRIP = "measure"
+"""The step-solver nodes' `round_trip` default (bench/results/README.md, "The measured round trip")."""
 
 
 class Trace(Enum):
@@ -23,10 +30,11 @@ class Trace(Enum):
 
 def summary(inversion: Inversion, method: str, started_at_step: Optional[int], sampler: str = "euler",
             measure: Trace = Trace.STEP_RESIDUAL, notes: Sequence[str] = ()) -> dict:
-    """The node's `ui` data: residual trace, evaluations, how to wire the hand-off and a warning when the seed will
-    not give the image back (JSON-safe numbers); `measure` says what the method's residuals measure (a null estimate
-    comes with no warning about it). `notes`: a method's own warnings about its inputs (RNRI's fold), logged and
-    joined into the warning."""
+    """The node's `ui` data: residual trace, evaluations, the round trip (measured where the inversion regenerated its
+    seed, `round_trip_measured`; else null) and its estimate, and a warning when the seed will not give the image back,
+    judged on the measured value where there is one (JSON-safe numbers); `measure` says what the method's residuals
+    measure (a null estimate comes with no warning about it). `notes`: a method's own warnings about its inputs
+    (RNRI's fold), logged and joined into the warning."""
     result = inversion.result
     final = [min(trace) if trace else 0.0 for trace in result.residuals]
     # first order: each step's leftover residual shifts the regenerated latent by about that much; how the
@@ -45,11 +53,14 @@ def summary(inversion: Inversion, method: str, started_at_step: Optional[int], s
         "residuals": [[r if math.isfinite(r) else None for r in trace] for trace in result.residuals],
         "final_residual": final,
         "round_trip_estimate": estimate,
+        "round_trip_measured": inversion.round_trip,
+        "round_trip_evaluations": inversion.round_trip_evaluations,
         "sigmas": [float(s) for s in inversion.sigmas],
     }
     warnings = list(notes)
-    if estimate is not None and estimate > POOR_ROUND_TRIP:
-        warnings.append(f"round trip ≈ {estimate:.2g} of the latent: this seed will not give the image back "
+    judged, how = (inversion.round_trip, "=") if inversion.round_trip is not None else (estimate, "≈")
+    if judged is not None and judged > POOR_ROUND_TRIP:
+        warnings.append(f"round trip {how} {judged:.2g} of the latent: this seed will not give the image back "
                         f"faithfully. Use FixedPoint Invert with more max_iterations, more steps, or a lower cfg")
     for warning in warnings:
         log.warning("seedfinder: %s inversion: %s", method, warning)
