@@ -4,7 +4,7 @@ output, which is what KSamplerAdvanced walks with the same widgets): the latent 
 to DDIM's, and the model evaluations per step, on the trained demo model and on the random smoke-test model.
 
 Everything runs in this process through ComfyUI's own classes and each node's execute() (as bench/fidelity.py).
-usage: .host/venv/bin/python -m bench.samplers [--models demo smoke] [--steps 8] [--scheduler karras]
+usage: .host/venv/bin/python -m bench.samplers [--models demo second smoke] [--steps 8] [--scheduler karras]
        [--samplers …] [--out bench/results]   (writes samplers_<models>.md and .json)
 """
 import argparse
@@ -17,7 +17,7 @@ import torch
 
 from bench.fidelity import conditioning, load_demo, regenerate
 from solvers import FixedPointOptions, RNRIOptions, widgets
-from tests.support.inprocess import import_pack, random_conditioning, tiny_model
+from tests.support.inprocess import import_pack, random_conditioning, tiny_model, trained_images, trained_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLERS = ("euler", "heun", "dpm_2", "dpmpp_2m", "res_multistep", "uni_pc", "uni_pc_bh2")
@@ -36,6 +36,16 @@ def demo_case(work: str) -> dict:
     pixels = torch.from_numpy(install.demo_image(0).copy()).float().div(255).unsqueeze(0)
     return {"name": "demo model", "model": model, "latent": {"samples": vae.encode(pixels)},
             "positive": conditioning(clip, data.caption(label)), "negative": conditioning(clip, "")}
+
+
+def second_case() -> dict:
+    """The second model (glyph world, trained apart from the demo's) at its trained width, its first held-out image
+    (VAE-encoded) and that image's caption: where a default chosen on the demo model is checked."""
+    caption, image = trained_images("second", 1)[0]
+    model, clip, vae = trained_model("second")
+    pixels = torch.from_numpy(image.copy()).float().div(255).unsqueeze(0)
+    return {"name": "second model", "model": model, "latent": {"samples": vae.encode(pixels)},
+            "positive": conditioning(clip, caption), "negative": conditioning(clip, "")}
 
 
 def smoke_case() -> dict:
@@ -84,7 +94,8 @@ def main():
     print("\n".join(lines), flush=True)
     rows = []
     with torch.inference_mode():
-        cases = {"demo": lambda: demo_case(tempfile.mkdtemp(prefix="seedfinder-samplers-")), "smoke": smoke_case}
+        cases = {"demo": lambda: demo_case(tempfile.mkdtemp(prefix="seedfinder-samplers-")), "second": second_case,
+                 "smoke": smoke_case}
         for model_key in args.models:
             case = cases[model_key]()
             for sampler in args.samplers:
