@@ -21,7 +21,7 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -67,8 +67,11 @@ def reprompted(model, source, target, negative, options, seed, noise, empty, sam
 
 
 def attention_edit(model, source, target, negative, options, seed, noise, empty, sampler, sigmas, mask):
-    """The Attention Edit Guider from the seed, its source branch exact, with `mask` (or none)."""
+    """The Attention Edit Guider from the seed, its source branch exact, with `mask` (or none). `options` (this bench's
+    top-level `solvers` import) is rebuilt in the pack's own class, the one the host is typed for."""
     from seedfinder.nodes import host
+    from seedfinder.solvers import AttentionEditOptions as PackOptions
+    options = PackOptions(**asdict(options))
     guider = host.attention_edit_guider(model, host.Prompt(source, negative, options.cfg),
                                         host.Prompt(target, negative, options.cfg), options, seed,
                                         None if mask is None else torch.from_numpy(mask)[None])
