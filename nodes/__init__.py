@@ -2,10 +2,10 @@
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from . import edit, encode, exact, fidelity, flow, invert, schedules, seeds
+from . import edit, encode, exact, fidelity, flow, generate, invert, schedules, seeds
 
-NODES = [*invert.NODES, *exact.NODES, *flow.NODES, *edit.NODES, *encode.NODES, *schedules.NODES, *seeds.NODES,
-         *fidelity.NODES]
+NODES = [*invert.NODES, *exact.NODES, *generate.NODES, *flow.NODES, *edit.NODES, *encode.NODES, *schedules.NODES,
+         *seeds.NODES, *fidelity.NODES]
 
 
 class SeedfinderExtension(ComfyExtension):

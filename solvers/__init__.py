@@ -36,7 +36,18 @@ from .core import (
                    vp_input_scale,
                    widgets,
 )
-from .exact import PRECISIONS, BDIAOptions, EDICTOptions, bdia_generate, bdia_invert, edict_generate, edict_invert
+from .exact import (
+                   BDIA_BASES,
+                   PRECISIONS,
+                   BDIAOptions,
+                   BDIASamplerOptions,
+                   EDICTOptions,
+                   bdia_generate,
+                   bdia_invert,
+                   bdia_sample,
+                   edict_generate,
+                   edict_invert,
+)
 from .fixed_point import ACCELERATIONS, FPI_PAPER, FixedPointOptions, ddim_invert, fixed_point_invert, fixed_point_solve
 from .flow import (
                    FLOW_SOLVERS,
@@ -73,7 +84,8 @@ __all__ = [
     "ModelGradient", "Noising", "Stage", "Stepper", "Stepping", "StepProblem", "StepRule", "Sweeps",
     "describe_sigmas", "euler_rule", "euler_step", "inverse_step_map", "invert_by_stages", "invert_by_steps",
     "level_scale", "rms", "sample", "to_d", "validate_schedule", "vp_input_scale", "widgets", "PRECISIONS",
-    "BDIAOptions", "EDICTOptions", "bdia_generate", "bdia_invert", "edict_generate", "edict_invert", "FLOW_SOLVERS",
+    "BDIA_BASES", "BDIAOptions", "BDIASamplerOptions", "EDICTOptions", "bdia_generate", "bdia_invert", "bdia_sample",
+    "edict_generate", "edict_invert", "FLOW_SOLVERS",
     "FlowEditOptions", "FlowSolverOptions", "RFInversionOptions", "check_eta", "eta_schedule", "flow_edit",
     "flow_solver_invert",
     "flow_solver_sample", "rf_inversion_invert", "rf_inversion_sample", "ACCELERATIONS", "FPI_PAPER",

@@ -1,6 +1,7 @@
 """Exact inversion by invertible samplers: EDICT (Wallace, Gokul, Naik 2023) and BDIA (Zhang, Lewis, Kleijn, ECCV
 2024), in ComfyUI's σ space (docs/methods.md §6, §7). Each is one pair of functions, a denoising
-step and its exact inverse, evaluating the model on the same inputs in both directions.
+step and its exact inverse, evaluating the model on the same inputs in both directions. BDIA also generates from a
+random seed (`bdia_sample`, docs/methods.md §7): its backward correction applied to DDIM (euler) or EDM's heun.
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -20,6 +21,7 @@ from .core import (
     validate_schedule,
     vp_input_scale,
 )
+from .samplers import heun_step
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
@@ -52,10 +54,16 @@ def edict_inverse_step(denoiser, x, y, sigma_hi, sigma_lo, mix, leapfrog, rescal
     return (second, first) if leapfrog else (first, second)
 
 
+def bdia_correction(above: torch.Tensor, backward: torch.Tensor, gamma: float, scale: float) -> torch.Tensor:
+    """BDIA's refinement γ·c_i·(x_{i+1} − Φ_{i→i+1}(x_i)) of the step that reached x_i (Zhang et al. eq. 16)."""
+    return gamma * scale * (above - backward)
+
+
 def bdia_step(denoiser, above, current, sigma_above, sigma, sigma_below, gamma, scale, model_dtype):
     """BDIA step x_{i−1} = Φ_{i→i−1}(x_i) + γ·c_i·(x_{i+1} − Φ_{i→i+1}(x_i)), one evaluation at (x_i, σ_i) (eq. 16)."""
     d = direction(denoiser, current, sigma, model_dtype)
-    return current + (sigma_below - sigma) * d + gamma * scale * (above - (current + (sigma_above - sigma) * d))
+    return current + (sigma_below - sigma) * d + bdia_correction(above, current + (sigma_above - sigma) * d, gamma,
+                                                                 scale)
 
 
 def bdia_inverse_step(denoiser, below, current, sigma_above, sigma, sigma_below, gamma, scale, model_dtype):
@@ -182,3 +190,77 @@ def bdia_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, opti
         residuals.append([float(rms(current - below).max())])
     return InversionResult(latent=current, residuals=residuals, evaluations=counter.evaluations,
                            extras={"partner": below})
+
+
+class FirstOutput:
+    """A denoiser that remembers its first output, D(x_i, σ_i) of a step: BDIA's backward step reuses it."""
+
+    def __init__(self, denoiser: Denoiser):
+        self.denoiser, self.first = denoiser, None
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        denoised = self.denoiser(x, sigma)
+        if self.first is None:
+            self.first = denoised
+        return denoised
+
+
+def euler_forward(denoiser: Denoiser, x: torch.Tensor, sigma_hi: float, sigma_lo: float) -> torch.Tensor:
+    """DDIM's step in σ space, Φ_{i→i−1}(x_i) = x_i + (σ_{i−1} − σ_i)·d(x_i, σ_i)."""
+    return x + (sigma_lo - sigma_hi) * to_d(x, sigma_hi, denoiser(x, sigma_hi))
+
+
+def euler_backward(x: torch.Tensor, d: torch.Tensor, d_above: torch.Tensor, sigma: float,
+                   sigma_above: float) -> torch.Tensor:
+    """BDIA-DDIM's backward map Φ_{i→i+1}(x_i) = x_i + (σ_{i+1} − σ_i)·d(x_i, σ_i) (Zhang et al. eq. 16)."""
+    return x + (sigma_above - sigma) * d
+
+
+def trapezoid_backward(x: torch.Tensor, d: torch.Tensor, d_above: torch.Tensor, sigma: float,
+                       sigma_above: float) -> torch.Tensor:
+    """BDIA-EDM's backward map, second order like heun at no evaluation: the trapezoid rule between d(x_i, σ_i) and
+    the d(x_{i+1}, σ_{i+1}) the step above already evaluated."""
+    return x + (sigma_above - sigma) * (d + d_above) / 2
+
+
+BDIA_BASES = {"euler": (euler_forward, euler_backward), "heun": (heun_step, trapezoid_backward)}
+"""The sampler BDIA refines: its forward step Φ_{i→i−1} and the backward map Φ_{i→i+1} (docs/methods.md §7)."""
+
+
+@dataclass(frozen=True)
+class BDIASamplerOptions:
+    """BDIA Sampler's options. These defaults are the node's: its schema, bench/ and the tests read them here."""
+    base: str = "euler"
+    """The sampler BDIA refines (a key of BDIA_BASES): euler (= DDIM) or heun (EDM's second-order sampler)."""
+    gamma: float = 0.5
+    """The weight γ ∈ [0, 1] of the backward correction; 0 is the base sampler (the authors' text-to-image code:
+    0.5)."""
+
+    def __post_init__(self):
+        if self.base not in BDIA_BASES:
+            raise ValueError(f"base: expected one of {', '.join(BDIA_BASES)}, got {self.base!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma: expected a value in [0, 1], got {self.gamma}")
+
+
+def bdia_sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+                options: BDIASamplerOptions = BDIASamplerOptions(), *, input_scale: InputScale = vp_input_scale,
+                callback: Optional[Callback] = None) -> torch.Tensor:
+    """BDIA generation from x at sigmas[0] (Zhang et al. eq. 16, their text-to-image code): the base sampler's first
+    step, then x_{i−1} = Φ_{i→i−1}(x_i) + γ·c_i·(x_{i+1} − Φ_{i→i+1}(x_i)) down to sigmas[-1], at the base's
+    evaluations."""
+    forward, backward = BDIA_BASES[options.base]
+    values, steps = sigmas.tolist(), len(sigmas) - 1
+    above = d_above = None
+    for i in range(steps):
+        sigma, sigma_below = values[i], values[i + 1]
+        seen = FirstOutput(denoiser)
+        below = forward(seen, x, sigma, sigma_below)
+        d = to_d(x, sigma, seen.first)
+        if above is not None and options.gamma:
+            scale = level_scale(input_scale, values[i - 1], sigma_below)
+            below = below + bdia_correction(above, backward(x, d, d_above, sigma, values[i - 1]), options.gamma,
+                                            scale)
+        above, d_above, x = x, d, below
+        notify(callback, step=i, steps=steps, iteration=0, residual=0.0)
+    return x

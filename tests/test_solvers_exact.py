@@ -3,8 +3,18 @@ import pytest
 import torch
 from support.oracles import FlowGaussianDataDenoiser, GaussianDataDenoiser, flow_sigmas, karras_sigmas
 
-from solvers import level_scale, to_d, vp_input_scale
-from solvers.exact import BDIAOptions, EDICTOptions, bdia_generate, bdia_invert, edict_generate, edict_invert
+from solvers import CountingDenoiser, level_scale, to_d, vp_input_scale
+from solvers.exact import (
+    BDIA_BASES,
+    BDIAOptions,
+    BDIASamplerOptions,
+    EDICTOptions,
+    bdia_generate,
+    bdia_invert,
+    bdia_sample,
+    edict_generate,
+    edict_invert,
+)
 
 
 def nonlinear(x, sigma):
@@ -114,3 +124,58 @@ def test_flow_models_round_trip():
 def test_bad_weights(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def sampler_case(steps: int):
+    """A Gaussian-data oracle, a Karras schedule and a seed at σ_max, with the exact PF-ODE end point."""
+    oracle, _ = case(torch.float64)
+    sigmas = karras_sigmas(steps)
+    x = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * float(sigmas[0])
+    return oracle, sigmas, x, oracle.flow(x, float(sigmas[0]), 0.0)
+
+
+def base_sampler(step, denoiser, x, sigmas):
+    """The stock sampler `step` over the whole schedule."""
+    values = sigmas.tolist()
+    for hi, lo in zip(values[:-1], values[1:]):
+        x = step(denoiser, x, hi, lo)
+    return x
+
+
+@pytest.mark.parametrize("base", list(BDIA_BASES))
+def test_bdia_sampler_at_gamma_zero_is_its_base_sampler(base):
+    oracle, sigmas, x, _ = sampler_case(10)
+    counter = CountingDenoiser(oracle)
+    out = bdia_sample(counter, x, sigmas, BDIASamplerOptions(base, 0.0))
+    assert torch.equal(out, base_sampler(BDIA_BASES[base][0], oracle, x, sigmas))
+    assert counter.evaluations == {"euler": 10, "heun": 19}[base]
+
+
+def test_bdia_euler_sampler_is_bdia_generation_after_one_ddim_step():
+    """BDIA-DDIM from noise (the authors' text-to-image code) is the inverter's coupled generation started from the
+    pair (x_N, euler step of x_N)."""
+    _, sigmas, x, _ = sampler_case(10)
+    first = x + (float(sigmas[1]) - float(sigmas[0])) * to_d(x, float(sigmas[0]), nonlinear(x, float(sigmas[0])))
+    assert torch.allclose(bdia_sample(nonlinear, x, sigmas, BDIASamplerOptions("euler", 0.7)),
+                          bdia_generate(nonlinear, x, first, sigmas, BDIAOptions(0.7)), rtol=0, atol=1e-12)
+
+
+# golden: relative distance to the exact PF-ODE end point on the oracle (10 Karras steps, γ = 0.5); the base samplers'
+# own distances are the bounds BDIA must beat
+BDIA_ORACLE_ERROR = {"euler": (0.038220, 0.137114), "heun": (0.042494, 0.052009)}
+
+
+@pytest.mark.parametrize("base", list(BDIA_BASES))
+def test_bdia_sampler_is_closer_to_the_ode_than_its_base_on_the_oracle(base):
+    oracle, sigmas, x, exact = sampler_case(10)
+    bdia, stock = (float((bdia_sample(oracle, x, sigmas, BDIASamplerOptions(base, gamma)) - exact).norm()
+                         / exact.norm()) for gamma in (0.5, 0.0))
+    assert (bdia, stock) == pytest.approx(BDIA_ORACLE_ERROR[base], rel=1e-4)
+    assert bdia < stock
+
+
+def test_bdia_sampler_options_refuse_bad_values():
+    with pytest.raises(ValueError, match="base: expected one of euler, heun, got 'dpm'"):
+        BDIASamplerOptions(base="dpm")
+    with pytest.raises(ValueError, match=r"gamma: expected a value in \[0, 1\], got 1.5"):
+        BDIASamplerOptions(gamma=1.5)

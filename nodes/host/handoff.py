@@ -158,23 +158,26 @@ class FunctionSampler(comfy.samplers.Sampler):
     """A sampler whose steps are a solver's sampling function, run inside the stock sampler nodes' guider: FireFlow's
     and RF-Solver's midpoint sampling, RF-Inversion's controlled reverse ODE. It starts where any sampler starts
     (ComfyUI's noise_scaling of NOISE and latent_image), so it generates from fresh noise as well as from a seed.
-    `generate(denoiser, x, sigmas, callback=)` returns x at sigmas[-1]."""
+    `generate(denoiser, x, sigmas, callback=)` returns x at sigmas[-1]; with `scaled`, it is also given the model's
+    `input_scale=` c_in(σ) (BDIA Sampler's level scales)."""
 
-    def __init__(self, name: str, generate: Callable[..., torch.Tensor]):
-        self.name, self.generate = name, generate
+    def __init__(self, name: str, generate: Callable[..., torch.Tensor], scaled: bool = False):
+        self.name, self.generate, self.scaled = name, generate, scaled
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         sampling = model_wrap.inner_model.model_sampling
         start = sampling.noise_scaling(sigmas[0], noise, latent_image, self.max_denoise(model_wrap, sigmas))
-        denoise, _ = guided_denoiser(model_wrap, extra_args, latent_image)
+        denoise, input_scale = guided_denoiser(model_wrap, extra_args, latent_image)
+        scale = {"input_scale": input_scale} if self.scaled else {}
 
         def interruptible(x: torch.Tensor, sigma: float) -> torch.Tensor:
             denoised = denoise(x, sigma)
             comfy.model_management.throw_exception_if_processing_interrupted()
             return denoised
 
-        x = self.generate(interruptible, start, sigmas.float().cpu(), callback=sampler_progress(callback, start))
+        x = self.generate(interruptible, start, sigmas.float().cpu(), callback=sampler_progress(callback, start),
+                          **scale)
         if not torch.isfinite(x).all():
             raise ValueError(f"sampler: the {self.name} sampler diverged to NaN/inf; lower cfg or use more steps")
         return sampling.inverse_noise_scaling(sigmas[-1], x.to(latent_image.dtype))

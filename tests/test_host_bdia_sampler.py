@@ -1,0 +1,53 @@
+"""BDIA Sampler through the real server: from a random seed, with SamplerCustomAdvanced, on the model families the
+inverters support and on the trained demo UNet. γ = 0 is the stock sampler it corrects (euler, heun) to float
+rounding; γ = 0.5 gives another finite picture."""
+import pytest
+from conftest import IMAGES
+from support.graphs import on_demo_model, relative_error, saved_latent
+from test_host_families import family_graph
+
+pytestmark = pytest.mark.host
+
+# the image families (video ones sample the same FunctionSampler on 5-D latents), and the demo UNet
+FAMILIES = ("eps", "v_prediction", "flow", "x0", "edm", "cosmos_rflow", "sdxl", "sd3", "flux", "demo")
+STEPS = 6
+RUNS = {f"{base}_{gamma:g}": (base, gamma) for base in ("euler", "heun") for gamma in (0.0, 0.5)}
+INVERSION_ONLY = ("invert", "ksampler", "custom", "save_latent_route", "save_noise_route", "save_encoded")
+
+
+def sampler_graph(family: str) -> dict:
+    """The family's model and prompts, noise from RandomNoise over BasicScheduler's σ's, sampled by each BDIA
+    Sampler of RUNS and by the stock euler and heun (KSamplerSelect) through one CFGGuider."""
+    graph = family_graph("eps" if family == "demo" else family, "ddim", IMAGES[0])
+    if family == "demo":
+        graph = on_demo_model(graph)
+    for name in INVERSION_ONLY:
+        del graph[name]
+    model = graph["guider"]["inputs"]["model"]
+    scheduler = "karras" if family in ("edm", "cosmos_rflow") else "simple"
+    graph["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 11}}
+    graph["sigmas"] = {"class_type": "BasicScheduler", "inputs": {"model": model, "scheduler": scheduler,
+                                                                  "steps": STEPS, "denoise": 1.0}}
+    samplers = {name: {"class_type": "SeedfinderBDIASampler", "inputs": {"base": base, "gamma": gamma}}
+                for name, (base, gamma) in RUNS.items()}
+    samplers.update({name: {"class_type": "KSamplerSelect", "inputs": {"sampler_name": name}}
+                     for name in ("euler", "heun")})
+    for name, node in samplers.items():
+        graph[f"sampler_{name}"] = node
+        graph[f"sample_{name}"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+            "noise": ["noise", 0], "guider": ["guider", 0], "sampler": [f"sampler_{name}", 0],
+            "sigmas": ["sigmas", 0], "latent_image": ["empty", 0]}}
+        graph[f"save_{name}"] = {"class_type": "SaveLatent", "inputs": {"samples": [f"sample_{name}", 0],
+                                                                         "filename_prefix": f"latents/bdia_{name}"}}
+    return graph
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bdia_sampler_generates_on_every_family(host, family):
+    history = host.run(sampler_graph(family))
+    out = {name: saved_latent(host, history, f"save_{name}") for name in (*RUNS, "euler", "heun")}
+    for base in ("euler", "heun"):
+        assert relative_error(out[f"{base}_0"], out[base]) < 1e-5, (family, base)
+        corrected = out[f"{base}_0.5"]
+        assert corrected.isfinite().all(), (family, base)
+        assert 1e-3 < relative_error(corrected, out[base]) < 1.0, (family, base)
