@@ -22,7 +22,7 @@ def sampler_graph(family: str) -> dict:
     if family == "demo":
         graph = on_demo_model(graph)
     for name in INVERSION_ONLY:
-        del graph[name]
+        graph.pop(name, None)  # a flow model's graph has no LATENT route
     model = graph["guider"]["inputs"]["model"]
     scheduler = "karras" if family in ("edm", "cosmos_rflow") else "simple"
     graph["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 11}}
@@ -47,7 +47,7 @@ def test_bdia_sampler_generates_on_every_family(host, family):
     history = host.run(sampler_graph(family))
     out = {name: saved_latent(host, history, f"save_{name}") for name in (*RUNS, "euler", "heun")}
     for base in ("euler", "heun"):
-        assert relative_error(out[f"{base}_0"], out[base]) < 1e-5, (family, base)
+        assert relative_error(out[f"{base}_0"], out[base]) < 1e-6, (family, base)
         corrected = out[f"{base}_0.5"]
         assert corrected.isfinite().all(), (family, base)
-        assert 1e-3 < relative_error(corrected, out[base]) < 1.0, (family, base)
+        assert 1e-5 < relative_error(corrected, out[base]) < 1.0, (family, base)
