@@ -1,4 +1,5 @@
-"""Seed Interpolate and Seed Centroid: move between inverted seeds (NAO, Samuel et al. NeurIPS 2023)."""
+"""Seed Interpolate and Seed Centroid: move between inverted seeds (NAO, Samuel et al. NeurIPS 2023); SeedSelect:
+refine a seed toward a few reference images (Samuel et al. AAAI 2024)."""
 import torch
 from comfy_api.latest import io
 
@@ -12,6 +13,7 @@ from ..solvers.interpolation import (
     centroid,
     interpolate,
 )
+from ..solvers.seed_select import SeedSelectOptions
 from . import host
 from .common import CATEGORY
 
@@ -139,4 +141,58 @@ class SeedCentroid(io.ComfyNode):
         return outputs(batch.with_noise(center, f"centroid_{method}", step_noises))
 
 
-NODES = [SeedInterpolate, SeedCentroid]
+SEED_SELECT = SeedSelectOptions()
+
+
+class SeedSelect(io.ComfyNode):
+    OPTIONS = SeedSelectOptions
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SeedfinderSeedSelect",
+            display_name="SeedSelect",
+            category=CATEGORY,
+            description="Refine a seed (e.g. Seed Centroid's) by gradient steps so that the image euler generates "
+                        "from it matches a few reference images: a semantic term (where-independent statistics of the "
+                        "latent, standing in for CLIP) and an appearance term (distance to the references' mean "
+                        "latent), as SeedSelect (Samuel et al. 2024) does for rare concepts. The gradient runs "
+                        "through the whole sampler, each step checkpointed.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model the seed was inverted with."),
+                io.Conditioning.Input("positive", tooltip="The prompt to generate with (the concept's)."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="The negative prompt; required when cfg ≠ 1."),
+                io.Float.Input("cfg", default=SEED_SELECT.cfg, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Guidance the images are generated with here and afterwards (the authors: 1 "
+                                       "from a NAO centroid)."),
+                io.Noise.Input("seed", tooltip="The noise output of Seed Centroid (or of DDIM, FixedPoint or RNRI "
+                               "Invert): one seed for euler."),
+                io.Latent.Input("references", tooltip="The reference images encoded by this model's VAE, a batch at "
+                                "the seed's size."),
+                io.Int.Input("iterations", default=SEED_SELECT.iterations, min=1, max=200,
+                             tooltip="Gradient steps; each costs about 3× the sampler's evaluations (forward, "
+                             "recomputation, backward). The authors: 5 from a NAO centroid, 30 from a random seed."),
+                io.Float.Input("learning_rate", default=SEED_SELECT.learning_rate, min=0.0, max=1.0, step=0.005,
+                               tooltip="AdamW's step on the unit-variance seed; a tenth of it from the 4th step "
+                               "(the authors' schedule)."),
+                io.Float.Input("semantic_weight", default=SEED_SELECT.semantic_weight, min=0.0, max=1000.0, step=0.5,
+                               tooltip="Weight of the semantic term against the appearance term's "
+                               f"{SEED_SELECT.appearance_weight:g} (the authors: 10)."),
+            ],
+            outputs=seed_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, model, positive, cfg, seed, references, iterations, learning_rate, semantic_weight,
+                negative=None) -> io.NodeOutput:
+        options = SeedSelectOptions(iterations, learning_rate, semantic_weight, cfg)
+        refined, result = host.run_seed_select(model, host.Prompt(positive, negative, options.cfg),
+                                               checked_seed("seed", seed), references, options)
+        out = outputs(refined)
+        losses = result.extras["losses"]
+        return io.NodeOutput(*out.args, ui={"seedfinder": [{"method": "seed_select", "losses": losses,
+                                                            "evaluations": result.evaluations}]})
+
+
+NODES = [SeedInterpolate, SeedCentroid, SeedSelect]

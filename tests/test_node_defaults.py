@@ -8,7 +8,7 @@ from support.inprocess import import_pack
 METHOD_NODES = ("SeedfinderFixedPointInvert", "SeedfinderRNRIInvert", "SeedfinderEDICTInvert", "SeedfinderBDIAInvert",
                 "SeedfinderRFInversionInvert", "SeedfinderFireFlowInvert", "SeedfinderFlowEdit",
                 "SeedfinderPromptAwareEncode", "SeedfinderSeedInterpolate", "SeedfinderSeedCentroid",
-                "SeedfinderAttentionEditGuider", "SeedfinderBDIASampler")
+                "SeedfinderAttentionEditGuider", "SeedfinderBDIASampler", "SeedfinderSeedSelect")
 
 
 def nodes_by_id() -> dict:

@@ -11,6 +11,7 @@
 - patches:  model patches (attention replace, attention override): patched clones of a MODEL
 - report:   the node's ui summary and its quality warning
 - progress: ProgressBar and interruption checks
+- seed_select: a seed refined toward reference latents through the differentiable guided model (SeedSelect)
 
 Nodes import this package (`from . import host`) and call these names; nothing else in the pack talks to ComfyUI's
 sampling internals.
@@ -47,6 +48,7 @@ from .method import Kind, MethodRun, MethodSpec, stock_sampler
 from .progress import iteration_reporter, progress_reporter, sampler_progress
 from .report import POOR_ROUND_TRIP, ROUND_TRIP, ROUND_TRIPS, Trace, summary
 from .schedule import SCHEDULER_NAMES, Schedule, build_schedule
+from .seed_select import run_seed_select
 
 __all__ = [
     "patches", "AttentionEditGuider", "attention_edit_guider",
@@ -56,5 +58,5 @@ __all__ = [
     "run_guided", "CoupledSampler", "FixedNoiseSampler", "FunctionSampler", "HandOff", "Inversion", "Seed",
     "fixed_noises", "run_inversion", "Kind", "MethodRun", "MethodSpec", "stock_sampler", "iteration_reporter",
     "progress_reporter", "sampler_progress", "POOR_ROUND_TRIP", "ROUND_TRIP", "ROUND_TRIPS", "Trace", "summary",
-    "SCHEDULER_NAMES", "Schedule", "build_schedule",
+    "SCHEDULER_NAMES", "Schedule", "build_schedule", "run_seed_select",
 ]

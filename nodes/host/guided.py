@@ -140,15 +140,16 @@ def regenerated(sampler: comfy.samplers.Sampler, model_wrap, sigmas, extra_args:
 
 def run_guided(method: InversionMethod, model, prompt: "Prompt", latent: dict, sigmas: torch.Tensor,
                gradient: ModelGradient = ModelGradient.NONE,
-               regenerate: Optional[comfy.samplers.Sampler] = None) -> GuidedRun:
+               regenerate: Optional[comfy.samplers.Sampler] = None, progress_steps: Optional[int] = None) -> GuidedRun:
     """Run `method` on `latent` with D = CFGGuider(model, prompt) over `sigmas`; with ModelGradient.VJP through a
     clone of the model that autograd can differentiate (`differentiable`); then, with a `regenerate` sampler, sample
-    the seed back through the same guider (`SolverRun.regeneration`)."""
+    the seed back through the same guider (`SolverRun.regeneration`). The ProgressBar counts the method's events'
+    `step` up to `progress_steps` (default: the schedule's steps)."""
     validate_inputs(model, prompt.positive, prompt.negative, prompt.cfg, latent)
     guider = comfy.samplers.CFGGuider(differentiable(model) if gradient is ModelGradient.VJP else model)
     guider.inner_set_conds(prompt_conds(prompt.positive, prompt.negative))
     guider.set_cfg(prompt.cfg)
-    sampler = SolverSampler(method, progress_reporter(len(sigmas) - 1), regenerate)
+    sampler = SolverSampler(method, progress_reporter(progress_steps or len(sigmas) - 1), regenerate)
     return sample_checked(guider, sampler, model, latent, sigmas, prompt.cfg)
 
 
