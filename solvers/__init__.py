@@ -77,6 +77,7 @@ from .rnri import (
                    ve_transition_prior,
 )
 from .samplers import SAMPLERS, STAGE_SAMPLERS, STOCHASTIC_SAMPLERS, sampler_rule, sampler_stepper, sampler_stepping
+from .seed_select import SeedSelectOptions, seed_select
 
 __all__ = [
     "P2P_PAPER", "AttentionEditOptions", "blend_outside", "injects", "landing_denoised",
@@ -93,5 +94,6 @@ __all__ = [
     "CentroidOptions", "PathOptions", "centroid", "interpolate", "PSNR_CAP", "psnr", "ssim", "MODES",
     "PromptAwareOptions", "cycle_schedule", "prompt_aware_adjust", "FOLD_RATIO", "GRADIENTS", "UPDATES",
     "RNRIOptions", "TRANSITION_PRIORS", "flow_transition_prior", "fold_ratio", "rnri_invert", "ve_transition_prior",
+    "SeedSelectOptions", "seed_select",
     "SAMPLERS", "STAGE_SAMPLERS", "STOCHASTIC_SAMPLERS", "sampler_rule", "sampler_stepper", "sampler_stepping",
 ]
