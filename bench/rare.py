@@ -13,7 +13,7 @@ none, is the rare concept. Per background colour (the first `--backgrounds` of 5
 reference pictures; the k-subsets are the first k; RANDOM_PER_DRAW random seeds per draw. Everything at 10 simple
 steps, euler, cfg 1 (the authors' guidance from NAO seeds); diversity is the mean pairwise RMS pixel distance (0-1)
 between the pictures of one background. Writes bench/results/rare.md, rare.json and rare.png (a grid: a row per
-method, k = 3, a column per picture).
+method, k = 3, a column per background: its first draw).
 usage: OMP_NUM_THREADS=1 .host/venv/bin/python -m bench.rare [--draws 2] [--backgrounds 2] [--steps 10]
                                                              [--out bench/results]
 """
