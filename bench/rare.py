@@ -58,13 +58,66 @@ def diversity(images: list) -> float:
     return float(np.mean(pairs)) if pairs else 0.0
 
 
+def fpi_rows(results: dict) -> list:
+    """The FPI paper's Table 2 shape: per seed source, accuracy at each k and over all k, diversity, the seconds per
+    picture to make the seed (T_init) and to refine it (T_opt)."""
+    lines = ["| seeds | " + " | ".join(f"k={k} (%)" for k in KS) + " | all (%) | diversity | T_init (s) | T_opt (s) |",
+             "|---|" + "---|" * (len(KS) + 4)]
+    for method in [m for m in results if m.startswith("random")]:
+        row = results[method]
+        lines.append(f"| {method} | " + "– | " * len(KS) + f"{100 * row['accuracy']:.0f} | {row['diversity']:.3f} | "
+                     f"{row['seconds_per_picture']:.1f} | – |")
+    for name, _, _ in INVERTERS:
+        for refined in (False, True):
+            rows = [results[f"NAO centroid of {name} seeds{' + SeedSelect' if refined else ''}, k={k}"] for k in KS]
+            plain = [results[f"NAO centroid of {name} seeds, k={k}"] for k in KS]
+            init = np.mean([row["seconds_per_picture"] for row in plain])
+            spent = np.mean([a["seconds_per_picture"] - b["seconds_per_picture"] for a, b in zip(rows, plain)])
+            optimise = f"{spent:.1f}" if refined else "–"
+            lines.append(f"| NAO w {name}{' + SeedSelect' if refined else ''} | "
+                         + " | ".join(f"{100 * row['accuracy']:.0f}" for row in rows)
+                         + f" | {100 * np.mean([row['accuracy'] for row in rows]):.0f} | "
+                         f"{np.mean([row['diversity'] for row in rows]):.3f} | {init:.1f} | {optimise} |")
+    return lines
+
+
+def tables(results: dict, backgrounds: int, args) -> list:
+    """rare.md: the FPI-shaped summary, then every row."""
+    pictures_per_row = next(row["pictures"] for method, row in results.items() if "k=" in method)
+    lines = [f"Demo model, held-out pair (green triangle) on {backgrounds} backgrounds × {args.draws} reference draws "
+             f"({pictures_per_row} pictures per centroid row); {args.steps} simple steps, euler, cfg {CFG:g}; "
+             f"`python -m bench.rare --draws {args.draws} --backgrounds {backgrounds} --steps {args.steps}`", ""]
+    lines += fpi_rows(results) + [""]
+    lines += ["| seeds from | pictures | accuracy: colour, shape and background (%) | colour and shape (%) | "
+              "diversity | seconds per picture (CPU, shared) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {method} | {row['pictures']} | {100 * row['accuracy']:.0f} | {100 * row['colour_shape']:.0f} | "
+              f"{row['diversity']:.3f} | {row['seconds_per_picture']:.1f} |" for method, row in results.items()]
+    return lines
+
+
+def write(results: dict, lines: list, out: str) -> None:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "rare.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(out, "rare.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=2, help="reference sets per background colour")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--backgrounds", type=int, default=2, help="how many of the pair's 5 background colours")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--tables-from", help="rewrite rare.md from this rare.json (of a run with these options) only")
     args = parser.parse_args()
+    if args.tables_from:
+        with open(args.tables_from) as f:
+            results = json.load(f)
+        lines = tables(results, args.backgrounds, args)
+        print("\n".join(lines))
+        write(results, lines, args.out)
+        return
     torch.set_num_threads(1)
     import_pack()
     import comfy.samplers
@@ -128,19 +181,9 @@ def main():
         results[method] = {"accuracy": float(np.mean(hits)), "colour_shape": float(np.mean(colour_shape)),
                            "diversity": float(np.mean([diversity(images) for images in by_background.values()])),
                            "pictures": count, "seconds_per_picture": seconds[method] / count}
-    lines = [f"Demo model, held-out pair (green triangle) on its {len(labels)} backgrounds × {args.draws} reference "
-             f"draws; {args.steps} simple steps, euler, cfg {CFG:g}; `python -m bench.rare --draws {args.draws} "
-             f"--backgrounds {args.backgrounds} --steps {args.steps}`", "",
-             "| seeds from | pictures | accuracy: colour, shape and background (%) | colour and shape (%) | "
-             "diversity | seconds per picture (CPU, shared) |", "|---|---|---|---|---|---|"]
-    lines += [f"| {method} | {row['pictures']} | {100 * row['accuracy']:.0f} | {100 * row['colour_shape']:.0f} | "
-              f"{row['diversity']:.3f} | {row['seconds_per_picture']:.1f} |" for method, row in results.items()]
+    lines = tables(results, len(labels), args)
     print("\n".join(lines))
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "rare.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(args.out, "rare.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write(results, lines, args.out)
     grid_rows = [method for method in rows if "k=" not in method or method.endswith("k=3")]
     grid = [np.concatenate([images[0] for images in rows[method].values()], axis=1) for method in grid_rows]
     Image.fromarray(np.concatenate(grid, axis=0)).resize((grid[0].shape[1] * 2, len(grid) * 128),
