@@ -14,7 +14,7 @@ reference pictures; the k-subsets are the first k; RANDOM_PER_DRAW random seeds 
 steps, euler, cfg 1 (the authors' guidance from NAO seeds); diversity is the mean pairwise RMS pixel distance (0-1)
 between the pictures of one background. Writes bench/results/rare.md, rare.json and rare.png (a grid: a row per
 method, k = 3, a column per background: its first draw).
-usage: OMP_NUM_THREADS=1 .host/venv/bin/python -m bench.rare [--draws 2] [--backgrounds 2] [--steps 10]
+usage: OMP_NUM_THREADS=1 .host/venv/bin/python -m bench.rare [--draws 3] [--backgrounds 2] [--steps 10]
                                                              [--out bench/results]
 """
 import argparse
@@ -105,7 +105,7 @@ def write(results: dict, lines: list, out: str) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=2, help="reference sets per background colour")
+    parser.add_argument("--draws", type=int, default=3, help="reference sets per background colour")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--backgrounds", type=int, default=2, help="how many of the pair's 5 background colours")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
