@@ -18,7 +18,16 @@ import comfy.utils
 import torch
 import torch.nn.functional as F
 
-from ...solvers import AttentionEditOptions, blend_outside, describe_sigmas, injects, landing_denoised
+from ...solvers import (
+    AttentionEditOptions,
+    blend_outside,
+    describe_sigmas,
+    edited_token,
+    injects,
+    landing_denoised,
+    threshold_mask,
+    token_attention,
+)
 from . import patches
 from .checks import nonfinite_cause
 from .guided import Prompt
@@ -28,12 +37,37 @@ EDIT_STEP = "seedfinder_edit_step"
 """The key in an evaluation's transformer_options under which the guider hands the attention callbacks its EditStep."""
 
 
+class WordAttention:
+    """The automatic mask's running sum: each branch's attention to its edited word (`tokens`, one per row of the
+    batch [source × B, target × B]), over the cross-attention layers and the evaluations of the mask pass, at the
+    latent's size (B, h, w). The one state the mask pass keeps: a latent-sized map per image."""
+
+    def __init__(self, tokens: torch.Tensor, size: tuple):
+        self.tokens, self.size = tokens, size
+        self.total = torch.zeros(len(tokens) // 2, *size)
+
+    def add(self, q: torch.Tensor, k: torch.Tensor, extra_options: dict) -> None:
+        """Add one cross-attention layer's maps of the conditional rows (its `activations_shape` gives the grid)."""
+        height, width = extra_options["activations_shape"][-2:]
+        rows = len(self.tokens)
+        for chunk, kind in enumerate(extra_options["cond_or_uncond"]):
+            if kind != 0:  # 0 is the conditional part: the prompt's words, as CFG's uncond has none
+                continue
+            part = slice(chunk * rows, (chunk + 1) * rows)
+            maps = token_attention(q[part], k[part], extra_options["n_heads"], self.tokens)
+            grid = F.interpolate(maps.reshape(rows, 1, height, width), size=self.size, mode="bilinear",
+                                 align_corners=False)[:, 0].cpu()
+            self.total += grid[:rows // 2] + grid[rows // 2:]
+
+
 @dataclass(frozen=True)
 class EditStep:
     """All the edit keeps for one evaluation: which attentions (attn1, attn2) of the target branch take the source
-    branch's maps at this step. It lives in that evaluation's transformer_options only; since both branches run in
-    one batch, no attention map or K/V is stored between blocks or steps."""
+    branch's maps at this step, and in the mask pass the word attention it adds to. It lives in that evaluation's
+    transformer_options only; since both branches run in one batch, no attention map or K/V is stored between blocks
+    or steps."""
     injected: frozenset
+    words: Optional[WordAttention] = None
 
 
 @dataclass
@@ -68,6 +102,8 @@ def branch_attention(attention: str) -> patches.AttentionReplace:
     EditStep injects it, ordinary attention otherwise."""
     def replace(q, k, v, extra_options):
         step = extra_options.get(EDIT_STEP)
+        if step is not None and step.words is not None and attention == "attn2":
+            step.words.add(q, k, extra_options)
         if step is not None and attention in step.injected:
             q, k, v = with_source_maps(q, k, v, len(extra_options["cond_or_uncond"]))
         return patches.ordinary_attention(q, k, v, extra_options)
@@ -111,6 +147,34 @@ def latent_mask(mask: torch.Tensor, shape: tuple) -> torch.Tensor:
     return F.adaptive_max_pool2d(planes, tuple(shape[-2:])).clamp(0, 1)
 
 
+class TrajectoryEvaluations(comfy.samplers.Sampler):
+    """The mask pass as a comfy Sampler: the guided model evaluated at the trajectory's latents of `steps` (both
+    branches at the source's latent), summing |D_target − D_source| over the channels and steps into `difference`
+    (B, h, w) (DiffEdit's noise-estimate difference); returns the latent it was given."""
+
+    def __init__(self, trajectory: list, steps: list):
+        self.trajectory, self.steps = trajectory, steps
+        self.difference = torch.zeros(trajectory[0].shape[0], *trajectory[0].shape[-2:])
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        for step in self.steps:
+            x = self.trajectory[step].to(noise)
+            source, target = model_wrap(torch.cat([x, x]), sigmas[step] * x.new_ones(2 * x.shape[0]),
+                                        **extra_args).split(x.shape[0])
+            self.difference += (target - source).abs().mean(dim=1).float().cpu()
+        return latent_image
+
+
+def mask_pass_steps(steps: int, count: int) -> list:
+    """The last `count` steps before the image (of a schedule of `steps`): the latents the mask pass evaluates."""
+    return list(range(max(steps - count, 0), steps))
+
+
+UNET_VAE_FACTOR = 8
+"""Pixels per latent cell of every UNet family's VAE (SD1.x, SD2, SDXL): the automatic MASK's output scale."""
+
+
 class AttentionEditGuider(comfy.samplers.CFGGuider):
     """CFGGuider that samples the source and the target branch of an attention edit as one batch of two and returns
     the target branch (`sample_both` returns both: [source × B, target × B])."""
@@ -126,6 +190,34 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
         self.set_cfg(options.cfg)
         self.source, self.target, self.options, self.seed, self.mask = source, target, options, seed, mask
         self.run: Optional[EditRun] = None
+        self.in_mask_pass = False
+        self.words: Optional[WordAttention] = None
+        """The cross-attention sum the mask pass adds to, when it reads the mask from cross-attention."""
+
+    def automatic_mask(self) -> torch.Tensor:
+        """The automatic mask (B, h, w) at the latent's size, 1 = edit, from a short pass over the seed's trajectory:
+        both branches evaluated at the source's last `mask_steps` latents before the image, with no injection; the
+        map (the denoised estimates' difference |D_target − D_source| averaged over channels, or each branch's
+        cross-attention to its edited word, the first token at which the prompts differ) summed over those
+        evaluations (and layers) and thresholded (`threshold_mask`)."""
+        trajectory = self.seed.trajectory
+        shape = tuple(trajectory[0].shape)
+        token = edited_token(self.source.positive[0][0][0], self.target.positive[0][0][0])
+        if token < 0:
+            return torch.zeros(shape[0], *shape[-2:])  # the same prompt: nothing to edit
+        evaluations = TrajectoryEvaluations(trajectory, mask_pass_steps(len(self.seed.sigmas) - 1,
+                                                                         self.options.mask_steps))
+        words = WordAttention(torch.full((2 * shape[0],), token), tuple(shape[-2:]))
+        self.words = words if self.options.mask_source == "cross-attention" else None
+        self.in_mask_pass = True
+        zeros = torch.zeros(shape)
+        try:
+            with torch.no_grad():
+                self.sample_pair(zeros, zeros, evaluations, self.seed.sigmas, None, disable_pbar=True, seed=0)
+        finally:
+            self.words, self.in_mask_pass = None, False
+        score = words.total if self.options.mask_source == "cross-attention" else evaluations.difference
+        return threshold_mask(score, self.options.mask_threshold)
 
     def trajectory(self, sampler, sigmas: torch.Tensor, shape: tuple) -> Optional[list]:
         """The seed's inverted trajectory, checked against the sampler, schedule and latent it will correct."""
@@ -155,6 +247,13 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
         if latent_image.is_nested or latent_image.ndim != 4:
             raise ValueError(f"latent_image: the attention edit takes an image latent (batch, channels, height, "
                              f"width), got shape {tuple(latent_image.shape)}")
+        trajectory = self.trajectory(sampler, sigmas, tuple(latent_image.shape))
+        return self.sample_pair(noise, latent_image, sampler, sigmas, trajectory, denoise_mask, callback,
+                                disable_pbar, seed)
+
+    def sample_pair(self, noise, latent_image, sampler, sigmas, trajectory: Optional[list], denoise_mask=None,
+                    callback=None, disable_pbar=False, seed=None) -> torch.Tensor:
+        """Both branches as one batch [source × B, target × B], the source corrected onto `trajectory` if given."""
         batch = latent_image.shape[0]
         conds = {"positive": paired_conditioning(self.source.positive, self.target.positive, batch,
                                                  ("source_positive", "target_positive"))}
@@ -163,8 +262,7 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
                                                     ("source_negative", "target_negative"))
         self.inner_set_conds(conds)
         mask = None if self.mask is None else latent_mask(self.mask, tuple(latent_image.shape))
-        self.run = EditRun(sigmas=sigmas.tolist(), batch=batch, mask=mask,
-                           trajectory=self.trajectory(sampler, sigmas, tuple(latent_image.shape)))
+        self.run = EditRun(sigmas=sigmas.tolist(), batch=batch, mask=mask, trajectory=trajectory)
         if denoise_mask is not None and denoise_mask.shape[0] > 1:
             denoise_mask = torch.cat([denoise_mask, denoise_mask])
         try:
@@ -185,8 +283,9 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
         steps = len(run.sigmas) - 1
         injected = frozenset(attention for attention, fraction in (("attn2", self.options.cross_fraction),
                                                                    ("attn1", self.options.self_fraction))
-                             if injects(step, steps, fraction))
-        transformer_options = {**model_options.get("transformer_options", {}), EDIT_STEP: EditStep(injected)}
+                             if injects(step, steps, fraction) and not self.in_mask_pass)
+        transformer_options = {**model_options.get("transformer_options", {}),
+                               EDIT_STEP: EditStep(injected, self.words)}
         denoised = super().predict_noise(x, timestep, {**model_options, "transformer_options": transformer_options},
                                          seed)
         if run.nonfinite_at is None and not torch.isfinite(denoised).all():
@@ -214,4 +313,20 @@ def attention_edit_guider(model, source: Prompt, target: Prompt, options: Attent
         raise ValueError(f"noise: expected the noise output of a DDIM, FixedPoint or RNRI Invert node with sampler "
                          f"euler, which carries its inverted trajectory; got {got}. Leave noise unconnected to sample "
                          f"both branches freely from the seed")
-    return AttentionEditGuider(model, source, target, options, noise, mask)
+    guider = AttentionEditGuider(model, source, target, options, noise, mask)
+    if mask is None and noise is not None and options.auto_mask:
+        found = guider.automatic_mask()
+        guider.mask = found.repeat_interleave(UNET_VAE_FACTOR, -2).repeat_interleave(UNET_VAE_FACTOR, -1)
+    return guider
+
+
+def shown_mask(guider: AttentionEditGuider) -> torch.Tensor:
+    """The MASK the node shows (B, H, W): the one the guider blends with (drawn, or found at the latent's cells and
+    shown at the pixels they cover), or, with none, all ones (the edit may change everything) at the seed's size if
+    known, else one pixel."""
+    if guider.mask is not None:
+        return guider.mask.reshape(-1, *guider.mask.shape[-2:]).float()
+    if guider.seed is None:
+        return torch.ones(1, 1, 1)
+    batch, _, height, width = guider.seed.trajectory[0].shape
+    return torch.ones(batch, height * UNET_VAE_FACTOR, width * UNET_VAE_FACTOR)
