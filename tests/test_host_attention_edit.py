@@ -1,8 +1,11 @@
 """The Attention Edit Guider on a real server, driven by the stock SamplerCustomAdvanced with a FixedPoint Invert
 node's noise, sigmas and sampler (euler): on the tiny SD1.5 model and the trained demo ε model, refused by name on
 non-UNet families, and interruptible."""
+import numpy as np
 import pytest
+import torch
 from conftest import IMAGES
+from PIL import Image
 from support.graphs import (
     expect_failure,
     on_demo_model,
@@ -38,10 +41,30 @@ def sample_with(graph: dict, name: str, guider: dict) -> None:
                                                                     "filename_prefix": f"latents/{name}"}}
 
 
+AUTO_MASK_IOU = 0.7
+"""The automatic mask's IoU with the red disc's exact mask at the latent's 8×8 cells, at least (the cells any part of
+the disc touches; measured 0.80 at 10 steps; bench.edits measures every image)."""
+
+
+def saved_mask_cells(host, history: dict, node: str) -> torch.Tensor:
+    """The MASK saved as an image by `node`, read at one pixel per 8×8 latent cell: (h, w) in {0, 1}."""
+    image = np.asarray(Image.open(host.output_file(history["outputs"][node]["images"][0])).convert("L"))
+    return torch.from_numpy(image[::8, ::8] > 127).float()
+
+
+def exact_mask_cells(label, shape: tuple) -> torch.Tensor:
+    """The latent cells that the demo image of `label`'s object touches (demo_model.masks: its drawing's coverage)."""
+    from demo_model import install, masks
+    index = install.DEMO_LABELS.index(label)
+    _, cover = masks.draw(label, np.random.default_rng(install.DEMO_SEED + index))
+    return torch.nn.functional.adaptive_max_pool2d(torch.from_numpy((cover > 0).astype(np.float32))[None],
+                                                   shape)[0]
+
+
 def edit_graph(demo: bool, target_text: str) -> dict:
-    """FixedPoint inversion (10 steps, cfg 1) of the image, a target prompt, a mask of the left half, and three edits:
+    """FixedPoint inversion (10 steps, cfg 1) of the image, a target prompt, a mask of the left half, and four edits:
     the source prompt again (exact source), the target in the mask, the target with no injection and no noise (free
-    branches) beside plain re-prompting of the seed."""
+    branches) beside plain re-prompting of the seed, and the target with the automatic mask (saved as an image)."""
     graph = round_trip_graph("fixed_point", IMAGES[0], steps=10, scheduler="simple")
     if demo:
         graph = on_demo_model(graph)
@@ -54,6 +77,10 @@ def edit_graph(demo: bool, target_text: str) -> dict:
     sample_with(graph, "same", edit_guider(["pos", 0], noise=["invert", 1]))
     sample_with(graph, "masked", edit_guider(["target", 0], noise=["invert", 1], mask=["mask", 0]))
     sample_with(graph, "free", edit_guider(["target", 0], cross_fraction=0.0, self_fraction=0.0))
+    sample_with(graph, "auto", edit_guider(["target", 0], noise=["invert", 1]))
+    graph["auto_mask"] = {"class_type": "MaskToImage", "inputs": {"mask": ["guider_auto", 1]}}
+    graph["save_auto_mask"] = {"class_type": "SaveImage", "inputs": {"images": ["auto_mask", 0],
+                                                                     "filename_prefix": "auto_mask"}}
     graph["guider"]["inputs"]["positive"] = ["target", 0]  # the round trip's own CFGGuider: plain re-prompting
     return graph
 
@@ -69,11 +96,22 @@ def test_the_guider_keeps_the_source_exact_and_edits_only_inside_the_mask(host, 
     kept, moved = relative_error(masked[outside], encoded[outside]), relative_error(masked[inside], encoded[inside])
     reprompt = relative_error(saved_latent(host, history, "save_free"), saved_latent(host, history,
                                                                                      "save_noise_route"))
+    found = saved_mask_cells(host, history, "save_auto_mask")
+    auto = saved_latent(host, history, "save_auto")
+    outside = (found == 0).expand_as(auto)
+    auto_kept = relative_error(auto[outside], encoded[outside])
     print(f"\n{'demo' if demo else 'tiny'}: unedited target vs image {same:.1e}; masked edit: outside {kept:.1e}, "
-          f"inside moves {moved:.3f}; free branches vs re-prompting {reprompt:.1e}")
+          f"inside moves {moved:.3f}; free branches vs re-prompting {reprompt:.1e}; automatic mask: "
+          f"{int(found.sum())} of {found.numel()} cells, outside {auto_kept:.1e}")
     assert same <= 1e-4
     assert kept <= 1e-4 and moved > 1e-2
     assert reprompt <= 1e-4  # a batch of two, not one: the same sums in another order
+    assert auto_kept <= 1e-4
+    if demo:  # the automatic mask covers the object: IoU with its exact mask at the latent's cells
+        exact = exact_mask_cells(("red", "disc", "blue"), tuple(found.shape))
+        iou = float((found * exact).sum() / ((found + exact) > 0).sum())
+        print(f"automatic mask IoU with the exact object mask {iou:.2f}")
+        assert iou >= AUTO_MASK_IOU
 
 
 @pytest.mark.parametrize("family", ["sd3", "flux"])
