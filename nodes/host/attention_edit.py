@@ -35,6 +35,9 @@ from .handoff import Seed
 
 EDIT_STEP = "seedfinder_edit_step"
 """The key in an evaluation's transformer_options under which the guider hands the attention callbacks its EditStep."""
+EDIT_BLOCK = "seedfinder_edit_block"
+"""The key in a DiT block's transformer_options under which the block replace hands the attention override its
+DitBlock."""
 
 
 class WordAttention:
@@ -68,6 +71,8 @@ class EditStep:
     or steps."""
     injected: frozenset
     words: Optional[WordAttention] = None
+    source_tokens: Optional[torch.Tensor] = None
+    """DiT: (B, image tokens), 1 where the target's image token takes the source's key and value at this step."""
 
 
 @dataclass
@@ -109,6 +114,63 @@ def branch_attention(attention: str) -> patches.AttentionReplace:
         return patches.ordinary_attention(q, k, v, extra_options)
 
     return replace
+
+
+@dataclass
+class DitBlock:
+    """What a DiT block's attention override needs to know: how many of the sequence's last tokens are the image's,
+    and how many attention calls the block has made (its first is the self or joint attention; Wan's second is
+    cross-attention to the prompt)."""
+    image_tokens: int
+    calls: int = 0
+
+
+def dit_block(args: dict, extra: dict) -> dict:
+    """The "dit" double-block replace: the block itself, its transformer_options naming it a DitBlock."""
+    options = {**args["transformer_options"], EDIT_BLOCK: DitBlock(args["img"].shape[1])}
+    return extra["original_block"]({**args, "transformer_options": options})
+
+
+def with_source_kv(k: torch.Tensor, v: torch.Tensor, chunks: int, axis: int, image_tokens: int,
+                   take: torch.Tensor) -> tuple:
+    """(k, v) in which the target rows' image tokens are the source rows' where `take` (B, image tokens) is 1: the
+    target attends to the source's keys and values there (FireFlow / RF-Solver-Edit's injection, KV-Edit's kept
+    background). The tokens lie along `axis`, the image's last; each cond/uncond chunk of the batch is
+    [source × B, target × B]."""
+    batch = take.shape[0]
+
+    def mixed(tensor: torch.Tensor) -> torch.Tensor:
+        tokens = tensor.movedim(axis, 1)
+        parts = tokens.reshape(chunks, 2, batch, *tokens.shape[1:])
+        source, target = parts[:, 0], parts[:, 1]
+        length = tokens.shape[1]
+        weight = take.to(tensor).reshape(1, batch, image_tokens, *[1] * (tokens.ndim - 2))
+        image = slice(length - image_tokens, length)
+        target_image = weight * source[:, :, image] + (1 - weight) * target[:, :, image]
+        target = torch.cat([target[:, :, :length - image_tokens], target_image], dim=2)
+        return torch.stack([source, target], dim=1).reshape(tokens.shape).movedim(1, axis)
+
+    return mixed(k), mixed(v)
+
+
+def shared_kv(attention, q, k, v, *args, **kwargs):
+    """The attention override of a DiT: in a block's first attention (self or joint), the target's image tokens take
+    the source's keys and values where the EditStep says; every other attention runs unchanged."""
+    options = kwargs.get("transformer_options") or {}
+    block, step = options.get(EDIT_BLOCK), options.get(EDIT_STEP)
+    if block is not None and step is not None and step.source_tokens is not None and block.calls == 0:
+        k, v = with_source_kv(k, v, len(options["cond_or_uncond"]), 2 if kwargs.get("skip_reshape") else 1,
+                              block.image_tokens, step.source_tokens)
+    if block is not None:
+        block.calls += 1
+    return attention(q, k, v, *args, **kwargs)
+
+
+def token_mask(mask: torch.Tensor, patch: tuple) -> torch.Tensor:
+    """A latent-size mask (B, 1, h, w) at a DiT's image tokens (B, tokens), row by row as the DiT patchifies: each
+    token takes the largest value of the cells its patch covers."""
+    pooled = F.max_pool2d(mask.float(), patch[-2:], ceil_mode=True)
+    return pooled.flatten(1)
 
 
 def paired_conditioning(source: list, target: list, batch: int, names: tuple) -> list:
@@ -181,11 +243,20 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
 
     def __init__(self, model, source: Prompt, target: Prompt, options: AttentionEditOptions,
                  seed: Optional[Seed] = None, mask: Optional[torch.Tensor] = None):
-        patches.require_unet(model, "the attention edit")
-        blocks = patches.unet_attention_blocks(model)
-        patched = model
-        for attention in patches.ATTENTIONS:
-            patched = patches.attention_replaced(patched, attention, blocks, branch_attention(attention))
+        patches.require_unet_or_dit(model, "the attention edit")
+        dit_blocks = patches.dit_double_blocks(model)
+        if dit_blocks:
+            if options.mask_source == "cross-attention" and options.auto_mask and mask is None and seed is not None:
+                raise ValueError("mask_source: cross-attention is read from a UNet's cross-attention layers; a DiT "
+                                 "(Flux, SD3) takes 'noise difference'")
+            patched = patches.attention_overridden(patches.blocks_replaced(model, dit_blocks, dit_block), shared_kv)
+            self.patch = patches.patch_size(model)
+        else:
+            blocks = patches.unet_attention_blocks(model)
+            patched = model
+            for attention in patches.ATTENTIONS:
+                patched = patches.attention_replaced(patched, attention, blocks, branch_attention(attention))
+            self.patch = None
         super().__init__(patched)
         self.set_cfg(options.cfg)
         self.source, self.target, self.options, self.seed, self.mask = source, target, options, seed, mask
@@ -275,6 +346,19 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
             raise ValueError(nonfinite_cause(self.model_patcher, latent_image, self.cfg, nonfinite_at))
         return output
 
+    def source_tokens(self, step: int, steps: int, shape: tuple) -> Optional[torch.Tensor]:
+        """DiT: which of the target's image tokens (B, tokens) take the source's keys and values at `step` of a latent
+        of `shape` (B, C, h, w): every one in the first τ_s of the steps, those outside the mask at every step; None
+        on a UNet, in the mask pass, or when none do."""
+        run = self.run
+        if self.patch is None or self.in_mask_pass:
+            return None
+        if injects(step, steps, self.options.self_fraction):
+            return token_mask(torch.ones(shape[0], 1, *shape[-2:]), self.patch)
+        if run.mask is None:
+            return None
+        return (1 - token_mask(run.mask, self.patch)).expand(shape[0], -1)
+
     def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006  (CFGGuider's signature)
         comfy.model_management.throw_exception_if_processing_interrupted()
         run = self.run
@@ -285,7 +369,8 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
                                                                    ("attn1", self.options.self_fraction))
                              if injects(step, steps, fraction) and not self.in_mask_pass)
         transformer_options = {**model_options.get("transformer_options", {}),
-                               EDIT_STEP: EditStep(injected, self.words)}
+                               EDIT_STEP: EditStep(injected, self.words,
+                                                    self.source_tokens(step, steps, (run.batch, *x.shape[1:])))}
         denoised = super().predict_noise(x, timestep, {**model_options, "transformer_options": transformer_options},
                                          seed)
         if run.nonfinite_at is None and not torch.isfinite(denoised).all():
