@@ -1,5 +1,6 @@
-"""Attention Edit Guider: Prompt-to-Prompt and Plug-and-Play attention control on UNet models, as a GUIDER that the
-stock SamplerCustomAdvanced drives with an invert node's noise, sigmas and sampler."""
+"""Attention Edit Guider: Prompt-to-Prompt and Plug-and-Play attention control on UNet models, K/V injection and
+KV-Edit on Flux and SD3, as a GUIDER that the stock SamplerCustomAdvanced drives with an invert node's noise, sigmas
+and sampler; its MASK output shows where the edit acts."""
 from comfy_api.latest import io
 
 from ..solvers import MASK_SOURCES, AttentionEditOptions
@@ -19,16 +20,19 @@ class AttentionEditGuider(io.ComfyNode):
             display_name="Attention Edit Guider",
             category=CATEGORY,
             description="Edits an inverted image with a target prompt while keeping its layout (Prompt-to-Prompt, "
-                        "Hertz et al. 2022; Plug-and-Play, Tumanyan et al. 2023) on UNet models (SD1.x, SD2, SDXL). "
+                        "Hertz et al. 2022; Plug-and-Play, Tumanyan et al. 2023) on UNet models (SD1.x, SD2, SDXL), "
+                        "and on Flux and SD3 by sharing the source's keys and values (FireFlow, KV-Edit). "
                         "The source and the target prompt sample side by side from the seed; for the first steps "
-                        "the target takes the source's attention maps. Connect the guider to SamplerCustomAdvanced "
+                        "the target takes the source's attention maps (UNet) or image keys and values (DiT). "
+                        "Connect the guider to SamplerCustomAdvanced "
                         "with the invert node's noise, sigmas and sampler (euler). With the invert node's noise also "
                         "connected here, the source branch follows the inverted trajectory exactly (DirectInversion's "
                         "correction), so an unedited prompt gives the image back, and the edit keeps to a mask: the "
                         "one drawn, or one found where the prompts differ (shown on the mask output).",
             inputs=[
-                io.Model.Input("model", tooltip="The UNet model the image was inverted with (the attention replace "
-                               "patches reach UNet transformer blocks only)."),
+                io.Model.Input("model", tooltip="The model the image was inverted with: a UNet (SD1.x, SD2, SDXL; "
+                               "attention replace patches) or Flux / SD3 (\"dit\" block patches and the attention "
+                               "override)."),
                 io.Conditioning.Input("source_positive", tooltip="The prompt the image was inverted with."),
                 io.Conditioning.Input("source_negative", optional=True,
                                       tooltip="Negative prompt of the source branch; needed when cfg ≠ 1."),
@@ -42,11 +46,13 @@ class AttentionEditGuider(io.ComfyNode):
                 io.Float.Input("cross_fraction", default=ATTENTION_EDIT.cross_fraction, min=0.0, max=1.0, step=0.05,
                                tooltip="τ_c: the first fraction of the steps in which the target's cross-attention "
                                "maps are the source's (word swap). Higher keeps more of the layout, lower lets the "
-                               "edited words reshape more; 0 is off."),
+                               "edited words reshape more; 0 is off. UNets only (a DiT's joint attention has no "
+                               "separate cross-attention maps)."),
                 io.Float.Input("self_fraction", default=ATTENTION_EDIT.self_fraction, min=0.0, max=1.0, step=0.05,
                                tooltip="τ_s: the first fraction of the steps in which the target's self-attention "
-                               "maps are the source's (structure). Higher keeps the shapes, lower allows shape "
-                               "edits; 0 is off."),
+                               "maps are the source's (structure); on Flux and SD3, in which its image tokens attend "
+                               "to the source's keys and values. Higher keeps the shapes, lower allows shape edits; "
+                               "0 is off."),
                 io.Noise.Input("noise", optional=True, tooltip="The invert node's noise output (the one "
                                "SamplerCustomAdvanced gets; DDIM, FixedPoint or RNRI Invert with sampler euler): its "
                                "inverted trajectory keeps the source branch exact. Unconnected: both branches sample "
