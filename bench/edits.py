@@ -7,7 +7,10 @@ background: the background's colour):
 - re-prompted seed: each inverter's seed sampled back by its own sampler with the target caption;
 - attention edit: the Attention Edit Guider on the FixedPoint seed (exact source branch, τ_c and τ_s the node's), with
   no mask, with its automatic mask, at Prompt-to-Prompt's own fractions with its automatic mask, and with the true
-  edit region as the mask.
+  edit region as the mask;
+- on the demo model's rectified-flow twin (same VAE and text encoder; ModelSamplingSD3 shift 1): FlowEdit (node
+  defaults), RF-Inversion (node defaults: invert, sample with the target prompt) and the attention edit with its
+  automatic mask on the twin's FixedPoint seed.
 The edit region (PIE-Bench's mask, 1 = edited): colour, the object grown by `--dilate` px; shape, the object's
 bounding box grown by a ninth of its half-extent (a square's corners reach past a disc's box) and `--dilate`;
 background, everything but the object's interior (its fully covered pixels, shrunk by `--dilate`).
@@ -38,7 +41,17 @@ import torch
 
 from bench.editing import SWAP, pictures
 from bench.fidelity import RNRI_DEFAULT, conditioning, load_demo, regenerate
-from solvers import P2P_PAPER, AttentionEditOptions, EDICTOptions, FixedPointOptions, psnr, ssim, widgets
+from solvers import (
+    P2P_PAPER,
+    AttentionEditOptions,
+    EDICTOptions,
+    FixedPointOptions,
+    FlowEditOptions,
+    RFInversionOptions,
+    psnr,
+    ssim,
+    widgets,
+)
 from tests.support.inprocess import import_pack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,6 +68,8 @@ GUIDED = (("attention edit, no mask", replace(EDIT, auto_mask=False), False),
           ("attention edit + true mask", EDIT, True))
 """(name, options, whether it gets the true edit region as its mask) of the Attention Edit Guider's rows."""
 NEXT_SHAPE = {"disc": "square", "square": "triangle", "triangle": "disc"}
+FLOW_TWIN = ("FlowEdit (flow twin)", "RF-Inversion (flow twin)", "attention edit + automatic mask (flow twin)")
+"""The rows of the flow twin's methods."""
 
 
 def demo_images() -> list:
@@ -144,10 +159,11 @@ def counting(model) -> tuple:
 
 
 def invert_seed(nodes, node_name: str, options: dict, model, positive, negative, latent, steps: int):
-    """The invert node's NodeOutput (latent, noise, sigmas, sampler) at strength 1, cfg 1, euler."""
+    """The invert node's NodeOutput (latent, noise, sigmas, sampler) at strength 1, cfg 1 (DDIM, FixedPoint and
+    RNRI with sampler euler)."""
     inputs = dict(model=model, positive=positive, negative=negative, latent=latent, steps=steps, scheduler="simple",
                   cfg=1.0, strength=1.0)
-    if node_name != "EDICTInvert":
+    if node_name in ("DDIMInvert", "FixedPointInvert", "RNRIInvert"):
         inputs.update(sampler="euler", noise_seed=0)
     return getattr(nodes, node_name).execute(**inputs, **options)
 
@@ -168,7 +184,37 @@ def guided_edit(model, source, target, negative, options, seed, mask):
     return edited, host.shown_mask(guider)
 
 
-def edit_rows(nodes, model, clip, vae, images, steps: int, dilate: int) -> tuple:
+def flow_twin_edits(nodes, flow, source, target, negative, latent, steps: int) -> dict:
+    """{row of FLOW_TWIN: (edited latent, evaluations, seconds)} of one edit on the flow twin."""
+    import comfy.samplers
+    edits = {}
+    counted, count = counting(flow)
+    start = time.perf_counter()
+    out = nodes.FlowEdit.execute(model=counted, source_positive=source, source_negative=negative,
+                                 target_positive=target, target_negative=negative, latent=latent, steps=steps,
+                                 scheduler="simple", seed=0, **widgets(FlowEditOptions()))
+    edits[FLOW_TWIN[0]] = (out.args[0]["samples"], count[0], time.perf_counter() - start)
+    counted, count = counting(flow)
+    start = time.perf_counter()
+    seed = invert_seed(nodes, "RFInversionInvert", {**widgets(RFInversionOptions()), "noise_seed": 0}, counted,
+                       source, negative, latent, steps).args
+    count[0] = 0  # the inversion is shared work, counted separately for every method
+    guider = comfy.samplers.CFGGuider(counted)
+    guider.inner_set_conds({"positive": target, "negative": negative})
+    empty = torch.zeros(seed[1].noise.shape)
+    edited = guider.sample(seed[1].generate_noise({"samples": empty}), empty, seed[3], seed[2], disable_pbar=True,
+                           seed=0)
+    edits[FLOW_TWIN[1]] = (edited, count[0], time.perf_counter() - start)
+    fixed = invert_seed(nodes, "FixedPointInvert", widgets(FixedPointOptions()), flow, source, negative, latent,
+                        steps).args
+    counted, count = counting(flow)
+    start = time.perf_counter()
+    edited, _ = guided_edit(counted, source, target, negative, EDIT, fixed[1], None)
+    edits[FLOW_TWIN[2]] = (edited, count[0], time.perf_counter() - start)
+    return edits
+
+
+def edit_rows(nodes, model, clip, vae, images, steps: int, dilate: int, flow=None) -> tuple:
     """{kind: {method: [(edited uint8, target label, seconds, evaluations, automatic mask or None)]}}, the masks,
     the inversions' mean evaluations."""
     from demo_model import data
@@ -204,6 +250,11 @@ def edit_rows(nodes, model, clip, vae, images, steps: int, dilate: int) -> tuple
                 found = None if masked or not options.auto_mask else shown[0].numpy()
                 rows.setdefault(name, []).append(
                     (pictures(vae, edited)[0], target_label, time.perf_counter() - start, count[0], found))
+            if flow is not None:
+                for name, (edited, evaluations, seconds) in flow_twin_edits(nodes, flow, source, target, empty,
+                                                                            latent, steps).items():
+                    rows.setdefault(name, []).append((pictures(vae, edited)[0], target_label, seconds, evaluations,
+                                                      None))
     return results, statistics.mean(inversion_evaluations)
 
 
@@ -252,6 +303,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--dilate", type=int, default=2, help="pixels the edit region grows by")
+    parser.add_argument("--no-flow", action="store_true", help="leave out the flow twin's rows")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -262,16 +314,18 @@ def main():
     nodes = type("Nodes", (), {cls.__name__: cls for cls in pack_nodes.NODES})
     images = demo_images()
     with torch.inference_mode():
-        model, clip, vae = load_demo(tempfile.mkdtemp(prefix="seedfinder-edits-"), wide=False)
-        results, inversion_evaluations = edit_rows(nodes, model, clip, vae, images, args.steps, args.dilate)
+        folder = tempfile.mkdtemp(prefix="seedfinder-edits-")
+        model, clip, vae = load_demo(folder, wide=False)
+        flow = None if args.no_flow else load_demo(folder, wide=False, objective="flow")[0]
+        results, inversion_evaluations = edit_rows(nodes, model, clip, vae, images, args.steps, args.dilate, flow)
     head = (f"Demo ε model, {len(images)} images ({', '.join(data.caption(label) for label, _, _ in images)}), each "
             f"inverted with its caption ({args.steps} simple steps, euler, cfg 1; {inversion_evaluations:.0f} "
             f"evaluations on average over DDIM, FixedPoint, RNRI and EDICT) and edited with one word changed. "
             f"Attention edit: τ_c {EDIT.cross_fraction}, τ_s {EDIT.self_fraction}, exact source branch from the "
             f"FixedPoint seed; automatic mask: {EDIT.mask_source}, threshold {EDIT.mask_threshold}, "
             f"{EDIT.mask_steps} steps; cfg 1 for every method. Background metrics on 1 − mask (PIE-Bench), MSE ×10⁴; "
-            f"evaluations per edit (a batch of two counts as two, the mask pass included); wall time on this "
-            f"machine's CPU, one thread.")
+            f"evaluations per edit (a batch of two counts as two, the mask pass included; the inversions are "
+            f"shared and not counted); wall time on this machine's CPU, one thread.")
     sections, summaries = [], {}
     for kind in KINDS:
         lines, summaries[kind] = table(kind, results[kind], images, args.dilate)
@@ -297,7 +351,8 @@ def main():
     methods = [name for name in results["colour"] if name != "VAE round trip"]
     with open(os.path.join(args.out, "edits.md"), "w") as f:
         f.write(f"# Edits in PIE-Bench's metrics\n\n`python -m bench.edits --steps {args.steps} --dilate "
-                f"{args.dilate}`\n\n{text}\n\n![edits](edits.png)\n\nThe grid: a row per edit type (colour, shape, "
+                f"{args.dilate}{' --no-flow' if args.no_flow else ''}`\n\n"
+                f"{text}\n\n![edits](edits.png)\n\nThe grid: a row per edit type (colour, shape, "
                 f"background) and image; columns: the source, then {', '.join(methods)}.\n")
 
 
