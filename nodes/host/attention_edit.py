@@ -1,11 +1,15 @@
 """An attention-control edit as a GUIDER for SamplerCustomAdvanced (docs/architecture.md §4, docs/methods.md §15).
 
 The guider samples the source and the target branch side by side from the same NOISE as one batch of two, through one
-clone of the model whose UNet attention runs `branch_attention` (ComfyUI's attention replace patches, patches.py):
+clone of the model. On a UNet its attention runs `branch_attention` (ComfyUI's attention replace patches, patches.py):
 for the first τ_c of the steps the target branch's cross-attention maps are the source branch's (Prompt-to-Prompt's
-word swap), for the first τ_s its self-attention maps (Plug-and-Play). With the invert node's NOISE connected, the
-source branch follows the inverted trajectory exactly (DirectInversion's correction); with a MASK, outside it the
-target branch is the source branch. The stock sampler sees a batch of two; the guider returns the target branch.
+word swap), for the first τ_s its self-attention maps (Plug-and-Play). On Flux and SD3 each double block runs through
+`dit_block` ("dit" block replace) and its attention through `shared_kv` (the attention override): the target's image
+tokens take the source's keys and values for the first τ_s of the steps, and outside the mask at every step
+(KV-Edit). With the invert node's NOISE connected, the source branch follows the inverted trajectory exactly
+(DirectInversion's correction), and with no MASK given a short pass over the trajectory finds one
+(`automatic_mask`); with a mask, outside it the target branch is the source branch. The stock sampler sees a batch of
+two; the guider returns the target branch.
 """
 import math
 from dataclasses import dataclass
@@ -233,8 +237,9 @@ def mask_pass_steps(steps: int, count: int) -> list:
     return list(range(max(steps - count, 0), steps))
 
 
-UNET_VAE_FACTOR = 8
-"""Pixels per latent cell of every UNet family's VAE (SD1.x, SD2, SDXL): the automatic MASK's output scale."""
+VAE_FACTOR = 8
+"""Pixels per latent cell of the VAE of every family the guider takes (SD1.x, SD2, SDXL, SD3, Flux): the scale at
+which the node shows a mask it found."""
 
 
 class AttentionEditGuider(comfy.samplers.CFGGuider):
@@ -401,7 +406,7 @@ def attention_edit_guider(model, source: Prompt, target: Prompt, options: Attent
     guider = AttentionEditGuider(model, source, target, options, noise, mask)
     if mask is None and noise is not None and options.auto_mask:
         found = guider.automatic_mask()
-        guider.mask = found.repeat_interleave(UNET_VAE_FACTOR, -2).repeat_interleave(UNET_VAE_FACTOR, -1)
+        guider.mask = found.repeat_interleave(VAE_FACTOR, -2).repeat_interleave(VAE_FACTOR, -1)
     return guider
 
 
@@ -414,4 +419,4 @@ def shown_mask(guider: AttentionEditGuider) -> torch.Tensor:
     if guider.seed is None:
         return torch.ones(1, 1, 1)
     batch, _, height, width = guider.seed.trajectory[0].shape
-    return torch.ones(batch, height * UNET_VAE_FACTOR, width * UNET_VAE_FACTOR)
+    return torch.ones(batch, height * VAE_FACTOR, width * VAE_FACTOR)
