@@ -23,7 +23,7 @@ Metrics:
   measures on photographs; it needs no downloaded network;
 - edit success by demo_model.measure: the target's changed attribute and the source's other attributes (colour edit:
   target colour, source background; shape: target shape, source colour; background: target background, source
-  colour); the demo model follows shape words only part of the time (docs/editing.md);
+  colour); the demo model follows shape words only part of the time (demo_model/README.md);
 - automatic mask IoU with the edit region; model evaluations per edit (a batch of two counts as two; the mask pass
   included) counted by a post-CFG function, and wall time per edit (the inversions, shared, separately).
 A picture grid (bench/results/edits.png): per edit type and image, the source and every method's edit.
