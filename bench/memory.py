@@ -1,10 +1,15 @@
-"""Memory of one inversion step against one step of ComfyUI's own sampler, on the CPU tiny model.
+"""Memory of one inversion step against one step of ComfyUI's own sampler, on the CPU tiny model; with --edit, the
+attention edit's modes against a plain sample.
 
 Each run is its own process (peak RSS is per process): the model is loaded, then either DDIM Invert (1 step) or
 core's common_ksampler (1 euler step, the same latent, prompt and schedule) runs while a thread samples the RSS.
 After the run: the RSS held, then the RSS after glibc's malloc_trim (what is still held once the allocator returns
 its cached free blocks to the system), then after three more runs (does anything accumulate?).
-usage: .host/venv/bin/python -m bench.memory [--size 128]
+--edit: the seed of a 2-step DDIM inversion, then (measured) a 2-step euler sample from it through CFGGuider (plain)
+or through the Attention Edit Guider with no mask, its automatic mask (the mask pass included), or a given mask, on
+the tiny model or SD1.5's full-size architecture with random weights (--model sd15); and, computed from the shapes,
+the state the edit keeps for SDXL, Flux and Wan at their usual sizes (`edit_state_rows`).
+usage: .host/venv/bin/python -m bench.memory [--size 128] [--edit] [--model tiny|sd15]
 """
 import argparse
 import ctypes
@@ -74,13 +79,103 @@ def one_run(kind: str, size: int) -> None:
           f"{(again - base) / MiB:+.0f} |", flush=True)
 
 
+EDIT_KINDS = ("plain sample", "attention edit, no mask", "attention edit + automatic mask", "attention edit + mask")
+STEPS = 2
+
+
+def one_edit_run(kind: str, size: int, model_name: str) -> None:
+    """Measure one of EDIT_KINDS in this process (the seed's inversion before the baseline) and print one row."""
+    import psutil
+    import torch
+
+    from tests.support.inprocess import full_size_model, import_pack, random_conditioning, tiny_model
+    import_pack()
+    import comfy.samplers
+    from seedfinder.nodes import host
+    from seedfinder.solvers import AttentionEditOptions, ddim_invert
+
+    process = psutil.Process()
+    with torch.inference_mode():
+        model, source = ((tiny_model(), random_conditioning(0)) if model_name == "tiny"
+                         else full_size_model(model_name, torch.float32))
+        target = random_conditioning(1)
+        sigmas = host.build_schedule(model, STEPS, "simple", 1.0, None).sigmas
+        latent = {"samples": torch.randn(1, 4, size, size, generator=torch.Generator().manual_seed(0))}
+        seed = host.run_inversion(ddim_invert, model, host.Prompt(source, None, 1.0), latent, sigmas,
+                                  host.HandOff("ddim")).noise
+        empty = torch.zeros(1, 4, size, size)
+        noise = seed.generate_noise({"samples": empty})
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    base = process.memory_info().rss
+    peak, running = [base], [True]
+
+    def watch():
+        while running[0]:
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with torch.inference_mode():
+        if kind == "plain sample":
+            guider = comfy.samplers.CFGGuider(model)
+            guider.inner_set_conds({"positive": target})
+        else:
+            mask = torch.zeros(1, 8 * size, 8 * size)
+            mask[..., :4 * size] = 1.0
+            guider = host.attention_edit_guider(
+                model, host.Prompt(source, None, 1.0), host.Prompt(target, None, 1.0),
+                AttentionEditOptions(auto_mask=kind.endswith("automatic mask"), mask_steps=STEPS), seed,
+                mask if kind.endswith("+ mask") else None)
+        guider.sample(noise, empty, comfy.samplers.sampler_object("euler"), sigmas, disable_pbar=True, seed=0)
+    running[0] = False
+    watcher.join()
+    print(f"| {kind} | {(peak[0] - base) / MiB:+.0f} |", flush=True)
+
+
+def edit_state_rows() -> list:
+    """(model, size, latent shape, steps, what the edit keeps in MiB) computed from the shapes: the seed's trajectory
+    (one fp32 latent per σ, on the CPU) and the automatic mask's running sums (one latent-sized map); no attention map
+    or K/V outlives its block, since both branches run in one batch (which doubles the activations of each
+    evaluation, as a batch of two images does)."""
+    rows = []
+    for name, size, shape, steps in (("SD1.5", "512²", (1, 4, 64, 64), 20), ("SDXL", "1024²", (1, 4, 128, 128), 30),
+                                     ("Flux", "1024²", (1, 16, 128, 128), 28),
+                                     ("Wan 2.1", "832×480, 81 frames", (1, 16, 21, 60, 104), 30)):
+        latent = 4
+        for extent in shape:
+            latent *= extent
+        mask = 4 * shape[0] * shape[-2] * shape[-1]
+        rows.append((name, size, shape, steps, ((steps + 1) * latent + mask) / MiB))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128, help="latent height and width")
-    parser.add_argument("--kind", choices=("seedfinder", "comfyui"), help=argparse.SUPPRESS)
+    parser.add_argument("--edit", action="store_true", help="the attention edit's modes against a plain sample")
+    parser.add_argument("--model", choices=("tiny", "sd15"), default="tiny")
+    parser.add_argument("--kind", choices=("seedfinder", "comfyui", *EDIT_KINDS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.kind in EDIT_KINDS:
+        return one_edit_run(args.kind, args.size, args.model)
     if args.kind:
         return one_run(args.kind, args.size)
+    if args.edit:
+        model = "the tests' tiny SD1.5-architecture model" if args.model == "tiny" else \
+            "SD1.5's full-size architecture, random weights, fp32"
+        print(f"1×4×{args.size}×{args.size} latent, {model}, CPU, {STEPS} euler steps from a DDIM seed; peak RSS in "
+              f"MiB above the loaded model and the seed\n")
+        print("| run | peak |\n|---|---|")
+        for kind in EDIT_KINDS:
+            subprocess.run([sys.executable, "-m", "bench.memory", "--kind", kind, "--size", str(args.size),
+                            "--model", args.model], check=True, stderr=subprocess.DEVNULL)
+        print("\nWhat the edit keeps, from the shapes (trajectory: one fp32 latent per σ; the mask pass: one "
+              "latent-sized map)\n\n| model | size | latent | steps | kept (MiB) |\n|---|---|---|---|---|")
+        for name, size, shape, steps, mib in edit_state_rows():
+            print(f"| {name} | {size} | {'×'.join(map(str, shape))} | {steps} | {mib:.1f} |")
+        return None
     print(f"1×4×{args.size}×{args.size} latent, tiny SD1.5-architecture model, CPU; MiB against the loaded model\n")
     print("| run | peak | held after | held after malloc_trim | after 3 more runs, trimmed |")
     print("|---|---|---|---|---|")

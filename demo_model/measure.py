@@ -36,9 +36,10 @@ def shape_of(mask: np.ndarray) -> str:
     return max(overlaps, key=overlaps.get)
 
 
-def classify(image: np.ndarray) -> tuple:
-    """(colour, shape, background) of a uint8 (64, 64, 3) image: background from the border, shape colour from the
-    pixels far from it, shape from the mask of pixels nearer the shape colour than the background."""
+def segment(image: np.ndarray) -> tuple:
+    """(shape colour or None, background colour, object mask) of a uint8 (64, 64, 3) image: background from the
+    border, shape colour from the pixels far from it, the mask of pixels nearer the shape colour than the background
+    (all False when no shape stands out)."""
     pixels = image.astype(np.float64)
     frame = np.concatenate([pixels[:BORDER].reshape(-1, 3), pixels[-BORDER:].reshape(-1, 3),
                             pixels[:, :BORDER].reshape(-1, 3), pixels[:, -BORDER:].reshape(-1, 3)])
@@ -46,9 +47,16 @@ def classify(image: np.ndarray) -> tuple:
     distance = np.sqrt(np.square(pixels - bg).sum(axis=-1))
     far = distance > max(60.0, 0.5 * distance.max())
     if far.sum() < 9:
-        return "none", "none", nearest(bg, data.BACKGROUNDS)
+        return None, bg, np.zeros(pixels.shape[:2], dtype=bool)
     fg = np.median(pixels[far], axis=0)
     # the half-way boundary between the two colours, as the shape was drawn (anti-aliased edges are mixtures)
     axis = fg - bg
-    mask = ((pixels - bg) @ axis) / (axis @ axis) > 0.5
+    return fg, bg, ((pixels - bg) @ axis) / (axis @ axis) > 0.5
+
+
+def classify(image: np.ndarray) -> tuple:
+    """(colour, shape, background) of a uint8 (64, 64, 3) image, from `segment`."""
+    fg, bg, mask = segment(image)
+    if fg is None:
+        return "none", "none", nearest(bg, data.BACKGROUNDS)
     return nearest(fg, data.COLOURS), shape_of(mask), nearest(bg, data.BACKGROUNDS)

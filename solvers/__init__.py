@@ -5,7 +5,17 @@ its options are one frozen dataclass per method (`FixedPointOptions`, `RNRIOptio
 A node's method spec binds them once into an `InversionMethod`, which the host adapter calls with ComfyUI's guided
 denoiser.
 """
-from .attention_edit import P2P_PAPER, AttentionEditOptions, blend_outside, injects, landing_denoised
+from .attention_edit import (
+    MASK_SOURCES,
+    P2P_PAPER,
+    AttentionEditOptions,
+    blend_outside,
+    edited_token,
+    injects,
+    landing_denoised,
+    threshold_mask,
+    token_attention,
+)
 from .core import (
                    EULER,
                    Callback,
@@ -80,7 +90,8 @@ from .samplers import SAMPLERS, STAGE_SAMPLERS, STOCHASTIC_SAMPLERS, sampler_rul
 from .seed_select import SeedSelectOptions, seed_select
 
 __all__ = [
-    "P2P_PAPER", "AttentionEditOptions", "blend_outside", "injects", "landing_denoised",
+    "MASK_SOURCES", "P2P_PAPER", "AttentionEditOptions", "blend_outside", "edited_token", "injects", "landing_denoised",
+    "threshold_mask", "token_attention",
     "EULER", "Callback", "CountingDenoiser", "Denoiser", "InputScale", "InversionMethod", "InversionResult",
     "ModelGradient", "Noising", "Stage", "Stepper", "Stepping", "StepProblem", "StepRule", "Sweeps",
     "describe_sigmas", "euler_rule", "euler_step", "inverse_step_map", "invert_by_stages", "invert_by_steps",

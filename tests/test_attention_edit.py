@@ -5,10 +5,11 @@ import pytest
 import torch
 from support.inprocess import import_pack, random_conditioning, tiny_model
 
-from solvers import AttentionEditOptions, injects, landing_denoised
+from solvers import AttentionEditOptions, edited_token, injects, landing_denoised, threshold_mask, token_attention
 
 STEPS = 6
-OFF = AttentionEditOptions(cross_fraction=0.0, self_fraction=0.0)
+OFF = AttentionEditOptions(cross_fraction=0.0, self_fraction=0.0, auto_mask=False)
+SHARED = AttentionEditOptions(1.0, 1.0, auto_mask=False)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,31 @@ def test_the_injected_steps_are_the_first_fraction():
         AttentionEditOptions(cross_fraction=1.5)
 
 
+def test_the_edited_token_is_the_first_that_differs():
+    source = torch.randn(77, 8)
+    target = source.clone()
+    target[5:] += 1.0  # a causal encoder changes the edited word and every token after it
+    assert edited_token(source, target) == 5 and edited_token(source, source.clone()) == -1
+
+
+def test_token_attention_is_the_softmax_column_of_the_token_averaged_over_heads():
+    q, k = torch.randn(2, 6, 8), torch.randn(2, 5, 8)
+    heads, tokens = 2, torch.tensor([1, 3])
+    per_head = torch.softmax(q.reshape(2, 6, 2, 4).transpose(1, 2) @ k.reshape(2, 5, 2, 4).transpose(1, 2)
+                             .transpose(-1, -2) / 2.0, dim=-1)
+    expected = torch.stack([per_head[b, :, :, tokens[b]].mean(0) for b in range(2)])
+    assert torch.allclose(token_attention(q, k, heads, tokens), expected, atol=1e-6)
+
+
+def test_the_threshold_is_a_fraction_of_each_maps_peak():
+    score = torch.tensor([[[0.0, 1.0], [2.0, 4.0]], [[10.0, 0.0], [0.0, 3.0]]])
+    assert threshold_mask(score, 0.4).tolist() == [[[0, 0], [1, 1]], [[1, 0], [0, 0]]]
+    with pytest.raises(ValueError, match=r"mask_threshold: expected a fraction in \(0, 1\), got 1.0"):
+        AttentionEditOptions(mask_threshold=1.0)
+    with pytest.raises(ValueError, match="mask_source: expected one of"):
+        AttentionEditOptions(mask_source="words")
+
+
 def test_the_seed_carries_one_latent_per_sigma_from_the_seed_to_the_image(setup):
     _, sigmas, image, seed = setup
     assert len(seed.trajectory) == len(sigmas)
@@ -69,7 +95,7 @@ def test_the_seed_carries_one_latent_per_sigma_from_the_seed_to_the_image(setup)
     assert torch.allclose(seed.trajectory[0], seed.model_latent())
 
 
-@pytest.mark.parametrize("options", [OFF, AttentionEditOptions(), AttentionEditOptions(1.0, 1.0)])
+@pytest.mark.parametrize("options", [OFF, AttentionEditOptions(), SHARED])
 def test_the_corrected_source_regenerates_the_image_and_an_unedited_target_is_the_source(setup, options):
     _, _, image, _ = setup
     source, target = sample(setup, 0, options)
@@ -93,8 +119,8 @@ def test_without_injection_mask_or_correction_the_target_is_plain_re_prompting(s
 def test_the_source_maps_move_the_target_toward_the_source(setup):
     """Sharing the source's attention maps keeps the target closer to the source than re-prompting does."""
     free = sample(setup, 1, OFF)
-    shared = sample(setup, 1, AttentionEditOptions(1.0, 1.0))
-    cross_only = sample(setup, 1, AttentionEditOptions(1.0, 0.0))
+    shared = sample(setup, 1, SHARED)
+    cross_only = sample(setup, 1, AttentionEditOptions(1.0, 0.0, auto_mask=False))
     gaps = [relative(target, source) for source, target in (free, shared, cross_only)]
     assert gaps[1] < gaps[0] and gaps[2] != gaps[0], gaps
 
@@ -169,7 +195,7 @@ def test_with_guidance_the_cond_and_uncond_chunks_each_pair_their_branches(setup
         return share(q, k, v, chunks)
 
     monkeypatch.setattr(attention_edit, "with_source_maps", spy)
-    options = AttentionEditOptions(1.0, 1.0, cfg=3.0)
+    options = AttentionEditOptions(1.0, 1.0, cfg=3.0, auto_mask=False)
     empty = torch.zeros(1, 4, 8, 8)
     prompt = host.Prompt(random_conditioning(0), random_conditioning(2), 3.0)
     guider = host.attention_edit_guider(model, prompt, prompt, options, seed)
@@ -180,3 +206,25 @@ def test_with_guidance_the_cond_and_uncond_chunks_each_pair_their_branches(setup
     assert relative(target, source) <= 1e-6
     # each chunk (cond, uncond: together, or apart when memory is short) holds one source and one target row
     assert seen and all(rows == 2 * chunks for rows, chunks in seen) and max(c for _, c in seen) <= 2, set(seen)
+
+
+@pytest.mark.parametrize("source, threshold", [("noise difference", 0.9), ("cross-attention", 0.995)])
+def test_the_automatic_mask_keeps_the_target_the_source_outside_it(setup, source, threshold):
+    """The mask pass finds some cells and not others; the node shows the mask at the pixels its cells cover; where it
+    found none the edited target is the source's reconstruction (the image, checked once); the same prompt finds
+    nothing to edit."""
+    from seedfinder.nodes import host
+    model, _, image, seed = setup
+    # random prompts differ everywhere, and a random UNet's attention is nearly uniform: high thresholds
+    options = AttentionEditOptions(mask_source=source, mask_threshold=threshold)
+    guider = host.attention_edit_guider(model, _prompt(0), _prompt(1), options, seed)
+    cells = guider.automatic_mask()
+    shown = host.shown_mask(guider)
+    assert shown.shape == (1, 64, 64) and torch.equal(shown[:, ::8, ::8], cells)
+    assert 0 < cells.sum() < cells.numel(), cells
+    if source == "noise difference":
+        _, target = sample(setup, 1, options)  # one latent (channels, h, w) of the batch [source, target]
+        keep, image = (cells[0] == 0).expand_as(target), image[0]
+        assert relative(target[keep], image[keep]) <= 1e-4
+        assert relative(target[~keep], image[~keep]) > 1e-2
+        assert not host.attention_edit_guider(model, _prompt(0), _prompt(0), options, seed).mask.any()

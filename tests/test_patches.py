@@ -77,3 +77,50 @@ def test_an_unknown_attention_is_refused(model):
     from seedfinder.nodes.host import patches
     with pytest.raises(ValueError, match="attention: expected one of"):
         patches.attention_replaced(model, "attn3", [], patches.ordinary_attention)
+
+
+def test_a_dit_target_takes_the_source_keys_and_values_of_the_chosen_image_tokens(model):
+    """[source, target] rows of 2 text and 3 image tokens (the image's last, as Flux and SD3 join them), in two
+    cond/uncond chunks: the target's image tokens where `take` is 1 become the source's; its text tokens, the source
+    rows and v's layout stay."""
+    from seedfinder.nodes.host import attention_edit
+    k = torch.arange(2 * 2 * 5 * 3, dtype=torch.float32).reshape(4, 5, 3)  # (chunks·2, tokens, width)
+    take = torch.tensor([[1.0, 0.0, 1.0]])
+    shared_k, shared_v = attention_edit.with_source_kv(k, k + 100, chunks=2, axis=1, image_tokens=3, take=take)
+    for chunk in (0, 2):
+        source, target = k[chunk], k[chunk + 1]
+        assert torch.equal(shared_k[chunk], source)
+        assert torch.equal(shared_k[chunk + 1][:2], target[:2])  # the text tokens stay the target's
+        assert torch.equal(shared_k[chunk + 1][2:], torch.stack([source[2], target[3], source[4]]))
+    assert torch.equal(shared_v - 100, shared_k)
+    heads_first = k.reshape(4, 5, 1, 3).transpose(1, 2)  # Flux's (rows, heads, tokens, d): the tokens on axis 2
+    flux_k, _ = attention_edit.with_source_kv(heads_first, heads_first, chunks=2, axis=2, image_tokens=3, take=take)
+    assert torch.equal(flux_k.transpose(1, 2).reshape(4, 5, 3), shared_k)
+
+
+def test_the_dit_override_swaps_keys_and_values_in_a_blocks_first_attention_only(model):
+    """shared_kv with a recording attention: in a block's first call the target's image tokens get the source's k and
+    v; its second call (Wan's cross-attention), a call outside any block and a step that takes none pass unchanged."""
+    from seedfinder.nodes.host import attention_edit
+    seen = []
+
+    def attention(q, k, v, heads, **kwargs):
+        seen.append((k.clone(), v.clone()))
+        return q
+
+    q = k = torch.arange(2 * 4 * 2, dtype=torch.float32).reshape(2, 4, 2)  # [source, target], 1 text + 3 image
+    step = attention_edit.EditStep(frozenset(), source_tokens=torch.ones(1, 3))
+    block = attention_edit.DitBlock(image_tokens=3)
+    options = {attention_edit.EDIT_STEP: step, attention_edit.EDIT_BLOCK: block, "cond_or_uncond": [0]}
+    for _ in range(2):
+        attention_edit.shared_kv(attention, q, k, k + 1, 1, transformer_options=options)
+    attention_edit.shared_kv(attention, q, k, k + 1, 1, transformer_options={attention_edit.EDIT_STEP: step,
+                                                                              "cond_or_uncond": [0]})
+    taking_none = attention_edit.EditStep(frozenset())
+    attention_edit.shared_kv(attention, q, k, k + 1, 1, transformer_options={
+        attention_edit.EDIT_STEP: taking_none, attention_edit.EDIT_BLOCK: attention_edit.DitBlock(3),
+        "cond_or_uncond": [0]})
+    first = seen[0]
+    assert torch.equal(first[0][1, 1:], k[0, 1:]) and torch.equal(first[0][1, 0], k[1, 0])
+    assert torch.equal(first[1], first[0] + 1)
+    assert all(torch.equal(later[0], k) for later in seen[1:]) and block.calls == 2

@@ -7,7 +7,8 @@
             source and target prompts in one guider
 - handoff:  the seed as NOISE, LATENT and SAMPLER (fixed noises; EDICT/BDIA's coupled sampler; a solver's own sampler)
 - method:   a method's descriptor (MethodSpec): its kind, what its trace means, how it binds and regenerates
-- attention_edit: an attention-control edit (Prompt-to-Prompt, Plug-and-Play) as a GUIDER, its source branch exact
+- attention_edit: an attention-control edit (Prompt-to-Prompt, Plug-and-Play) as a GUIDER, its source branch exact,
+            its automatic mask
 - patches:  model patches (attention replace, attention override): patched clones of a MODEL
 - report:   the node's ui summary and its quality warning
 - progress: ProgressBar and interruption checks
@@ -17,7 +18,7 @@ Nodes import this package (`from . import host`) and call these names; nothing e
 sampling internals.
 """
 from . import patches
-from .attention_edit import AttentionEditGuider, attention_edit_guider
+from .attention_edit import AttentionEditGuider, attention_edit_guider, shown_mask
 from .checks import nonfinite_cause, validate_inputs
 from .family import (
     FAMILIES,
@@ -51,7 +52,7 @@ from .schedule import SCHEDULER_NAMES, Schedule, build_schedule
 from .seed_select import run_seed_select
 
 __all__ = [
-    "patches", "AttentionEditGuider", "attention_edit_guider",
+    "patches", "AttentionEditGuider", "attention_edit_guider", "shown_mask",
     "nonfinite_cause", "validate_inputs", "FAMILIES", "Family", "family_of", "model_family",
     "timestep_sigmas", "model_space", "noising", "noising_prior", "require_flow", "sampler_steps", "sampling_shift",
     "step_rule", "GuidedRun", "Prompt", "SolverSampler", "differentiable", "guided_denoiser", "run_edit",

@@ -1,11 +1,15 @@
 """An attention-control edit as a GUIDER for SamplerCustomAdvanced (docs/architecture.md §4, docs/methods.md §15).
 
 The guider samples the source and the target branch side by side from the same NOISE as one batch of two, through one
-clone of the model whose UNet attention runs `branch_attention` (ComfyUI's attention replace patches, patches.py):
+clone of the model. On a UNet its attention runs `branch_attention` (ComfyUI's attention replace patches, patches.py):
 for the first τ_c of the steps the target branch's cross-attention maps are the source branch's (Prompt-to-Prompt's
-word swap), for the first τ_s its self-attention maps (Plug-and-Play). With the invert node's NOISE connected, the
-source branch follows the inverted trajectory exactly (DirectInversion's correction); with a MASK, outside it the
-target branch is the source branch. The stock sampler sees a batch of two; the guider returns the target branch.
+word swap), for the first τ_s its self-attention maps (Plug-and-Play). On Flux and SD3 each double block runs through
+`dit_block` ("dit" block replace) and its attention through `shared_kv` (the attention override): the target's image
+tokens take the source's keys and values for the first τ_s of the steps, and outside the mask at every step
+(KV-Edit). With the invert node's NOISE connected, the source branch follows the inverted trajectory exactly
+(DirectInversion's correction), and with no MASK given a short pass over the trajectory finds one
+(`automatic_mask`); with a mask, outside it the target branch is the source branch. The stock sampler sees a batch of
+two; the guider returns the target branch.
 """
 import math
 from dataclasses import dataclass
@@ -18,7 +22,16 @@ import comfy.utils
 import torch
 import torch.nn.functional as F
 
-from ...solvers import AttentionEditOptions, blend_outside, describe_sigmas, injects, landing_denoised
+from ...solvers import (
+    AttentionEditOptions,
+    blend_outside,
+    describe_sigmas,
+    edited_token,
+    injects,
+    landing_denoised,
+    threshold_mask,
+    token_attention,
+)
 from . import patches
 from .checks import nonfinite_cause
 from .guided import Prompt
@@ -26,14 +39,44 @@ from .handoff import Seed
 
 EDIT_STEP = "seedfinder_edit_step"
 """The key in an evaluation's transformer_options under which the guider hands the attention callbacks its EditStep."""
+EDIT_BLOCK = "seedfinder_edit_block"
+"""The key in a DiT block's transformer_options under which the block replace hands the attention override its
+DitBlock."""
+
+
+class WordAttention:
+    """The automatic mask's running sum: each branch's attention to its edited word (`tokens`, one per row of the
+    batch [source × B, target × B]), over the cross-attention layers and the evaluations of the mask pass, at the
+    latent's size (B, h, w). The one state the mask pass keeps: a latent-sized map per image."""
+
+    def __init__(self, tokens: torch.Tensor, size: tuple):
+        self.tokens, self.size = tokens, size
+        self.total = torch.zeros(len(tokens) // 2, *size)
+
+    def add(self, q: torch.Tensor, k: torch.Tensor, extra_options: dict) -> None:
+        """Add one cross-attention layer's maps of the conditional rows (its `activations_shape` gives the grid)."""
+        height, width = extra_options["activations_shape"][-2:]
+        rows = len(self.tokens)
+        for chunk, kind in enumerate(extra_options["cond_or_uncond"]):
+            if kind != 0:  # 0 is the conditional part: the prompt's words, as CFG's uncond has none
+                continue
+            part = slice(chunk * rows, (chunk + 1) * rows)
+            maps = token_attention(q[part], k[part], extra_options["n_heads"], self.tokens)
+            grid = F.interpolate(maps.reshape(rows, 1, height, width), size=self.size, mode="bilinear",
+                                 align_corners=False)[:, 0].cpu()
+            self.total += grid[:rows // 2] + grid[rows // 2:]
 
 
 @dataclass(frozen=True)
 class EditStep:
     """All the edit keeps for one evaluation: which attentions (attn1, attn2) of the target branch take the source
-    branch's maps at this step. It lives in that evaluation's transformer_options only; since both branches run in
-    one batch, no attention map or K/V is stored between blocks or steps."""
+    branch's maps at this step, and in the mask pass the word attention it adds to. It lives in that evaluation's
+    transformer_options only; since both branches run in one batch, no attention map or K/V is stored between blocks
+    or steps."""
     injected: frozenset
+    words: Optional[WordAttention] = None
+    source_tokens: Optional[torch.Tensor] = None
+    """DiT: (B, image tokens), 1 where the target's image token takes the source's key and value at this step."""
 
 
 @dataclass
@@ -68,11 +111,70 @@ def branch_attention(attention: str) -> patches.AttentionReplace:
     EditStep injects it, ordinary attention otherwise."""
     def replace(q, k, v, extra_options):
         step = extra_options.get(EDIT_STEP)
+        if step is not None and step.words is not None and attention == "attn2":
+            step.words.add(q, k, extra_options)
         if step is not None and attention in step.injected:
             q, k, v = with_source_maps(q, k, v, len(extra_options["cond_or_uncond"]))
         return patches.ordinary_attention(q, k, v, extra_options)
 
     return replace
+
+
+@dataclass
+class DitBlock:
+    """What a DiT block's attention override needs to know: how many of the sequence's last tokens are the image's,
+    and how many attention calls the block has made (its first is the self or joint attention; Wan's second is
+    cross-attention to the prompt)."""
+    image_tokens: int
+    calls: int = 0
+
+
+def dit_block(args: dict, extra: dict) -> dict:
+    """The "dit" double-block replace: the block itself, its transformer_options naming it a DitBlock."""
+    options = {**args["transformer_options"], EDIT_BLOCK: DitBlock(args["img"].shape[1])}
+    return extra["original_block"]({**args, "transformer_options": options})
+
+
+def with_source_kv(k: torch.Tensor, v: torch.Tensor, chunks: int, axis: int, image_tokens: int,
+                   take: torch.Tensor) -> tuple:
+    """(k, v) in which the target rows' image tokens are the source rows' where `take` (B, image tokens) is 1: the
+    target attends to the source's keys and values there (FireFlow / RF-Solver-Edit's injection, KV-Edit's kept
+    background). The tokens lie along `axis`, the image's last; each cond/uncond chunk of the batch is
+    [source × B, target × B]."""
+    batch = take.shape[0]
+
+    def mixed(tensor: torch.Tensor) -> torch.Tensor:
+        tokens = tensor.movedim(axis, 1)
+        parts = tokens.reshape(chunks, 2, batch, *tokens.shape[1:])
+        source, target = parts[:, 0], parts[:, 1]
+        length = tokens.shape[1]
+        weight = take.to(tensor).reshape(1, batch, image_tokens, *[1] * (tokens.ndim - 2))
+        image = slice(length - image_tokens, length)
+        target_image = weight * source[:, :, image] + (1 - weight) * target[:, :, image]
+        target = torch.cat([target[:, :, :length - image_tokens], target_image], dim=2)
+        return torch.stack([source, target], dim=1).reshape(tokens.shape).movedim(1, axis)
+
+    return mixed(k), mixed(v)
+
+
+def shared_kv(attention, q, k, v, *args, **kwargs):
+    """The attention override of a DiT: in a block's first attention (self or joint), the target's image tokens take
+    the source's keys and values where the EditStep says; every other attention runs unchanged."""
+    options = kwargs.get("transformer_options") or {}
+    block, step = options.get(EDIT_BLOCK), options.get(EDIT_STEP)
+    if block is not None and step is not None and step.source_tokens is not None and block.calls == 0:
+        k, v = with_source_kv(k, v, len(options["cond_or_uncond"]), 2 if kwargs.get("skip_reshape") else 1,
+                              block.image_tokens, step.source_tokens)
+    if block is not None:
+        block.calls += 1
+    return attention(q, k, v, *args, **kwargs)
+
+
+def token_mask(mask: torch.Tensor, patch: tuple) -> torch.Tensor:
+    """A latent-size mask (B, 1, h, w) at a DiT's image tokens (B, tokens), row by row as the DiT patchifies: each
+    token takes the largest value of the cells its patch covers."""
+    pooled = F.max_pool2d(mask.float(), patch[-2:], ceil_mode=True)
+    return pooled.flatten(1)
 
 
 def paired_conditioning(source: list, target: list, batch: int, names: tuple) -> list:
@@ -111,21 +213,87 @@ def latent_mask(mask: torch.Tensor, shape: tuple) -> torch.Tensor:
     return F.adaptive_max_pool2d(planes, tuple(shape[-2:])).clamp(0, 1)
 
 
+class TrajectoryEvaluations(comfy.samplers.Sampler):
+    """The mask pass as a comfy Sampler: the guided model evaluated at the trajectory's latents of `steps` (both
+    branches at the source's latent), summing |D_target − D_source| over the channels and steps into `difference`
+    (B, h, w) (DiffEdit's noise-estimate difference); returns the latent it was given."""
+
+    def __init__(self, trajectory: list, steps: list):
+        self.trajectory, self.steps = trajectory, steps
+        self.difference = torch.zeros(trajectory[0].shape[0], *trajectory[0].shape[-2:])
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        for step in self.steps:
+            x = self.trajectory[step].to(noise)
+            source, target = model_wrap(torch.cat([x, x]), sigmas[step] * x.new_ones(2 * x.shape[0]),
+                                        **extra_args).split(x.shape[0])
+            self.difference += (target - source).abs().mean(dim=1).float().cpu()
+        return latent_image
+
+
+def mask_pass_steps(steps: int, count: int) -> list:
+    """The last `count` steps before the image (of a schedule of `steps`): the latents the mask pass evaluates."""
+    return list(range(max(steps - count, 0), steps))
+
+
+VAE_FACTOR = 8
+"""Pixels per latent cell of the VAE of every family the guider takes (SD1.x, SD2, SDXL, SD3, Flux): the scale at
+which the node shows a mask it found."""
+
+
 class AttentionEditGuider(comfy.samplers.CFGGuider):
     """CFGGuider that samples the source and the target branch of an attention edit as one batch of two and returns
     the target branch (`sample_both` returns both: [source × B, target × B])."""
 
     def __init__(self, model, source: Prompt, target: Prompt, options: AttentionEditOptions,
                  seed: Optional[Seed] = None, mask: Optional[torch.Tensor] = None):
-        patches.require_unet(model, "the attention edit")
-        blocks = patches.unet_attention_blocks(model)
-        patched = model
-        for attention in patches.ATTENTIONS:
-            patched = patches.attention_replaced(patched, attention, blocks, branch_attention(attention))
+        patches.require_unet_or_dit(model, "the attention edit")
+        dit_blocks = patches.dit_double_blocks(model)
+        if dit_blocks:
+            if options.mask_source == "cross-attention" and options.auto_mask and mask is None and seed is not None:
+                raise ValueError("mask_source: cross-attention is read from a UNet's cross-attention layers; a DiT "
+                                 "(Flux, SD3) takes 'noise difference'")
+            patched = patches.attention_overridden(patches.blocks_replaced(model, dit_blocks, dit_block), shared_kv)
+            self.patch = patches.patch_size(model)
+        else:
+            blocks = patches.unet_attention_blocks(model)
+            patched = model
+            for attention in patches.ATTENTIONS:
+                patched = patches.attention_replaced(patched, attention, blocks, branch_attention(attention))
+            self.patch = None
         super().__init__(patched)
         self.set_cfg(options.cfg)
         self.source, self.target, self.options, self.seed, self.mask = source, target, options, seed, mask
         self.run: Optional[EditRun] = None
+        self.in_mask_pass = False
+        self.words: Optional[WordAttention] = None
+        """The cross-attention sum the mask pass adds to, when it reads the mask from cross-attention."""
+
+    def automatic_mask(self) -> torch.Tensor:
+        """The automatic mask (B, h, w) at the latent's size, 1 = edit, from a short pass over the seed's trajectory:
+        both branches evaluated at the source's last `mask_steps` latents before the image, with no injection; the
+        map (the denoised estimates' difference |D_target − D_source| averaged over channels, or each branch's
+        cross-attention to its edited word, the first token at which the prompts differ) summed over those
+        evaluations (and layers) and thresholded (`threshold_mask`)."""
+        trajectory = self.seed.trajectory
+        shape = tuple(trajectory[0].shape)
+        token = edited_token(self.source.positive[0][0][0], self.target.positive[0][0][0])
+        if token < 0:
+            return torch.zeros(shape[0], *shape[-2:])  # the same prompt: nothing to edit
+        evaluations = TrajectoryEvaluations(trajectory, mask_pass_steps(len(self.seed.sigmas) - 1,
+                                                                         self.options.mask_steps))
+        words = WordAttention(torch.full((2 * shape[0],), token), tuple(shape[-2:]))
+        self.words = words if self.options.mask_source == "cross-attention" else None
+        self.in_mask_pass = True
+        zeros = torch.zeros(shape)
+        try:
+            with torch.no_grad():
+                self.sample_pair(zeros, zeros, evaluations, self.seed.sigmas, None, disable_pbar=True, seed=0)
+        finally:
+            self.words, self.in_mask_pass = None, False
+        score = words.total if self.options.mask_source == "cross-attention" else evaluations.difference
+        return threshold_mask(score, self.options.mask_threshold)
 
     def trajectory(self, sampler, sigmas: torch.Tensor, shape: tuple) -> Optional[list]:
         """The seed's inverted trajectory, checked against the sampler, schedule and latent it will correct."""
@@ -155,6 +323,13 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
         if latent_image.is_nested or latent_image.ndim != 4:
             raise ValueError(f"latent_image: the attention edit takes an image latent (batch, channels, height, "
                              f"width), got shape {tuple(latent_image.shape)}")
+        trajectory = self.trajectory(sampler, sigmas, tuple(latent_image.shape))
+        return self.sample_pair(noise, latent_image, sampler, sigmas, trajectory, denoise_mask, callback,
+                                disable_pbar, seed)
+
+    def sample_pair(self, noise, latent_image, sampler, sigmas, trajectory: Optional[list], denoise_mask=None,
+                    callback=None, disable_pbar=False, seed=None) -> torch.Tensor:
+        """Both branches as one batch [source × B, target × B], the source corrected onto `trajectory` if given."""
         batch = latent_image.shape[0]
         conds = {"positive": paired_conditioning(self.source.positive, self.target.positive, batch,
                                                  ("source_positive", "target_positive"))}
@@ -163,8 +338,7 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
                                                     ("source_negative", "target_negative"))
         self.inner_set_conds(conds)
         mask = None if self.mask is None else latent_mask(self.mask, tuple(latent_image.shape))
-        self.run = EditRun(sigmas=sigmas.tolist(), batch=batch, mask=mask,
-                           trajectory=self.trajectory(sampler, sigmas, tuple(latent_image.shape)))
+        self.run = EditRun(sigmas=sigmas.tolist(), batch=batch, mask=mask, trajectory=trajectory)
         if denoise_mask is not None and denoise_mask.shape[0] > 1:
             denoise_mask = torch.cat([denoise_mask, denoise_mask])
         try:
@@ -177,6 +351,19 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
             raise ValueError(nonfinite_cause(self.model_patcher, latent_image, self.cfg, nonfinite_at))
         return output
 
+    def source_tokens(self, step: int, steps: int, shape: tuple) -> Optional[torch.Tensor]:
+        """DiT: which of the target's image tokens (B, tokens) take the source's keys and values at `step` of a latent
+        of `shape` (B, C, h, w): every one in the first τ_s of the steps, those outside the mask at every step; None
+        on a UNet, in the mask pass, or when none do."""
+        run = self.run
+        if self.patch is None or self.in_mask_pass:
+            return None
+        if injects(step, steps, self.options.self_fraction):
+            return token_mask(torch.ones(shape[0], 1, *shape[-2:]), self.patch)
+        if run.mask is None:
+            return None
+        return (1 - token_mask(run.mask, self.patch)).expand(shape[0], -1)
+
     def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006  (CFGGuider's signature)
         comfy.model_management.throw_exception_if_processing_interrupted()
         run = self.run
@@ -185,8 +372,10 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
         steps = len(run.sigmas) - 1
         injected = frozenset(attention for attention, fraction in (("attn2", self.options.cross_fraction),
                                                                    ("attn1", self.options.self_fraction))
-                             if injects(step, steps, fraction))
-        transformer_options = {**model_options.get("transformer_options", {}), EDIT_STEP: EditStep(injected)}
+                             if injects(step, steps, fraction) and not self.in_mask_pass)
+        transformer_options = {**model_options.get("transformer_options", {}),
+                               EDIT_STEP: EditStep(injected, self.words,
+                                                    self.source_tokens(step, steps, (run.batch, *x.shape[1:])))}
         denoised = super().predict_noise(x, timestep, {**model_options, "transformer_options": transformer_options},
                                          seed)
         if run.nonfinite_at is None and not torch.isfinite(denoised).all():
@@ -214,4 +403,20 @@ def attention_edit_guider(model, source: Prompt, target: Prompt, options: Attent
         raise ValueError(f"noise: expected the noise output of a DDIM, FixedPoint or RNRI Invert node with sampler "
                          f"euler, which carries its inverted trajectory; got {got}. Leave noise unconnected to sample "
                          f"both branches freely from the seed")
-    return AttentionEditGuider(model, source, target, options, noise, mask)
+    guider = AttentionEditGuider(model, source, target, options, noise, mask)
+    if mask is None and noise is not None and options.auto_mask:
+        found = guider.automatic_mask()
+        guider.mask = found.repeat_interleave(VAE_FACTOR, -2).repeat_interleave(VAE_FACTOR, -1)
+    return guider
+
+
+def shown_mask(guider: AttentionEditGuider) -> torch.Tensor:
+    """The MASK the node shows (B, H, W): the one the guider blends with (drawn, or found at the latent's cells and
+    shown at the pixels they cover), or, with none, all ones (the edit may change everything) at the seed's size if
+    known, else one pixel."""
+    if guider.mask is not None:
+        return guider.mask.reshape(-1, *guider.mask.shape[-2:]).float()
+    if guider.seed is None:
+        return torch.ones(1, 1, 1)
+    batch, _, height, width = guider.seed.trajectory[0].shape
+    return torch.ones(batch, height * VAE_FACTOR, width * VAE_FACTOR)

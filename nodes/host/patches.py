@@ -7,12 +7,18 @@ then inverts or samples with the patched clone like any other patched model.
   core's Self-Attention Guidance does; the callback gets the block's projected q, k, v and returns the attention output
 - attention override (any model whose attention goes through comfy.ldm.modules.attention, DiTs included):
   transformer_options["optimized_attention_override"], called with the attention function and its arguments
+- DiT block replace (Flux's double blocks, SD3's joint blocks, Wan's blocks): ModelPatcher.set_model_patch_replace
+  with "dit", ("double_block", i), as core's model patches do; the callback gets the block's inputs and
+  {"original_block": …}, and runs the block itself
 """
 from typing import Callable, Iterable
 
 import torch
+from comfy.ldm.flux.model import Flux
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
+from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
 from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+from comfy.ldm.wan.model import WanModel
 
 ATTENTIONS = ("attn1", "attn2")
 """A UNet transformer block's self-attention (attn1) and cross-attention to the prompt (attn2)."""
@@ -33,6 +39,45 @@ its arguments (q, k, v, heads, …, transformer_options=…)."""
 def ordinary_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
     """What the block computes without a patch: ComfyUI's optimized attention of the projected q, k, v."""
     return optimized_attention(q, k, v, heads=extra_options["n_heads"], attn_precision=extra_options["attn_precision"])
+
+
+DIT_BLOCKS = ((Flux, "double_blocks"), (MMDiT, "joint_blocks"), (WanModel, "blocks"))
+"""The DiT classes whose blocks ComfyUI 0.3.75 calls through "dit" ("double_block", i) replace patches, and the list
+of those blocks. Flux's single blocks have ("single_block", i) patches too; SD3's and Wan's have none other."""
+
+BlockReplace = Callable[[dict, dict], dict]
+"""replace(args, {"original_block": block}) -> the block's outputs; args holds img, txt, vec, pe and
+transformer_options as the model passes them."""
+
+
+def dit_double_blocks(model) -> int:
+    """How many ("double_block", i) blocks a DiT MODEL (Flux, SD3, Wan) has; 0 for any other model."""
+    net = model.get_model_object("diffusion_model")
+    return next((len(getattr(net, blocks)) for kind, blocks in DIT_BLOCKS if isinstance(net, kind)), 0)
+
+
+def patch_size(model) -> tuple:
+    """The DiT's patch (time, height, width) in latent cells: how its image tokens tile the latent."""
+    size = model.get_model_object("diffusion_model").patch_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return size if len(size) == 3 else (1, *size)
+
+
+def blocks_replaced(model, count: int, replace: BlockReplace):
+    """A clone of `model` whose ("double_block", i) DiT blocks, i < count, run `replace` around themselves."""
+    patched = model.clone()
+    for number in range(count):
+        patched.set_model_patch_replace(replace, "dit", "double_block", number)
+    return patched
+
+
+def require_unet_or_dit(model, feature: str) -> None:
+    """Refuse, naming `model`, a MODEL that is neither a UNet nor a DiT of DIT_BLOCKS."""
+    net = model.get_model_object("diffusion_model")
+    if not isinstance(net, UNetModel) and not dit_double_blocks(model):
+        raise ValueError(f"model: {feature} needs a UNet model (SD1.x, SD2, SDXL class), whose attention ComfyUI's "
+                         f"attention replace patches reach, or a DiT whose blocks its \"dit\" patches reach (Flux, "
+                         f"SD3, Wan); got {type(net).__name__}")
 
 
 def require_unet(model, feature: str) -> None:
