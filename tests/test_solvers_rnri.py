@@ -20,7 +20,17 @@ import pytest
 import torch
 from support.oracles import GaussianDataDenoiser, LinearDenoiser, karras_sigmas, random_linear_denoiser
 
-from solvers import CountingDenoiser, StepProblem, euler_rule, fixed_point_solve, inverse_step_map, rms, sample
+from solvers import (
+    CountingDenoiser,
+    FixedPointOptions,
+    StepProblem,
+    euler_rule,
+    fixed_point_invert,
+    fixed_point_solve,
+    inverse_step_map,
+    rms,
+    sample,
+)
 from solvers.rnri import (
     FOLD_RATIO,
     RNRIOptions,
@@ -351,3 +361,25 @@ def test_fold_ratio_of_the_first_step_above_zero():
     assert fold_ratio(sigmas, euler_rule) > FOLD_RATIO
     assert fold_ratio(torch.tensor([1.0, 0.0]), euler_rule) is None
     assert fold_ratio(sigmas, lambda hi, lo: (1.0, lo, 0.0)) is None  # LCM lands on D(y): no such step
+
+
+@pytest.mark.parametrize("oracle_seed", [0, 1])
+def test_newton_keeps_per_latent_the_closer_of_its_walk_and_fixed_points(oracle_seed):
+    """RNRI newton's seed is, per latent, its Newton walk's seed (the update without FixedPoint's walk beside) or
+    FixedPoint's own seed at the same cap and tolerance, whichever the sampler brings back closer to the image: never
+    above FixedPoint's round trip."""
+    g = torch.Generator().manual_seed(oracle_seed)
+    oracle = random_linear_denoiser(12, seed=oracle_seed)
+    x0 = torch.randn(4, 12, generator=g, dtype=F64)
+    sigmas = karras_sigmas(5)
+    options = RNRIOptions(iterations=1, max_iterations=2, tolerance=1e-12, trigger=0.0, krylov=2)
+    walk = rnri_invert(oracle, x0, sigmas, RNRIOptions(**{**options.__dict__, "beside_fixed_point": False}))
+    fixed = fixed_point_invert(oracle, x0, sigmas, FixedPointOptions(max_iterations=2, tolerance=1e-12))
+    kept = rnri_invert(oracle, x0, sigmas, options)
+    errors = {name: rms(sample(oracle, result.latent, sigmas) - x0)
+              for name, result in (("walk", walk), ("fixed", fixed), ("kept", kept))}
+    closer = torch.where((errors["walk"] <= errors["fixed"]).view(-1, 1), walk.latent, fixed.latent)
+    assert torch.equal(kept.latent, closer)
+    assert bool((errors["kept"] <= errors["fixed"]).all())
+    assert not torch.equal(walk.latent, fixed.latent)  # the two walks parted: the choice was made
+    print(f"\nkept the Newton walk's seed on {int((errors['walk'] <= errors['fixed']).sum())} of 4 latents")
