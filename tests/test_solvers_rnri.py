@@ -1,4 +1,5 @@
-"""RNRI on analytic oracles (no ComfyUI).
+"""RNRI on analytic oracles (no ComfyUI); and, marked `models`, RNRI against FixedPoint on the two trained models
+through ComfyUI's guider in process.
 
 What the theory says, and what these tests check:
 - λ = 0: F(y) = ‖y − T(y)‖₁ ≥ 0 and its only root is the exact inverse of the step, so Newton-Raphson on F
@@ -383,3 +384,55 @@ def test_newton_keeps_per_latent_the_closer_of_its_walk_and_fixed_points(oracle_
     assert bool((errors["kept"] <= errors["fixed"]).all())
     assert not torch.equal(walk.latent, fixed.latent)  # the two walks parted: the choice was made
     print(f"\nkept the Newton walk's seed on {int((errors['walk'] <= errors['fixed']).sum())} of 4 latents")
+
+
+FLOAT32_FLOOR = 1e-6
+"""Round trips this small are float32 rounding through the regeneration (differences below it are noise)."""
+
+
+def batched(conditionings: list) -> list:
+    """One CONDITIONING for a batch, each latent with its own prompt (CLIP-L's tokens and pooled vector)."""
+    return [[torch.cat([c[0][0] for c in conditionings]),
+             {"pooled_output": torch.cat([c[0][1]["pooled_output"] for c in conditionings])}]]
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("name", ["demo", "second"])
+def test_rnri_newton_is_never_worse_than_fixed_point_on_the_trained_models(comfy_inprocess, name):
+    """Per latent, RNRI at its defaults regenerates no further from the image than FixedPoint at its defaults (its own
+    first phase), and closer on the mean, on both trained models at 4 ddim_uniform steps, cfg 3 (where the Newton phase
+    acts most; the green triangle of the demo images ended 15 % above FixedPoint there before RNRI kept the closer of
+    its Newton walk's seed and FixedPoint's walk's). Every case of the fidelity bench: bench/results/rnri.md and
+    fidelity.md. Solver level, in process, through ComfyUI's CFGGuider on the narrow networks, two held-out images in
+    one batch; the regeneration is the solvers' euler (ComfyUI's to float rounding)."""
+    import comfy.samplers
+    from support.inprocess import import_pack, trained_images, trained_model
+    import_pack()
+    from seedfinder.nodes import host
+    from seedfinder.solvers import FixedPointOptions, RNRIOptions, fixed_point_invert, rnri_invert, sample
+
+    def relative_errors(denoiser, x0, sigmas, result) -> torch.Tensor:
+        back = sample(denoiser, result.latent, sigmas)
+        return (back - x0).flatten(1).norm(dim=1) / x0.flatten(1).norm(dim=1)
+
+    with torch.inference_mode():
+        model, clip, vae = trained_model(name)
+        items = trained_images(name, 2)
+        latent = vae.encode(torch.stack([torch.from_numpy(image.copy()).float().div(255) for _, image in items]))
+        positive = batched([clip.encode_from_tokens_scheduled(clip.tokenize(caption)) for caption, _ in items])
+        negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "ddim_uniform", 4).float()
+    errors = {}
+
+    def both(denoiser, x0, sigmas, input_scale, callback=None):
+        fixed = fixed_point_invert(denoiser, x0, sigmas, FixedPointOptions(), input_scale=input_scale)
+        newton = rnri_invert(denoiser, x0, sigmas, RNRIOptions(), input_scale=input_scale)
+        errors.update(fixed=relative_errors(denoiser, x0, sigmas, fixed),
+                      newton=relative_errors(denoiser, x0, sigmas, newton))
+        return newton
+
+    with torch.inference_mode():
+        host.run_guided(both, model, host.Prompt(positive, negative, 3.0), {"samples": latent}, sigmas)
+    print(f"\n{name}: FixedPoint {errors['fixed'].tolist()}, RNRI {errors['newton'].tolist()}")
+    assert bool((errors["newton"] <= errors["fixed"] + FLOAT32_FLOOR).all()), errors
+    assert float(errors["newton"].mean()) < float(errors["fixed"].mean()), errors
