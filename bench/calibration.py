@@ -1,10 +1,10 @@
 """How well the invert nodes' round-trip estimate (nodes/host/report.py: the sum of the steps' final residuals over
 the latent's RMS) predicts the measured round trip, and whether the node's warning (which judges the measured round trip
-where the node measures it) fires only above its threshold: from the per-image rows of bench/results/fidelity.json
+where the node measures it) fires only above its threshold: from the per-image rows of bench/results/fidelity*.json
 (`python -m bench.fidelity`, both trained models) and the rows of bench/results/samplers_*.json (`python -m
 bench.samplers`, the trained models and the smoke model). Writes bench/results/calibration.md.
 
-usage: .host/venv/bin/python -m bench.calibration [--fidelity bench/results/fidelity.json]
+usage: .host/venv/bin/python -m bench.calibration [--fidelity bench/results/fidelity*.json]
        [--samplers bench/results/samplers_demo.json …] [--out bench/results]
 """
 import argparse
@@ -64,19 +64,23 @@ def table(title: str, key_names: tuple, groups: dict) -> list:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fidelity", default=os.path.join(HERE, "results", "fidelity.json"))
+    parser.add_argument("--fidelity", nargs="*",
+                        default=sorted(glob.glob(os.path.join(HERE, "results", "fidelity*.json"))))
     parser.add_argument("--samplers", nargs="*",
                         default=sorted(glob.glob(os.path.join(HERE, "results", "samplers_*.json"))))
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args()
-    with open(args.fidelity) as f:
-        fidelity = fidelity_rows(json.load(f))
+    rows = []
+    for path in args.fidelity:
+        with open(path) as f:
+            rows += json.load(f)
+    fidelity = fidelity_rows(rows)
     samplers = defaultdict(list)
     for path in args.samplers:
         with open(path) as f:
             for key, values in sampler_rows(json.load(f)).items():
                 samplers[key] += values
-    lines = table("**Fidelity bench** (bench/results/fidelity.json: both trained models, cfg 1 and 3, procedural "
+    lines = table("**Fidelity bench** (bench/results/fidelity*.json: both trained models, cfg 1 and 3, procedural "
                   "images and photos, simple schedule, euler)", ("model", "method", "steps"), fidelity)
     lines += [""] + table("**Sampler bench** (bench/results/samplers_*.json: cfg 1, one image per model)",
                           ("model", "method", "sampler"), samplers)

@@ -10,7 +10,7 @@ CFGGuider for the regeneration). Images: held-out procedural images of each mode
 photographs from scikit-image's bundled samples (read from its wheel, center-cropped and resized to 64×64, inverted
 with the empty prompt).
 usage: .host/venv/bin/python -m bench.fidelity [--models demo second] [--steps 4 10 50] [--cfg 1 3] [--images 3]
-       [--out bench/results]
+       [--methods LABEL …] [--out bench/results] [--name fidelity]
 """
 import argparse
 import io
@@ -174,8 +174,10 @@ def main():
     parser.add_argument("--cfg", type=float, nargs="+", default=[1.0, 3.0])
     parser.add_argument("--images", type=int, default=3, help="held-out procedural images")
     parser.add_argument("--photos", type=int, default=2, help="photographs (of astronaut, chelsea, coffee, rocket)")
-    parser.add_argument("--only", default="", help="run only the methods whose label contains this text")
+    parser.add_argument("--methods", nargs="+", default=[label for label, *_ in METHODS],
+                        choices=[label for label, *_ in METHODS], metavar="LABEL", help="the methods to run, by label")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--name", default="fidelity", help="the files' name: NAME.md and NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     import_pack()
@@ -198,7 +200,7 @@ def main():
             for steps in args.steps:
                 for cfg in args.cfg:
                     for label, node_name, options, prompt_aware in METHODS:
-                        if args.only not in label:
+                        if label not in args.methods:
                             continue
                         results = [dict(run_method(nodes, model, vae, case, steps, cfg, label, node_name, options,
                                                    prompt_aware), kind=case["kind"]) for case in images]
@@ -218,15 +220,15 @@ def main():
                                     f"{row['warned']}/{len(chosen)} | {row['evaluations']:.1f} | {row['wall']:.2f} |")
                             lines.append(line)
                             print(line, flush=True)
-                            write(args.out, lines, rows)
+                            write(args.out, args.name, lines, rows)
 
 
-def write(folder: str, lines: list, rows: list) -> None:
-    """The table so far (fidelity.md) and its numbers (fidelity.json)."""
+def write(folder: str, name: str, lines: list, rows: list) -> None:
+    """The table so far (NAME.md) and its numbers (NAME.json)."""
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "fidelity.md"), "w") as f:
+    with open(os.path.join(folder, f"{name}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(folder, "fidelity.json"), "w") as f:
+    with open(os.path.join(folder, f"{name}.json"), "w") as f:
         json.dump(rows, f, indent=1, default=float)
 
 
