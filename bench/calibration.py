@@ -37,11 +37,12 @@ def fidelity_rows(rows: list) -> dict:
 
 
 def sampler_rows(rows: list) -> dict:
-    """{(model, method, sampler): [judged(...)]} over every row of the sampler bench."""
+    """{(model, method, sampler): [judged(...)]} over every row of the sampler bench that recorded the node's estimate
+    (tables written before bench.samplers recorded it are skipped)."""
     out = defaultdict(list)
     for row in rows:
         for method, result in row.items():
-            if isinstance(result, dict):
+            if isinstance(result, dict) and "estimate" in result:
                 out[(row["model"], method, row["sampler"])].append(
                     judged(result["estimate"], result["error"], result["measured"], result["warned"]))
     return out
