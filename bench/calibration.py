@@ -1,11 +1,14 @@
 """How well the invert nodes' round-trip estimate (nodes/host/report.py: the sum of the steps' final residuals over
-the latent's RMS) predicts the measured round trip, from the per-image rows of bench/results/fidelity.json (written
-by `python -m bench.fidelity`): the ratio estimate / measured per method and step count, and how often the 5 %
-warning would fire on a round trip under 5 %. Writes bench/results/calibration.md.
+the latent's RMS) predicts the measured round trip, and whether the node's warning (which judges the measured round trip
+where the node measures it) fires only above its threshold: from the per-image rows of bench/results/fidelity*.json
+(`python -m bench.fidelity`, both trained models) and the rows of bench/results/samplers_*.json (`python -m
+bench.samplers`, the trained models and the smoke model). Writes bench/results/calibration.md.
 
-usage: .host/venv/bin/python -m bench.calibration [--fidelity bench/results/fidelity.json] [--out bench/results]
+usage: .host/venv/bin/python -m bench.calibration [--fidelity bench/results/fidelity*.json]
+       [--samplers bench/results/samplers_demo.json …] [--out bench/results]
 """
 import argparse
+import glob
 import json
 import os
 from collections import defaultdict
@@ -14,36 +17,77 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 POOR_ROUND_TRIP = 0.05  # nodes/host/report.py's threshold; read here without importing ComfyUI
 
 
-def ratios(rows: list) -> dict:
-    """{(method, steps): [(estimate / measured, false warning)]} over every image with a non-zero measured round
-    trip and an estimate."""
+def judged(estimate, measured: float, node_measured, warned: bool) -> tuple:
+    """(estimate / measured or None, the estimate alone would warn falsely, the node warned falsely, the node missed a
+    poor round trip) for one inversion; `measured` the bench's own regeneration, `node_measured` the node's."""
+    ratio = estimate / measured if estimate is not None and measured > 0 else None
+    false_by_estimate = estimate is not None and estimate > POOR_ROUND_TRIP >= measured
+    poor = (node_measured if node_measured is not None else measured) > POOR_ROUND_TRIP
+    return ratio, false_by_estimate, warned and not poor, poor and not warned and node_measured is not None
+
+
+def fidelity_rows(rows: list) -> dict:
+    """{(model, method, steps): [judged(...)]} over every image of the fidelity bench."""
     out = defaultdict(list)
     for row in rows:
         for image in row["per_image"]:
-            estimate, measured = image["estimate"], image["latent_error"]
-            if estimate is None or measured <= 0:
-                continue
-            out[(row["method"], row["steps"])].append(
-                (estimate / measured, estimate > POOR_ROUND_TRIP >= measured))
+            out[(row["model"], row["method"], row["steps"])].append(
+                judged(image["estimate"], image["latent_error"], image["measured"], image["warned"]))
     return out
+
+
+def sampler_rows(rows: list) -> dict:
+    """{(model, method, sampler): [judged(...)]} over every row of the sampler bench that recorded the node's estimate
+    (tables written before bench.samplers recorded it are skipped)."""
+    out = defaultdict(list)
+    for row in rows:
+        for method, result in row.items():
+            if isinstance(result, dict) and "estimate" in result:
+                out[(row["model"], method, row["sampler"])].append(
+                    judged(result["estimate"], result["error"], result["measured"], result["warned"]))
+    return out
+
+
+def table(title: str, key_names: tuple, groups: dict) -> list:
+    """One markdown table: per group the ratio range, how many within 3×, false warnings by the estimate and by the
+    node, and poor round trips the node did not warn about."""
+    lines = [title, "", "| " + " | ".join(key_names) + " | inversions | estimate / measured, min | max | within 3× | "
+             "the estimate would warn falsely | the node warned falsely | poor, not warned |",
+             "|---" * (len(key_names) + 7) + "|"]
+    for key, values in groups.items():
+        ratios = [v[0] for v in values if v[0] is not None]
+        span = f"{min(ratios):.2g} | {max(ratios):.2g}" if ratios else "— | —"
+        within = f"{sum(1 / 3 <= r <= 3 for r in ratios)}/{len(ratios)}" if ratios else "—"
+        lines.append(f"| {' | '.join(str(k) for k in key)} | {len(values)} | {span} | {within} | "
+                     f"{sum(v[1] for v in values)} | {sum(v[2] for v in values)} | {sum(v[3] for v in values)} |")
+    return lines
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fidelity", default=os.path.join(HERE, "results", "fidelity.json"))
+    parser.add_argument("--fidelity", nargs="*",
+                        default=sorted(glob.glob(os.path.join(HERE, "results", "fidelity*.json"))))
+    parser.add_argument("--samplers", nargs="*",
+                        default=sorted(glob.glob(os.path.join(HERE, "results", "samplers_*.json"))))
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args()
-    with open(args.fidelity) as f:
-        table = ratios(json.load(f))
-    lines = ["Round-trip estimate / measured round trip, per image (demo model, cfg 1 and 3, procedural images and "
-             "photos), from bench/results/fidelity.json", "",
-             "| method | steps | images | ratio min | ratio max | within 3× | false 5 % warnings |",
-             "|---|---|---|---|---|---|---|"]
-    for (method, steps), values in table.items():
-        r = [v[0] for v in values]
-        within = sum(1 / 3 <= x <= 3 for x in r)
-        lines.append(f"| {method} | {steps} | {len(r)} | {min(r):.2g} | {max(r):.2g} | {within}/{len(r)} | "
-                     f"{sum(v[1] for v in values)} |")
+    rows = []
+    for path in args.fidelity:
+        with open(path) as f:
+            rows += json.load(f)
+    fidelity = fidelity_rows(rows)
+    samplers = defaultdict(list)
+    for path in args.samplers:
+        with open(path) as f:
+            for key, values in sampler_rows(json.load(f)).items():
+                samplers[key] += values
+    lines = table("**Fidelity bench** (bench/results/fidelity*.json: both trained models, cfg 1 and 3, procedural "
+                  "images and photos, simple schedule, euler)", ("model", "method", "steps"), fidelity)
+    lines += [""] + table("**Sampler bench** (bench/results/samplers_*.json: cfg 1, one image per model)",
+                          ("model", "method", "sampler"), samplers)
+    lines += ["", f"Measured: ‖x_rec − x‖/‖x‖ of the latent, regenerated by the stock sampler; the warning threshold "
+              f"is {POOR_ROUND_TRIP:g}. The step-solver nodes (DDIM, FixedPoint, RNRI) measure the round trip by "
+              f"default and warn on the measured value; EDICT and BDIA are exact (estimate 0, not measured)."]
     print("\n".join(lines))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "calibration.md"), "w") as f:

@@ -1,7 +1,8 @@
 """Every sampler the invert nodes offer, inverted with DDIM, FixedPoint and RNRI at their node defaults and regenerated
 by ComfyUI's STOCK sampler of that name (comfy.samplers.sampler_object through a CFGGuider, over the node's sigmas
 output, which is what KSamplerAdvanced walks with the same widgets): the latent round trip ‖x_rec − x‖/‖x‖, its ratio
-to DDIM's, and the model evaluations per step, on the trained demo model and on the random smoke-test model.
+to DDIM's, the model evaluations per step, and the node's estimate of that round trip beside it, on the trained
+models and on the random smoke-test model.
 
 Everything runs in this process through ComfyUI's own classes and each node's execute() (as bench/fidelity.py).
 usage: .host/venv/bin/python -m bench.samplers [--models demo second smoke] [--steps 8] [--scheduler karras]
@@ -71,7 +72,9 @@ def run(nodes, case: dict, sampler: str, node_name: str, options: dict, steps: i
                       comfy.samplers.sampler_object(sampler))
     target = case["latent"]["samples"]
     return {"error": float((back.cpu() - target).norm() / target.norm()),
-            "evaluations": info["evaluations"] / info["steps"], "wall": wall}
+            "evaluations": info["evaluations"] / info["steps"], "wall": wall,
+            "estimate": info["round_trip_estimate"], "measured": info["round_trip_measured"],
+            "warned": "round trip" in info.get("warning", "")}
 
 
 def main():
@@ -87,10 +90,11 @@ def main():
     import seedfinder.nodes as pack_nodes
     nodes = type("Nodes", (), {cls.__name__: cls for cls in pack_nodes.NODES})
     lines = [f"{args.steps} {args.scheduler} steps, cfg 1, one 64×64 image; round trip ‖x_rec − x‖/‖x‖ through the "
-             f"stock sampler; × = DDIM's round trip / this one", "",
-             "| model | sampler | " + " | ".join(f"{label} round trip | {label} × | {label} evaluations / step"
-                                               for label, _, _ in METHODS) + " |",
-             "|---|---|" + "---|---|---|" * len(METHODS)]
+             f"stock sampler (what the node's `round_trip: measure` reports, and its warning judges); × = DDIM's round "
+             f"trip / this one; estimate: the node's first-order `round_trip_estimate`", "",
+             "| model | sampler | " + " | ".join(f"{label} round trip | {label} × | {label} evaluations / step | "
+                                               f"{label} estimate" for label, _, _ in METHODS) + " |",
+             "|---|---|" + "---|---|---|---|" * len(METHODS)]
     print("\n".join(lines), flush=True)
     rows = []
     with torch.inference_mode():
@@ -104,7 +108,8 @@ def main():
                 ddim = results["DDIM"]["error"]
                 rows.append({"model": case["name"], "sampler": sampler, **results})
                 line = f"| {case['name']} | {sampler} | " + " | ".join(
-                    f"{r['error']:.3g} | {ddim / max(r['error'], 1e-30):.0f} | {r['evaluations']:.1f}"
+                    f"{r['error']:.3g} | {ddim / max(r['error'], 1e-30):.0f} | {r['evaluations']:.1f} | "
+                    f"{r['estimate']:.3g}"
                     for r in results.values()) + " |"
                 lines.append(line)
                 print(line, flush=True)

@@ -129,7 +129,10 @@ class RNRIInvert(io.ComfyNode):
                         "iterations (finite-difference Jacobian-vector products, GMRES, line search) at the steps "
                         "it leaves above the tolerance, keeping at each step the iterate with the smallest "
                         "residual (never worse than the Anderson phase), with optional Levenberg-Marquardt damping "
-                        "λ where a step is ill-posed. paper: the published RNRI update (Samuel, Meiri "
+                        "λ where a step is ill-posed; from the first step it changes, FixedPoint's own trajectory "
+                        "is solved beside it, and each latent keeps the seed whose regeneration is closer (never "
+                        "above FixedPoint's round trip, for up to about twice its evaluations). paper: the published "
+                        "RNRI update (Samuel, Meiri "
                         "et al.), minimising ‖y − T(y)‖₁ + λ·(Gaussian prior of the noising step) by a "
                         "per-coordinate Newton step, a fixed number of model evaluations per step.",
             inputs=invert_inputs() + sampler_inputs() + [

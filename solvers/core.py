@@ -292,17 +292,59 @@ StepSolver = Callable[[StepProblem, Callable[[int, float], None]], tuple]
 """solve(problem, on_iteration) -> (x_hi, residual trace); on_iteration(k, residual) after each evaluation."""
 
 
+@dataclass
+class StepWalk:
+    """A step-by-step inversion's state from the clean end up: the latents solved so far (the image first), each step's
+    residual trace and the last solved direction d (the warm start)."""
+    trajectory: list
+    residuals: list = field(default_factory=list)
+    direction: Optional[torch.Tensor] = None
+
+    def problem(self, denoiser: Denoiser, index: int, sigma_lo: float, sigma_hi: float, stepping: Stepping, steps: int,
+                input_scale: InputScale, warm_start: bool) -> StepProblem:
+        """The next step's equation x_hi = T(x_hi) (docs/methods.md §1, §5). With a stochastic rule the step's fixed
+        noise n_i is removed first: its deterministic part (x_lo − b·n_i)/a is then an Euler step to s, inverted like
+        any other. The initial guess is classic DDIM's evaluation point, or with `warm_start` the previous step's
+        solved direction d extrapolated: x_lo + (σ_hi − s)·d."""
+        x = self.trajectory[-1]
+        a, b, s = stepping.rule(sigma_hi, sigma_lo)
+        target = (x - b * stepping.noises[steps - 1 - index].to(x)) / a if b else x / a
+        if warm_start and self.direction is not None:
+            y0 = target + (sigma_hi - s) * self.direction
+        else:
+            y0 = target * level_scale(input_scale, s, sigma_hi)
+        return StepProblem(T=inverse_step_map(denoiser, target, s, sigma_hi), x_lo=target, sigma_lo=s,
+                           sigma_hi=sigma_hi, y0=y0)
+
+    def take(self, problem: StepProblem, x: torch.Tensor, trace: list) -> None:
+        """Step up to the solution x of `problem`, reached with residual trace `trace`."""
+        self.direction = (x - problem.x_lo) / (problem.sigma_hi - problem.sigma_lo)
+        self.residuals.append(trace)
+        self.trajectory.append(x)
+
+    def copy(self) -> "StepWalk":
+        return StepWalk(list(self.trajectory), list(self.residuals), self.direction)
+
+    def result(self, evaluations: int) -> InversionResult:
+        """The seed (the last latent solved), the residuals and the trajectory from σ_max down."""
+        return InversionResult(latent=self.trajectory[-1], residuals=self.residuals, evaluations=evaluations,
+                               extras={"trajectory": self.trajectory[::-1]})
+
+
+def step_events(callback: Optional[Callback], index: int, steps: int) -> Callable[[int, float], None]:
+    """on_iteration(k, residual) of step `index`: one progress event per evaluation."""
+    def on_iteration(iteration: int, residual: float) -> None:
+        notify(callback, step=index, steps=steps, iteration=iteration, residual=residual)
+    return on_iteration
+
+
 def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, *,
                     input_scale: InputScale = vp_input_scale, callback: Optional[Callback] = None,
                     stepping: Stepping = EULER, warm_start: bool = False, sweeps: Sweeps = Sweeps()
                     ) -> InversionResult:
     """Invert a sampler step by step from σ = 0 up to sigmas[0], solving x_hi = T(x_hi) at each step
-    (docs/methods.md §1, §5).
-
-    With a stochastic rule the step's fixed noise n_i is removed first: its deterministic part
-    (x_lo − b·n_i)/a is then an Euler step to s, inverted like any other. The initial guess is classic DDIM's
-    evaluation point, or with `warm_start` the previous step's solved direction d extrapolated: x_lo + (σ_hi − s)·d.
-    A sampler given by its stages is inverted stage by stage in `sweeps` (`invert_by_stages`).
+    (docs/methods.md §1, §5; each step's equation and initial guess: `StepWalk.problem`). A sampler given by its
+    stages is inverted stage by stage in `sweeps` (`invert_by_stages`).
     """
     validate_schedule(sigmas)
     if stepping.stepper is not None:
@@ -312,27 +354,11 @@ def invert_by_steps(solve_step: StepSolver, denoiser: Denoiser, x0: torch.Tensor
                                 callback=callback, warm_start=warm_start, sweeps=sweeps)
     counter = CountingDenoiser(denoiser)
     steps = len(sigmas) - 1
-    rule, noises = stepping.rule, stepping.noises
-    x, residuals, direction, trajectory = x0, [], None, [x0]
+    walk = StepWalk([x0])
     for index, sigma_lo, sigma_hi in ascending_steps(sigmas):
-        a, b, s = rule(sigma_hi, sigma_lo)
-        target = (x - b * noises[steps - 1 - index].to(x)) / a if b else x / a
-        if warm_start and direction is not None:
-            y0 = target + (sigma_hi - s) * direction
-        else:
-            y0 = target * level_scale(input_scale, s, sigma_hi)
-        problem = StepProblem(T=inverse_step_map(counter, target, s, sigma_hi), x_lo=target, sigma_lo=s,
-                              sigma_hi=sigma_hi, y0=y0)
-
-        def on_iteration(iteration: int, residual: float, index=index) -> None:
-            notify(callback, step=index, steps=steps, iteration=iteration, residual=residual)
-
-        x, trace = solve_step(problem, on_iteration)
-        direction = (x - target) / (sigma_hi - s)
-        residuals.append(trace)
-        trajectory.append(x)
-    return InversionResult(latent=x, residuals=residuals, evaluations=counter.evaluations,
-                           extras={"trajectory": trajectory[::-1]})
+        problem = walk.problem(counter, index, sigma_lo, sigma_hi, stepping, steps, input_scale, warm_start)
+        walk.take(problem, *solve_step(problem, step_events(callback, index, steps)))
+    return walk.result(counter.evaluations)
 
 
 def stage_step_map(stage: Stage, denoiser: Denoiser, x_lo: torch.Tensor, history: Optional[list]):

@@ -18,6 +18,7 @@ from .core import (
     EULER,
     NOT_ON_NODE,
     Callback,
+    CountingDenoiser,
     Denoiser,
     InputScale,
     InversionResult,
@@ -26,11 +27,17 @@ from .core import (
     Stepping,
     StepProblem,
     StepRule,
+    StepWalk,
     Sweeps,
+    ascending_steps,
     euler_rule,
     invert_by_steps,
     keep_best,
+    notify,
     rms,
+    sample,
+    step_events,
+    validate_schedule,
     vp_input_scale,
 )
 from .fixed_point import FixedPointOptions, anderson_step, fixed_point_solve
@@ -74,6 +81,10 @@ class RNRIOptions:
     """As FixedPoint's; None: on for newton, off for paper."""
     sweeps: Optional[int] = field(default=None, metadata=NOT_ON_NODE)
     """newton: most sweeps over a multistep sampler's stages; None: the sampler's own (samplers.SAMPLER_SWEEPS)."""
+    beside_fixed_point: bool = field(default=True, metadata=NOT_ON_NODE)
+    """newton, samplers without stages: walk FixedPoint's own trajectory beside Newton's and keep, per latent, the seed
+    that regenerates closer (`newton_invert`): never above FixedPoint's round trip, for FixedPoint's solves above the
+    first step that Newton changes and one sampling pass per seed."""
 
     def __post_init__(self):
         if self.update not in UPDATES:
@@ -299,20 +310,28 @@ def squared_residual(point: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
 
 
 def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float], None], options: "RNRIOptions",
-                        prior: Prior, *, ill_conditioned: float = 1e4, stall: float = 0.9) -> tuple:
+                        prior: Prior) -> tuple:
+    """One step of RNRI newton (`newton_krylov_phases`): T(y) of each sample's smallest-residual iterate and the
+    residual trace."""
+    return newton_krylov_phases(problem, on_iteration, options, prior)[0]
+
+
+def newton_krylov_phases(problem: StepProblem, on_iteration: Callable[[int, float], None], options: "RNRIOptions",
+                         prior: Prior, *, ill_conditioned: float = 1e4, stall: float = 0.9) -> tuple:
     """Anderson fixed-point phase (docs/methods.md §3), then where it ends above trigger·tolerance `iterations`
     Newton-Krylov iterations on R(y) = y − T(y) (Knoll & Keyes 2004; GMRES, Saad & Schultz 1986) with a backtracking
     line search on ‖R‖² and a Levenberg-Marquardt damping λ/s²·‖δ‖² where the step is ill-posed (§4).
 
-    Returns T(y) of each sample's smallest-residual iterate, the Anderson phase's included (so never worse than that
-    phase), and the residual trace, one entry per evaluation (a Jacobian-vector product's entry is the residual of
-    the iterate it is at)."""
+    Returns ((T(y) of each sample's smallest-residual iterate, the Anderson phase's included, so never worse than that
+    phase; the residual trace, one entry per evaluation, a Jacobian-vector product's entry the residual of the iterate
+    it is at), (the Anderson phase's own result and trace: FixedPoint's solve of this step))."""
     o = options
     image, trace, y, residual = fixed_point_solve(problem, on_iteration, o.max_iterations, o.tolerance, "anderson",
                                                   keep_iterate=True)
+    anderson = (image, list(trace))
     goal = max(o.trigger * o.tolerance, problem.forcing * trace[0])  # an inexact solve inside a sweep stops sooner
     if float(residual.max()) <= goal:
-        return image, trace
+        return (image, trace), anderson
     _, variance = prior(problem.x_lo, problem.sigma_lo, problem.sigma_hi)  # s² sets the scale of λ and of a step
     kappa = torch.full((y.shape[0],), o.regularization / variance, dtype=torch.float64, device=y.device)
     epsilon = o.epsilon if o.epsilon is not None else torch.finfo(y.dtype).eps ** 0.5
@@ -345,7 +364,7 @@ def newton_krylov_solve(problem: StepProblem, on_iteration: Callable[[int, float
         # the residual stopped falling short of the tolerance: the step is ill-posed there
         ill = ill | ((next_squared > stall ** 2 * squared) & (rms(next_mapped - next_y) > o.tolerance))
         y, mapped, squared = next_y, next_mapped, next_squared
-    return best[0][:, 0], trace
+    return (best[0][:, 0], trace), anderson
 
 
 FOLD_RATIO = 0.85
@@ -364,21 +383,75 @@ def fold_ratio(sigmas: torch.Tensor, rule: StepRule = euler_rule) -> Optional[fl
     return None
 
 
+def closer_per_latent(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, stepping: Stepping,
+                      walks: tuple, callback: Optional[Callback]) -> tuple:
+    """Each walk's seed sampled back by the sampler `stepping` describes (one sampling pass each); per latent, True
+    where the first walk's regeneration is at least as close to x0 as the second's (a non-finite one never is)."""
+    steps = len(sigmas) - 1
+
+    def at_the_top(event: dict) -> None:  # progress: the passes come after every step's solve
+        notify(callback, **{**event, "step": steps - 1})
+
+    errors = [rms(sample(denoiser, walk.trajectory[-1], sigmas, stepping.rule, stepping.noises, at_the_top) - x0)
+              for walk in walks]
+    return errors[0] <= errors[1]
+
+
+def newton_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, options: RNRIOptions, *, prior: Prior,
+                  input_scale: InputScale, callback: Optional[Callback], stepping: Stepping,
+                  warm_start: bool) -> InversionResult:
+    """RNRI newton step by step beside FixedPoint's own trajectory (docs/methods.md §4). Both walk up together while
+    the Newton phase changes nothing: each step's Anderson phase is FixedPoint's solve. From the first step where it
+    does, FixedPoint's walk goes on by its own solves (its evaluations counted); at the end, if the two seeds differ,
+    each is sampled back once and every latent keeps the seed whose regeneration is closer. So RNRI's round trip is
+    never above FixedPoint's at the same tolerance and cap (a per-step residual cannot promise it: a step's error
+    passes up the trajectory with a gain that depends on where the steps below ended)."""
+    o = options
+    validate_schedule(sigmas)
+    counter = CountingDenoiser(denoiser)
+    steps = len(sigmas) - 1
+    newton, fixed = StepWalk([x0]), None
+    for index, sigma_lo, sigma_hi in ascending_steps(sigmas):
+        on_iteration = step_events(callback, index, steps)
+        problem = newton.problem(counter, index, sigma_lo, sigma_hi, stepping, steps, input_scale, warm_start)
+        if fixed is not None:
+            own = fixed.problem(counter, index, sigma_lo, sigma_hi, stepping, steps, input_scale, warm_start)
+            fixed.take(own, *fixed_point_solve(own, on_iteration, o.max_iterations, o.tolerance, "anderson"))
+        (x, trace), anderson = newton_krylov_phases(problem, on_iteration, o, prior)
+        if fixed is None and not torch.equal(x, anderson[0]):
+            fixed = newton.copy()
+            fixed.take(problem, *anderson)
+        newton.take(problem, x, trace)
+    if fixed is None or torch.equal(newton.trajectory[-1], fixed.trajectory[-1]):
+        return newton.result(counter.evaluations)
+    keep = closer_per_latent(counter, x0, sigmas, stepping, (newton, fixed), callback)
+    shape = (-1, *[1] * (x0.ndim - 1))
+    trajectory = [torch.where(keep.view(shape), a, b) for a, b in zip(newton.trajectory, fixed.trajectory)]
+    # the residual trace is the Newton walk's unless every latent kept FixedPoint's
+    residuals = newton.residuals if bool(keep.any()) else fixed.residuals
+    return StepWalk(trajectory, residuals).result(counter.evaluations)
+
+
 def rnri_invert(denoiser: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, options: RNRIOptions = RNRIOptions(),
                 *, prior: Prior = ve_transition_prior, input_scale: InputScale = vp_input_scale,
                 callback: Optional[Callback] = None, stepping: Stepping = EULER) -> InversionResult:
     """Invert every step of the sampler `stepping` describes by RNRI (docs/methods.md §4): `newton`, the Anderson
     phase of FixedPoint (at most max_iterations evaluations, to tolerance) then `iterations` Newton-Krylov iterations
-    where it ends above trigger·tolerance, λ a Levenberg-Marquardt damping at ill-posed steps; or `paper`, the published
+    where it ends above trigger·tolerance, λ a Levenberg-Marquardt damping at ill-posed steps, with FixedPoint's own
+    trajectory beside it and per latent the seed that regenerates closer (`newton_invert`); or `paper`, the published
     per-coordinate update, `iterations` evaluations per step. A multistep sampler's stages in up to `sweeps` sweeps
-    (docs/methods.md §14; paper: one)."""
+    (docs/methods.md §14; paper: one; newton there without FixedPoint's trajectory beside it)."""
     o = options
     if o.update == "paper":
         solve = partial(rnri_solve, iterations=o.iterations, regularization=o.regularization, gradient=o.gradient,
                         damping=o.damping, prior=prior)
         return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback,
                                stepping=stepping, warm_start=bool(o.warm_start))
+    warm_start = True if o.warm_start is None else o.warm_start
+    if stepping.stepper is None and o.beside_fixed_point:
+        return newton_invert(denoiser, x0, sigmas, o, prior=prior, input_scale=input_scale, callback=callback,
+                             stepping=stepping, warm_start=warm_start)
     solve = partial(newton_krylov_solve, options=o, prior=prior)
     return invert_by_steps(solve, denoiser, x0, sigmas, input_scale=input_scale, callback=callback, stepping=stepping,
-                           warm_start=True if o.warm_start is None else o.warm_start,
-                           sweeps=Sweeps(count=o.sweeps, tolerance=o.tolerance, mix=anderson_step))
+                           warm_start=warm_start, sweeps=Sweeps(count=o.sweeps, tolerance=o.tolerance,
+                                                                mix=anderson_step))

@@ -10,11 +10,12 @@ MAPPED = ("solvers", "nodes", "bench", "scripts")
 
 
 def modules() -> set:
-    """Every source file under the mapped folders, as repository paths (bench/results/ holds outputs, not code)."""
+    """Every source file under the mapped folders, as repository paths (bench/results/ and the ignored bench/out/ hold
+    outputs, not code)."""
     found = set()
     for top in MAPPED:
         for folder, dirs, files in os.walk(os.path.join(REPO, top)):
-            dirs[:] = [d for d in dirs if d not in ("__pycache__", "results")]
+            dirs[:] = [d for d in dirs if d not in ("__pycache__", "results", "out")]
             found |= {os.path.relpath(os.path.join(folder, name), REPO) for name in files
                       if not name.endswith(".pyc")}
     return found

@@ -1,4 +1,5 @@
-"""RNRI on analytic oracles (no ComfyUI).
+"""RNRI on analytic oracles (no ComfyUI); and, marked `models`, RNRI against FixedPoint on the two trained models
+through ComfyUI's guider in process.
 
 What the theory says, and what these tests check:
 - λ = 0: F(y) = ‖y − T(y)‖₁ ≥ 0 and its only root is the exact inverse of the step, so Newton-Raphson on F
@@ -20,7 +21,17 @@ import pytest
 import torch
 from support.oracles import GaussianDataDenoiser, LinearDenoiser, karras_sigmas, random_linear_denoiser
 
-from solvers import CountingDenoiser, StepProblem, euler_rule, fixed_point_solve, inverse_step_map, rms, sample
+from solvers import (
+    CountingDenoiser,
+    FixedPointOptions,
+    StepProblem,
+    euler_rule,
+    fixed_point_invert,
+    fixed_point_solve,
+    inverse_step_map,
+    rms,
+    sample,
+)
 from solvers.rnri import (
     FOLD_RATIO,
     RNRIOptions,
@@ -325,8 +336,12 @@ def test_newton_counts_every_evaluation_and_reports_each():
     result = rnri_invert(oracle, x0, karras_sigmas(6),
                          RNRIOptions(iterations=2, max_iterations=3, tolerance=1e-12, trigger=0.0),
                          callback=events.append)
-    assert result.evaluations == oracle.evaluations == len(events) == sum(len(t) for t in result.residuals)
+    assert result.evaluations == oracle.evaluations == len(events)
     assert any(len(t) > 3 for t in result.residuals)  # Newton-Krylov ran: more than the Anderson phase's 3
+    # the trace is the Newton walk's; FixedPoint's walk beside it and the two sampling passes (6 evaluations each,
+    # reported at the top step) are the rest
+    assert sum(len(t) for t in result.residuals) < result.evaluations - 12
+    assert [(e["step"], e["residual"]) for e in events[-12:]] == [(5, 0.0)] * 12
     assert float((sample(oracle.denoiser, result.latent, karras_sigmas(6)) - x0).abs().max()) < 1e-9
 
 
@@ -347,3 +362,77 @@ def test_fold_ratio_of_the_first_step_above_zero():
     assert fold_ratio(sigmas, euler_rule) > FOLD_RATIO
     assert fold_ratio(torch.tensor([1.0, 0.0]), euler_rule) is None
     assert fold_ratio(sigmas, lambda hi, lo: (1.0, lo, 0.0)) is None  # LCM lands on D(y): no such step
+
+
+@pytest.mark.parametrize("oracle_seed", [0, 1])
+def test_newton_keeps_per_latent_the_closer_of_its_walk_and_fixed_points(oracle_seed):
+    """RNRI newton's seed is, per latent, its Newton walk's seed (the update without FixedPoint's walk beside) or
+    FixedPoint's own seed at the same cap and tolerance, whichever the sampler brings back closer to the image: never
+    above FixedPoint's round trip."""
+    g = torch.Generator().manual_seed(oracle_seed)
+    oracle = random_linear_denoiser(12, seed=oracle_seed)
+    x0 = torch.randn(4, 12, generator=g, dtype=F64)
+    sigmas = karras_sigmas(5)
+    options = RNRIOptions(iterations=1, max_iterations=2, tolerance=1e-12, trigger=0.0, krylov=2)
+    walk = rnri_invert(oracle, x0, sigmas, RNRIOptions(**{**options.__dict__, "beside_fixed_point": False}))
+    fixed = fixed_point_invert(oracle, x0, sigmas, FixedPointOptions(max_iterations=2, tolerance=1e-12))
+    kept = rnri_invert(oracle, x0, sigmas, options)
+    errors = {name: rms(sample(oracle, result.latent, sigmas) - x0)
+              for name, result in (("walk", walk), ("fixed", fixed), ("kept", kept))}
+    closer = torch.where((errors["walk"] <= errors["fixed"]).view(-1, 1), walk.latent, fixed.latent)
+    assert torch.equal(kept.latent, closer)
+    assert bool((errors["kept"] <= errors["fixed"]).all())
+    assert not torch.equal(walk.latent, fixed.latent)  # the two walks parted: the choice was made
+    print(f"\nkept the Newton walk's seed on {int((errors['walk'] <= errors['fixed']).sum())} of 4 latents")
+
+
+FLOAT32_FLOOR = 1e-6
+"""Round trips this small are float32 rounding through the regeneration (differences below it are noise)."""
+
+
+def batched(conditionings: list) -> list:
+    """One CONDITIONING for a batch, each latent with its own prompt (CLIP-L's tokens and pooled vector)."""
+    return [[torch.cat([c[0][0] for c in conditionings]),
+             {"pooled_output": torch.cat([c[0][1]["pooled_output"] for c in conditionings])}]]
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("name", ["demo", "second"])
+def test_rnri_newton_is_never_worse_than_fixed_point_on_the_trained_models(comfy_inprocess, name):
+    """Per latent, RNRI at its defaults regenerates no further from the image than FixedPoint at its defaults (its own
+    first phase), and closer on the mean, on both trained models at 4 ddim_uniform steps, cfg 3 (where the Newton phase
+    acts most; the green triangle of the demo images ended 15 % above FixedPoint there before RNRI kept the closer of
+    its Newton walk's seed and FixedPoint's walk's). Every case of the fidelity bench: bench/results/rnri.md and
+    fidelity.md. Solver level, in process, through ComfyUI's CFGGuider on the narrow networks, two held-out images in
+    one batch; the regeneration is the solvers' euler (ComfyUI's to float rounding)."""
+    import comfy.samplers
+    from support.inprocess import import_pack, trained_images, trained_model
+    import_pack()
+    from seedfinder.nodes import host
+    from seedfinder.solvers import FixedPointOptions, RNRIOptions, fixed_point_invert, rnri_invert, sample
+
+    def relative_errors(denoiser, x0, sigmas, result) -> torch.Tensor:
+        back = sample(denoiser, result.latent, sigmas)
+        return (back - x0).flatten(1).norm(dim=1) / x0.flatten(1).norm(dim=1)
+
+    with torch.inference_mode():
+        model, clip, vae = trained_model(name)
+        items = trained_images(name, 2)
+        latent = vae.encode(torch.stack([torch.from_numpy(image.copy()).float().div(255) for _, image in items]))
+        positive = batched([clip.encode_from_tokens_scheduled(clip.tokenize(caption)) for caption, _ in items])
+        negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "ddim_uniform", 4).float()
+    errors = {}
+
+    def both(denoiser, x0, sigmas, input_scale, callback=None):
+        fixed = fixed_point_invert(denoiser, x0, sigmas, FixedPointOptions(), input_scale=input_scale)
+        newton = rnri_invert(denoiser, x0, sigmas, RNRIOptions(), input_scale=input_scale)
+        errors.update(fixed=relative_errors(denoiser, x0, sigmas, fixed),
+                      newton=relative_errors(denoiser, x0, sigmas, newton))
+        return newton
+
+    with torch.inference_mode():
+        host.run_guided(both, model, host.Prompt(positive, negative, 3.0), {"samples": latent}, sigmas)
+    print(f"\n{name}: FixedPoint {errors['fixed'].tolist()}, RNRI {errors['newton'].tolist()}")
+    assert bool((errors["newton"] <= errors["fixed"] + FLOAT32_FLOOR).all()), errors
+    assert float(errors["newton"].mean()) < float(errors["fixed"].mean()), errors

@@ -14,7 +14,7 @@ node: the seed will not give the image back faithfully (FixedPoint at its defaul
 models; DDIM 0.5-5)."""
 ROUND_TRIPS = ("measure", "estimate")
 """measure: the stock sampler regenerates the seed inside the guided run (one sampling pass) and the node reports the
-measured round trip; estimate: only the first-order estimate from the residuals, which is 0.6-83× off the measured
+measured round trip; estimate: only the first-order estimate from the residuals, which is 0.03-85× off the measured
 value (bench/results/calibration.md)."""
 ROUND_TRIP = "measure"
 """The step-solver nodes' `round_trip` default (bench/results/README.md, "The measured round trip")."""

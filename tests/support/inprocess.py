@@ -59,18 +59,22 @@ def trained_model(name: str = "demo", models_dir: str | None = None, wide: bool 
     from demo_model import install, second, text, train, widen
     if name not in TRAINED_MODELS:
         raise ValueError(f"name: expected one of {TRAINED_MODELS}, got {name!r}")
-    write = install.write_demo_models if name == "demo" else install.write_second_model
-    paths = write(models_dir or tempfile.mkdtemp(prefix="seedfinder-models-"))
-    unet_key, vae_key = ("eps", "vae") if name == "demo" else ("second", "second_vae")
+    models_dir = models_dir or tempfile.mkdtemp(prefix="seedfinder-models-")
     weights, meta = train.load_weights("eps") if name == "demo" else second.load_weights("eps")
     if wide:
-        model = comfy.sd.load_diffusion_model(paths[unet_key])
-    else:
+        write = install.write_demo_models if name == "demo" else install.write_second_model
+        paths = write(models_dir)
+        model = comfy.sd.load_diffusion_model(paths["eps" if name == "demo" else "second"])
+        vae_path = paths["vae" if name == "demo" else "second_vae"]
+    else:  # only the CLIP and VAE files: the wide UNet (the second's is 579 MB) would go unread
         config = widen.unet_config() if name == "demo" else second.unet_config()
         model = model_of_config(comfy.supported_models.SD15, config, torch.float32, weights)
+        paths = {"clip": install.write_clip(models_dir)}
+        vae_path = os.path.join(models_dir, "vae", install.VAE_FILE if name == "demo" else install.SECOND_VAE_FILE)
+        install.write_vae(*(train if name == "demo" else second).load_weights("vae"), vae_path)
     clip = comfy.sd.load_clip([paths["clip"]], clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION)
     text.check_fingerprint(clip, json.loads(meta["clip_fingerprint"]))
-    return model, clip, comfy.sd.VAE(sd=comfy.utils.load_torch_file(paths[vae_key]))
+    return model, clip, comfy.sd.VAE(sd=comfy.utils.load_torch_file(vae_path))
 
 
 def trained_images(name: str, count: int, seed: int | None = None) -> list:
