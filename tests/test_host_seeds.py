@@ -1,12 +1,12 @@
 """Seed Interpolate and Seed Centroid on a real ComfyUI server."""
 import pytest
 from conftest import IMAGES
-from support.graphs import DEFAULT_OPTIONS, base_graph, expect_failure, relative_error, saved_latent
+from support.graphs import DEFAULT_OPTIONS, ESTIMATE, base_graph, expect_failure, relative_error, saved_latent
 
 pytestmark = pytest.mark.host
 
 FIXED_POINT = {"model": ["unet", 0], "positive": ["pos", 0], "steps": 10, "scheduler": "ddim_uniform", "cfg": 1.0,
-               "strength": 1.0, "sampler": "euler", "noise_seed": 0, **DEFAULT_OPTIONS["fixed_point"]}
+               "strength": 1.0, "sampler": "euler", "noise_seed": 0, **DEFAULT_OPTIONS["fixed_point"], **ESTIMATE}
 
 
 def save(graph, name, source):
