@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 import safetensors.torch
-from support.comfy_host import PYTHON, REPO, STUBS
+from support.comfy_host import PYTHON, REPO, STUBS, default_ctrl_c
 from support.graphs import batch_graph
 from support.tinymodels import smooth_image
 
@@ -44,13 +44,7 @@ def batch(image_set, out, *args, inputs=None) -> subprocess.Popen:
     log = open(f"{out}.log", "w")
     return subprocess.Popen([*BATCH, str(image_set / "workflow.json"), str(inputs or image_set / "images"), str(out),
                              *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=take_ctrl_c)
-
-
-def take_ctrl_c() -> None:
-    """Ctrl-C as in a terminal, also where the suite itself runs as a background job (which ignores SIGINT, and a
-    child inherits that)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                            preexec_fn=default_ctrl_c)
 
 
 def finish(process: subprocess.Popen, out, timeout: float = 240) -> str:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import safetensors.torch
-from support.comfy_host import PYTHON, REPO, free_port
+from support.comfy_host import PYTHON, REPO, default_ctrl_c, free_port
 from support.graphs import batch_graph
 from support.tinymodels import smooth_image
 
@@ -107,7 +107,7 @@ def test_ctrl_c_takes_the_running_prompt_off_the_server(host, tmp_path):
     workflow = fast_workflow(tmp_path, steps=30, max_iterations=20)  # long enough to be caught running
     process = subprocess.Popen([*HEADLESS, str(images), str(out), "--workflow", str(workflow), "--server", host.url],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=default_ctrl_c)
     deadline = time.time() + 120
     while not host.get("/queue")["queue_running"]:
         assert process.poll() is None and time.time() < deadline, process.communicate()

@@ -3,7 +3,7 @@ ModelSamplingSD3 shift 1, the way a user loads it), the tiny random flow, SD3 an
 an ε model."""
 import pytest
 from conftest import IMAGES
-from support.graphs import expect_failure, relative_error, saved_latent, seconds_to_interrupt
+from support.graphs import ESTIMATE, expect_failure, relative_error, saved_latent, seconds_to_interrupt
 from test_host_families import family_graph
 
 from demo_model import install
@@ -55,7 +55,7 @@ RF_OFF = {"gamma": 0.0, "noise_seed": 0, "eta": 0.0, "start_step": 0, "stop_step
 def test_rf_inversion_at_gamma_0_and_eta_0_is_plain_euler_inversion_and_sampling(host):
     graph = demo_flow_graph()
     graph["rf"] = invert_node("SeedfinderRFInversionInvert", **RF_OFF)
-    graph["ddim"] = invert_node("SeedfinderDDIMInvert", sampler="euler", noise_seed=0)
+    graph["ddim"] = invert_node("SeedfinderDDIMInvert", sampler="euler", noise_seed=0, **ESTIMATE)
     graph["euler"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
     regenerate(graph, "rf", ["rf", 3], "rf_own")
     regenerate(graph, "ddim", ["euler", 0], "ddim_euler")
@@ -99,7 +99,7 @@ def midpoint_round_trips(host) -> tuple:
     solver)."""
     graph = demo_flow_graph()
     graph["euler"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
-    graph["ddim"] = invert_node("SeedfinderDDIMInvert", sampler="euler", noise_seed=0)
+    graph["ddim"] = invert_node("SeedfinderDDIMInvert", sampler="euler", noise_seed=0, **ESTIMATE)
     regenerate(graph, "ddim", ["euler", 0], "ddim")
     for solver in ("fireflow", "rf_solver"):
         graph[solver] = invert_node("SeedfinderFireFlowInvert", solver=solver)

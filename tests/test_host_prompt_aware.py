@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from conftest import IMAGES
 from PIL import Image
-from support.graphs import expect_failure, relative_error, round_trip_graph, saved_latent
+from support.graphs import expect_failure, only, relative_error, round_trip_graph, saved_latent
 
 pytestmark = pytest.mark.host
 
@@ -24,10 +24,14 @@ def adjusted_graph(method, image, mode="seeded", seed=0, options=None, **adjust)
     return graph
 
 
-def errors_against(host, history, start_node):
+def errors_against(host, history, start_node, routes=("latent", "noise")):
     start = saved_latent(host, history, start_node)
-    return {route: relative_error(saved_latent(host, history, f"save_{route}_route"), start)
-            for route in ("latent", "noise")}
+    return {route: relative_error(saved_latent(host, history, f"save_{route}_route"), start) for route in routes}
+
+
+def adjusted_only(graph: dict) -> dict:
+    """Only the adjustment and its saved latent, for tests that read nothing else."""
+    return only(graph, "save_adjusted")
 
 
 def psnr(host, history) -> float:
@@ -42,9 +46,10 @@ def adjustment_rows(host) -> list:
     rows = []
     for image in IMAGES[:2]:
         for method, options in METHODS.items():
-            plain = host.run(round_trip_graph(method, image, options=options))
+            plain = host.run(only(round_trip_graph(method, image, options=options), "save_encoded",
+                                  "save_latent_route"))
             adjusted = host.run(adjusted_graph(method, image, options=options))
-            before = errors_against(host, plain, "save_encoded")["latent"]
+            before = errors_against(host, plain, "save_encoded", ("latent",))["latent"]
             after = errors_against(host, adjusted, "save_adjusted")
             info = adjusted["outputs"]["adjust"]["seedfinder"][0]
             rows.append((image, method, before, after, info["relative_distance"][0], psnr(host, adjusted)))
@@ -63,10 +68,10 @@ def test_adjustment_effect_on_each_inverter(host):
 
 
 def test_determinism_and_modes(host):
-    first = host.run(adjusted_graph("ddim", IMAGES[1], seed=5))
-    second = host.run(adjusted_graph("ddim", IMAGES[1], seed=5, cycles=1, depth=2))
-    other_seed = host.run(adjusted_graph("ddim", IMAGES[1], seed=6))
-    inverted = host.run(adjusted_graph("ddim", IMAGES[1], mode="inverted"))
+    first = host.run(adjusted_only(adjusted_graph("ddim", IMAGES[1], seed=5)))
+    second = host.run(adjusted_only(adjusted_graph("ddim", IMAGES[1], seed=5, cycles=1, depth=2)))
+    other_seed = host.run(adjusted_only(adjusted_graph("ddim", IMAGES[1], seed=6)))
+    inverted = host.run(adjusted_only(adjusted_graph("ddim", IMAGES[1], mode="inverted")))
     a, b = (saved_latent(host, h, "save_adjusted") for h in (first, second))
     assert np.array_equal(a.numpy(), b.numpy())
     assert not np.array_equal(a.numpy(), saved_latent(host, other_seed, "save_adjusted").numpy())
@@ -89,4 +94,4 @@ def test_prompt_aware_bad_inputs(host):
     latent_input = adjusted_graph("ddim", IMAGES[0])
     del latent_input["adjust"]["inputs"]["image"], latent_input["adjust"]["inputs"]["vae"]
     latent_input["adjust"]["inputs"]["latent"] = ["encode", 0]
-    assert host.run(latent_input)["outputs"]["adjust"]["seedfinder"][0]["evaluations"] == 2
+    assert host.run(adjusted_only(latent_input))["outputs"]["adjust"]["seedfinder"][0]["evaluations"] == 2

@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 import pytest
-from support.comfy_host import COMFY_TREE, REPO, free_port
+from support.comfy_host import COMFY_TREE, REPO, default_ctrl_c, free_port
 
 from demo_model.install import DEMO_LABELS, UNET_FILES, image_name
 
@@ -28,7 +28,8 @@ def test_serve_command_serves_the_ui_with_seedfinder_and_the_demo_model(tmp_path
     url = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "serve.log", "w")
     server = subprocess.Popen(["bash", os.path.join(REPO, "scripts", "serve.sh"), "--port", str(port), "--work",
-                               str(tmp_path / "serve")], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                               str(tmp_path / "serve")], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                              preexec_fn=default_ctrl_c)
     try:
         deadline = time.time() + 240
         while True:

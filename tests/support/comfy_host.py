@@ -41,6 +41,13 @@ class PromptFailed(Exception):
         super().__init__(f"prompt {prompt_id} failed: {json.dumps(errors or messages)[:3000]}")
 
 
+def default_ctrl_c() -> None:
+    """In a child process before it starts: Ctrl-C (SIGINT) stops it as in a terminal, also where the suite runs as a
+    background job, which a shell starts with SIGINT ignored and a child inherits that (a server would then sit out
+    its whole stop timeout before it is killed)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,7 +79,7 @@ class ComfyHost:
                    "--disable-api-nodes", "--log-stdout", "--database-url", "sqlite:///:memory:", *self.extra_args]
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(command, cwd=self.root, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=default_ctrl_c)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
