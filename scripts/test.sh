@@ -19,9 +19,11 @@ if [ -z "$fast" ] && ! command -v chromium >/dev/null 2>&1; then
 fi
 cd "$repo"
 .host/venv/bin/ruff check .
+# One torch thread per process (unless set): the tests run a ComfyUI server and the test process side by side, and
+# with torch's default thread count each they oversubscribe the cores. Measured on 2 cores at load ~3: the trained-model
+# in-process tests took 418 s with the default, 35 s with one thread; the fast tier's tiny tensors gain nothing either.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 if [ -n "$fast" ]; then
-  # tensors this small gain nothing from more threads, and on a loaded machine spinning threads cost 3-4× the time
-  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
   exec .host/venv/bin/python -m pytest -c tests/pytest.ini --rootdir tests tests -m "not host and not browser and not models" "$@"
 fi
 exec .host/venv/bin/python -m pytest -c tests/pytest.ini --rootdir tests tests "$@"

@@ -48,8 +48,6 @@ def test_the_warning_judges_the_measured_round_trip(comfy_inprocess, name):
             back = regenerated(model, positive, out.args[0], out.args[2])
             independent = float((back - latent["samples"]).norm() / latent["samples"].norm())
             reports[node, steps] = info = out.ui["seedfinder"][0]
-            print(f"\n{name}, {node} at {steps} steps: measured {info['round_trip_measured']:.3g} (independently "
-                  f"{independent:.3g}), estimate {info['round_trip_estimate']:.3g}, warning: {info.get('warning')}")
             assert info["round_trip_measured"] == pytest.approx(independent, rel=1e-3, abs=1e-6)
             assert ("round trip" in info.get("warning", "")) == (info["round_trip_measured"] > POOR_ROUND_TRIP)
     assert reports["DDIMInvert", 4]["round_trip_measured"] > POOR_ROUND_TRIP
