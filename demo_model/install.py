@@ -20,6 +20,9 @@ SD15_SCALE = 0.18215  # vae_scale: SD15's process_in multiplies by it again, so 
 DEMO_LABELS = (("red", "disc", "blue"), ("green", "triangle", "black"), ("yellow", "square", "gray"),
                ("white", "triangle", "red"))
 DEMO_SEED = 9000
+# More pictures of the held-out pair (the rare concept, DEMO_LABELS[1]) for the rare-concept example's references:
+# RARE_REFERENCES of them, each from its own generator after the demo images'.
+RARE_LABEL, RARE_REFERENCES = DEMO_LABELS[1], 2
 
 
 def image_name(label) -> str:
@@ -106,11 +109,22 @@ def demo_image(index: int) -> np.ndarray:
     return data.render(DEMO_LABELS[index], np.random.default_rng(DEMO_SEED + index))
 
 
+def rare_reference_name(index: int) -> str:
+    """The PNG name of the held-out pair's extra picture `index`: seedfinder_shapes_green_triangle_on_black_2.png."""
+    return image_name(RARE_LABEL).replace(".png", f"_{index + 2}.png")
+
+
+def rare_reference(index: int) -> np.ndarray:
+    """The uint8 extra picture `index` of the held-out pair."""
+    return data.render(RARE_LABEL, np.random.default_rng(DEMO_SEED + len(DEMO_LABELS) + index))
+
+
 def write_demo_images(input_dir: str) -> list:
-    """The demo images as PNGs for LoadImage; their names."""
+    """The demo images and the held-out pair's extra pictures as PNGs for LoadImage; their names."""
     from PIL import Image
     os.makedirs(input_dir, exist_ok=True)
-    names = [image_name(label) for label in DEMO_LABELS]
-    for index, name in enumerate(names):
-        Image.fromarray(demo_image(index)).save(os.path.join(input_dir, name))
-    return names
+    pictures = {image_name(label): demo_image(index) for index, label in enumerate(DEMO_LABELS)}
+    pictures.update({rare_reference_name(index): rare_reference(index) for index in range(RARE_REFERENCES)})
+    for name, picture in pictures.items():
+        Image.fromarray(picture).save(os.path.join(input_dir, name))
+    return list(pictures)

@@ -1,6 +1,8 @@
 """BDIA Sampler through the real server: from a random seed, with SamplerCustomAdvanced, on the model families the
-inverters support and on the trained demo UNet. γ = 0 is the stock sampler it corrects (euler, heun) to float
-rounding; γ = 0.5 gives another finite picture."""
+inverters support, on the trained demo UNet and on the trained DiT twin (SD3 MMDiT). γ = 0 is the stock sampler it
+corrects (euler, heun) to float rounding; γ = 0.5 gives another finite picture."""
+import os
+
 import pytest
 from conftest import IMAGES
 from support.graphs import on_demo_model, relative_error, saved_latent
@@ -18,15 +20,20 @@ INVERSION_ONLY = ("invert", "ksampler", "custom", "save_latent_route", "save_noi
 
 
 def sampler_graph(family: str) -> dict:
-    """The family's model and prompts, noise from RandomNoise over BasicScheduler's σ's, sampled by each BDIA
-    Sampler of RUNS and by the stock euler and heun (KSamplerSelect) through one CFGGuider."""
+    """The family's model and prompts, sampled as `with_samplers` says through one CFGGuider."""
     graph = family_graph("eps" if family == "demo" else family, "ddim", IMAGES[0])
     if family == "demo":
         graph = on_demo_model(graph)
     for name in INVERSION_ONLY:
         graph.pop(name, None)  # a flow model's graph has no LATENT route
-    model = graph["guider"]["inputs"]["model"]
     scheduler = "karras" if family in ("edm", "cosmos_rflow") else "simple"
+    return with_samplers(graph, scheduler)
+
+
+def with_samplers(graph: dict, scheduler: str) -> dict:
+    """`graph` (a CFGGuider "guider" and a latent "empty") sampled from RandomNoise over BasicScheduler's σ's by each
+    BDIA Sampler of RUNS and by the stock euler and heun (KSamplerSelect), each saved as a latent."""
+    model = graph["guider"]["inputs"]["model"]
     graph["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 11}}
     graph["sigmas"] = {"class_type": "BasicScheduler", "inputs": {"model": model, "scheduler": scheduler,
                                                                   "steps": STEPS, "denoise": 1.0}}
@@ -44,12 +51,38 @@ def sampler_graph(family: str) -> dict:
     return graph
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_bdia_sampler_generates_on_every_family(host, family):
-    history = host.run(sampler_graph(family))
+def dit_graph() -> dict:
+    """The DiT twin through core's loaders (UNETLoader, CLIPLoader sd3) at 64×64, a caption of the demo data."""
+    from demo_model import data, twin
+    return with_samplers({
+        "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": twin.DIT_FILE, "weight_dtype": "default"}},
+        "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": twin.CLIP_FILE, "type": "sd3"}},
+        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": data.caption(("red", "disc", "blue")),
+                                                           "clip": ["clip", 0]}},
+        "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["clip", 0]}},
+        "guider": {"class_type": "CFGGuider", "inputs": {"model": ["unet", 0], "positive": ["pos", 0],
+                                                        "negative": ["neg", 0], "cfg": twin.SAMPLE_CFG}},
+        "empty": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}},
+        "simple")
+
+
+def assert_bdia_corrects_its_base(host, history, label: str):
+    """γ = 0 is the base sampler to float rounding; γ = 0.5 a finite picture that differs from it."""
     out = {name: saved_latent(host, history, f"save_{name}") for name in (*RUNS, "euler", "heun")}
     for base in ("euler", "heun"):
-        assert relative_error(out[f"{base}_0"], out[base]) < 1e-6, (family, base)
+        assert relative_error(out[f"{base}_0"], out[base]) < 1e-6, (label, base)
         corrected = out[f"{base}_0.5"]
-        assert corrected.isfinite().all(), (family, base)
-        assert 1e-5 < relative_error(corrected, out[base]) < 1.0, (family, base)
+        assert corrected.isfinite().all(), (label, base)
+        assert 1e-5 < relative_error(corrected, out[base]) < 1.0, (label, base)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bdia_sampler_generates_on_every_family(host, family):
+    assert_bdia_corrects_its_base(host, host.run(sampler_graph(family)), family)
+
+
+@pytest.mark.models
+def test_bdia_sampler_generates_on_the_dit_twin(host):
+    from demo_model import twin
+    twin.write_dit_models(os.path.join(host.base, "models"))
+    assert_bdia_corrects_its_base(host, host.run(dit_graph()), "dit")

@@ -19,12 +19,14 @@ NAMES = [os.path.splitext(os.path.basename(path))[0] for path in UI_FILES]
 ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
 REQUIRED = {"reconstruct_fixed_point", "edit_rnri", "prompt_aware_reconstruct", "interpolate_seeds",
             "exact_round_trip_edict", "edit_flowedit", "edit_rf_inversion", "reconstruct_fireflow",
-            "edit_video_wan21"}
+            "edit_video_wan21", "rare_concept_seed_select"}
 SAVERS = ("SaveImage", "SaveAnimatedWEBP", "SaveLatent")
 UNESTIMATED = {"SeedfinderRFInversionInvert", "SeedfinderFireFlowInvert"}
 """Inverters whose residuals do not estimate their round trip (a steered seed; midpoint corrections): null."""
 EDITS = {"edit_flowedit": ("yellow", "blue"), "edit_rf_inversion": ("yellow", "blue")}
 """The flow edits' (colour, background) by demo_model.measure: the red disc on blue turned yellow."""
+RARE = {"rare_concept_seed_select": ("green", "triangle", "black")}
+"""The rare-concept example's (colour, shape, background) by demo_model.measure: the held-out pair it never saw."""
 
 
 def load(path: str) -> dict:
@@ -104,6 +106,10 @@ def test_api_twin_runs_and_saves_its_outputs(host, name):
         edited = Image.open(host.output_file(history["outputs"][savers[-1]]["images"][0])).convert("RGB")
         colour, _, background = measure.classify(np.asarray(edited))
         assert (colour, background) == EDITS[name], (name, colour, background)
+    if name in RARE:
+        from demo_model import measure
+        generated = Image.open(host.output_file(history["outputs"][savers[-1]]["images"][0])).convert("RGB")
+        assert measure.classify(np.asarray(generated)) == RARE[name], name
     sources = [os.path.join(host.base, "input", node["inputs"]["image"]) for node in prompt.values()
                if node["class_type"] == "LoadImage"]
     results = [host.output_file(record) for key in savers if prompt[key]["class_type"] != "SaveLatent"
