@@ -57,6 +57,14 @@ def following(model, clip, vae, labels, count: int) -> tuple:
     return float(np.mean(hits)), grids
 
 
+def save_grid(path: str, grids: list, labels: list) -> None:
+    """A PNG of the first 8 samples per prompt, a row per label, each sample 128 px (nearest)."""
+    from PIL import Image
+    rows = [np.concatenate(list(images[:8]), axis=1) for images in grids]
+    Image.fromarray(np.concatenate(rows, axis=0)).resize((8 * 128, len(rows) * 128), Image.NEAREST).save(path)
+    print(f"grid: {path} (rows: {[data.caption(label) for label in labels]})")
+
+
 def main(argv=None) -> int:
     """Command line: print the measurements, write the grid."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,10 +91,7 @@ def main(argv=None) -> int:
         print(f"prompt following ({args.objective}, {args.samples} samples per prompt, euler 20 steps cfg 4): "
               f"trained pairs {rate_trained:.1%} over {len(trained)} prompts, held-out pair {rate_held:.1%} over "
               f"{len(held_out)} prompts")
-    from PIL import Image
-    rows = [np.concatenate(list(images[:8]), axis=1) for images in grid_trained + grid_held]
-    Image.fromarray(np.concatenate(rows, axis=0)).resize((8 * 128, len(rows) * 128), Image.NEAREST).save(args.grid)
-    print(f"grid: {args.grid} (rows: {[data.caption(label) for label in trained + held_out]})")
+    save_grid(args.grid, grid_trained + grid_held, trained + held_out)
     return 0
 
 

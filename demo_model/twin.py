@@ -137,10 +137,7 @@ def main(argv=None) -> int:
         print(f"prompt following (colour, shape and background; {args.samples} samples per prompt, euler "
               f"{SAMPLE_STEPS} steps cfg {SAMPLE_CFG}): trained pairs {rate_trained:.1%} over {len(trained)} prompts, "
               f"held-out pair {rate_held:.1%} over {len(held_out)} prompts")
-    from PIL import Image
-    rows = [np.concatenate(list(images[:8]), axis=1) for images in grid_trained + grid_held]
-    Image.fromarray(np.concatenate(rows, axis=0)).resize((8 * 128, len(rows) * 128), Image.NEAREST).save(args.grid)
-    print(f"grid: {args.grid} (rows: {[data.caption(label) for label in trained + held_out]})")
+    evaluate.save_grid(args.grid, grid_trained + grid_held, trained + held_out)
     return 0
 
 
