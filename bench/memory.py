@@ -23,6 +23,25 @@ import time
 MiB = 2 ** 20
 
 
+def peak_rss(process, run) -> tuple:
+    """(run()'s result, the process's peak resident memory while it ran, sampled every 5 ms by a thread)."""
+    peak, running = [process.memory_info().rss], [True]
+
+    def watch():
+        while running[0]:
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run()
+    finally:
+        running[0] = False
+        watcher.join()
+    return result, peak[0]
+
+
 def one_run(kind: str, size: int) -> None:
     """Measure `kind` (seedfinder or comfyui) in this process and print one markdown row."""
     import psutil
@@ -52,18 +71,7 @@ def one_run(kind: str, size: int) -> None:
     gc.collect()
     trim(0)
     base = process.memory_info().rss
-    peak, running = [base], [True]
-
-    def watch():
-        while running[0]:
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    output = step()
-    running[0] = False
-    watcher.join()
+    output, peak = peak_rss(process, step)
     gc.collect()
     held = process.memory_info().rss
     trim(0)
@@ -75,7 +83,7 @@ def one_run(kind: str, size: int) -> None:
     trim(0)
     again = process.memory_info().rss
     name = "DDIM Invert, 1 step" if kind == "seedfinder" else "ComfyUI common_ksampler, 1 euler step"
-    print(f"| {name} | {(peak[0] - base) / MiB:+.0f} | {(held - base) / MiB:+.0f} | {(trimmed - base) / MiB:+.0f} | "
+    print(f"| {name} | {(peak - base) / MiB:+.0f} | {(held - base) / MiB:+.0f} | {(trimmed - base) / MiB:+.0f} | "
           f"{(again - base) / MiB:+.0f} |", flush=True)
 
 
@@ -108,30 +116,23 @@ def one_edit_run(kind: str, size: int, model_name: str) -> None:
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     base = process.memory_info().rss
-    peak, running = [base], [True]
 
-    def watch():
-        while running[0]:
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.005)
+    def edit():
+        with torch.inference_mode():
+            if kind == "plain sample":
+                guider = comfy.samplers.CFGGuider(model)
+                guider.inner_set_conds({"positive": target})
+            else:
+                mask = torch.zeros(1, 8 * size, 8 * size)
+                mask[..., :4 * size] = 1.0
+                guider = host.attention_edit_guider(
+                    model, host.Prompt(source, None, 1.0), host.Prompt(target, None, 1.0),
+                    AttentionEditOptions(auto_mask=kind.endswith("automatic mask"), mask_steps=STEPS), seed,
+                    mask if kind.endswith("+ mask") else None)
+            guider.sample(noise, empty, comfy.samplers.sampler_object("euler"), sigmas, disable_pbar=True, seed=0)
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    with torch.inference_mode():
-        if kind == "plain sample":
-            guider = comfy.samplers.CFGGuider(model)
-            guider.inner_set_conds({"positive": target})
-        else:
-            mask = torch.zeros(1, 8 * size, 8 * size)
-            mask[..., :4 * size] = 1.0
-            guider = host.attention_edit_guider(
-                model, host.Prompt(source, None, 1.0), host.Prompt(target, None, 1.0),
-                AttentionEditOptions(auto_mask=kind.endswith("automatic mask"), mask_steps=STEPS), seed,
-                mask if kind.endswith("+ mask") else None)
-        guider.sample(noise, empty, comfy.samplers.sampler_object("euler"), sigmas, disable_pbar=True, seed=0)
-    running[0] = False
-    watcher.join()
-    print(f"| {kind} | {(peak[0] - base) / MiB:+.0f} |", flush=True)
+    _, peak = peak_rss(process, edit)
+    print(f"| {kind} | {(peak - base) / MiB:+.0f} |", flush=True)
 
 
 def edit_state_rows() -> list:
