@@ -1,5 +1,6 @@
-"""The demo's DiT twin: SD3's MMDiT (rectified flow) on the demo world, with a 16-channel TAESD and the word-separating
-CLIP-L of words.py. CPU, one thread, deterministic; each stage checkpoints and resumes (second.run_steps).
+"""The DiT twin: SD3's MMDiT (rectified flow) on the 128×128 scenes world (scenes.py), with a 16-channel TAESD and
+the word-separating CLIP-L of words.py. CPU, one thread, deterministic; each stage checkpoints and resumes
+(second.run_steps).
 
 From the repository root with the host venv:
     python -m demo_model.dit                       # the 16-channel VAE, then the MMDiT (resumes from bench/out/dit/)
@@ -23,12 +24,12 @@ import time
 
 import torch
 
-from . import data, ensure_comfy, second, train, widen, words
+from . import ensure_comfy, scenes, second, train, widen, words
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKPOINTS = os.path.join(os.path.dirname(HERE), "bench", "out", "dit")  # ignored by git
 FILES = {"vae": "dit_taesd16_narrow.safetensors", "dit": "dit_mmdit_narrow.safetensors"}
-SOURCES = ("dit.py", "words.py", "data.py")
+SOURCES = ("dit.py", "words.py", "data.py", "scenes.py")
 # What the twin takes from the demo's other modules: hashed by their source text (second.py's rule), so retraining
 # the demo does not make the twin stale unless it changes what trained it.
 SHARED = (train.pixels, train.split_vae, train.load_weights, train.encode_latents, train.init_taesd_,
@@ -37,11 +38,11 @@ SHARED = (train.pixels, train.split_vae, train.load_weights, train.encode_latent
 LATENT_CHANNELS = 16  # SD3's latent format
 DEPTH = 2  # MMDiT detection: hidden size = 64·depth, heads = depth
 PATCH = 2  # ComfyUI's MMDiT crops its position embedding for patch 2 only ((h + 1) // p)
-POS_EMBED_GRID = 8  # 8×8 patches: 128×128 images fit; 64×64 ones (4×4 patches) use the centre
+POS_EMBED_GRID = 8  # 8×8 patches: a 128×128 image (16×16 latent, patch 2); smaller ones use the centre
 CLIP_WIDTH = words.WIDTH
-VAE_CONFIG = dict(seed=30, images=6000, steps=200, batch=32, lr=5e-4, latent_noise=0.05, scale_penalty=0.1,
+VAE_CONFIG = dict(seed=30, images=6000, steps=200, batch=16, lr=5e-4, latent_noise=0.05, scale_penalty=0.1,
                   width=widen.TAESD_WIDTH, init=train.FILES["vae"], symmetry_noise=0.02)
-DIT_CONFIG = dict(seed=31, images=12000, steps=4000, batch=64, lr=6e-4, warmup=200, ema=0.999, cfg_dropout=0.1,
+DIT_CONFIG = dict(seed=31, images=16000, steps=6000, batch=64, lr=6e-4, warmup=200, ema=0.999, cfg_dropout=0.1,
                   clip_grad=1.0, depth=DEPTH, patch=PATCH)
 CHECKPOINT_EVERY = 100
 QUICK = dict(images=128, steps=6)  # --quick: a smoke run of the whole pipeline (checkpoints every 3 steps)
@@ -122,14 +123,14 @@ def taesd16(width: int = widen.TAESD_WIDTH) -> tuple:
 
 
 def train_vae(config: dict, checkpoints: str, every: int) -> tuple:
-    """(encoder, decoder, final MSE, timing): the demo TAESD's objective (train.train_vae's) on the demo world, from
+    """(encoder, decoder, final MSE, timing): the demo TAESD's objective (train.train_vae's) on the scenes world, from
     the shipped 4-channel demo TAESD expanded to 16 latent channels (expand_latent)."""
     generator = torch.Generator().manual_seed(config["seed"])
     encoder, decoder = taesd16(config["width"])
     start = expand_latent(*train.split_vae(train.load_weights("vae")[0]), generator, config["symmetry_noise"])
     for net, state in zip((encoder, decoder), start):
         net.load_state_dict(state)
-    images = torch.from_numpy(data.dataset(config["images"], seed=config["seed"])[0])
+    images = torch.from_numpy(scenes.dataset(config["images"], seed=config["seed"])[0])
     optimiser = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=config["lr"])
 
     def step_fn(step: int) -> float:
@@ -152,10 +153,9 @@ def train_vae(config: dict, checkpoints: str, every: int) -> tuple:
     return encoder, decoder, loss, timing
 
 
-def caption_embeddings(clip, checkpoints: str) -> tuple:
-    """(captions, CLIP-L contexts (C, 77, 768), pooled (C, 768), the empty prompt's context and pooled); cached with
-    the checkpoints."""
-    captions = sorted({data.caption(label) for label in data.all_labels(False)})
+def caption_embeddings(clip, captions: list, checkpoints: str) -> tuple:
+    """(CLIP-L contexts (C, 77, 768) and pooled (C, 768) of `captions`, the empty prompt's context and pooled); cached
+    with the checkpoints."""
     cache = Checkpoint(checkpoints, "captions", {"captions": captions, "clip": words.fingerprint(clip)})
     state = cache.load()
     if state is None:
@@ -163,7 +163,7 @@ def caption_embeddings(clip, checkpoints: str) -> tuple:
         state = {"context": torch.cat([c[..., :CLIP_WIDTH] for c, _ in encoded]),
                  "pooled": torch.cat([p[..., :CLIP_WIDTH] for _, p in encoded])}
         cache.save(state)
-    return captions, state["context"][:-1], state["pooled"][:-1], state["context"][-1], state["pooled"][-1]
+    return state["context"][:-1], state["pooled"][:-1], state["context"][-1], state["pooled"][-1]
 
 
 def flow_sample(x0: torch.Tensor, generator: torch.Generator) -> tuple:
@@ -179,10 +179,12 @@ def train_dit(config: dict, encoder: torch.nn.Module, clip, checkpoints: str, ev
     """(EMA MMDiT, final loss, timing): rectified flow on the 16-channel latents, text-conditioned by the CLIP-L
     context and pooled output, `cfg_dropout` of captions replaced by the empty prompt's."""
     generator = torch.Generator().manual_seed(config["seed"])
-    images, labels = data.dataset(config["images"], seed=config["seed"])
+    images, drawn = scenes.dataset(config["images"], seed=config["seed"])
     latents = train.encode_latents(encoder, images)
-    captions, contexts, pooled, empty_context, empty_pooled = caption_embeddings(clip, checkpoints)
-    caption_index = torch.tensor([captions.index(data.caption(label)) for label in labels])
+    del images
+    captions = sorted({scene.caption for scene in drawn})
+    contexts, pooled, empty_context, empty_pooled = caption_embeddings(clip, captions, checkpoints)
+    caption_index = torch.tensor([captions.index(scene.caption) for scene in drawn])
     net = mmdit()
     init_mmdit_(net, generator)
     ema = copy.deepcopy(net).requires_grad_(False)

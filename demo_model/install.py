@@ -15,6 +15,8 @@ VAE_FILE = "seedfinder_demo_shapes_taesd.safetensors"
 SECOND_UNET_FILE = "seedfinder_second_glyphs_sd15_eps.safetensors"
 SECOND_VAE_FILE = "seedfinder_second_glyphs_taesd.safetensors"
 CLIP_FILE = "seedfinder_demo_clip_l.safetensors"
+# The scenes UNet (128×128, one or two objects; scene_unet.py), with the demo TAESD and twin.CLIP_FILE's CLIP-L
+SCENE_UNET_FILE = "seedfinder_demo_scenes_sd15_eps.safetensors"
 SD15_SCALE = 0.18215  # vae_scale: SD15's process_in multiplies by it again, so the UNet sees the encoder's output
 # Never rendered for training (a different generator per image); the second pair is the held-out one.
 DEMO_LABELS = (("red", "disc", "blue"), ("green", "triangle", "black"), ("yellow", "square", "gray"),
@@ -38,11 +40,11 @@ def save_file(tensors: dict, path: str, metadata: dict | None = None) -> None:
     safetensors.torch.save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
 
 
-def widen_second_unet(state_dict: dict, k: int = second.UNET_K) -> dict:
-    """The narrow second UNet at k× width, the same function: widen.replicate per tensor (consecutive copies, ÷k on
-    the input side), the timestep sinusoid re-indexed, q scaled by 1/√k as the head dimension grows k-fold (the
-    steps of widen.widen_unet, on the second layout)."""
-    wide_shapes = widen.shapes(second.unet(second.UNET_WIDTH * k, device="meta"))
+def widen_unet_layout(state_dict: dict, wide_net, k: int) -> dict:
+    """A narrow UNet (any layout) at k× width, the same function, given the wide layout (`wide_net`, on the meta
+    device): widen.replicate per tensor (consecutive copies, ÷k on the input side), the timestep sinusoid re-indexed,
+    q scaled by 1/√k as the head dimension grows k-fold (widen.widen_unet's steps, for the other layouts)."""
+    wide_shapes = widen.shapes(wide_net)
     out = {}
     for key, value in state_dict.items():
         value = value.float()
@@ -62,6 +64,24 @@ def write_vae(narrow: dict, meta: dict, path: str) -> None:
                **{f"taesd_decoder.{k}": v for k, v in decoder.items()},
                "vae_scale": torch.tensor(SD15_SCALE), "vae_shift": torch.tensor(0.0)},
               path, {"source_sha256": meta["source_sha256"]})
+
+
+def write_scene_model(models_dir: str, weights: str = train.WEIGHTS) -> dict:
+    """Write the scenes UNet (scene_unet.py) widened to SD15's 320 channels (diffusion_models/), the demo TAESD it was
+    trained on (vae/) and the word-separating CLIP-L (text_encoders/, CLIPLoader type stable_diffusion); {kind: path},
+    kinds "scenes", "vae", "clip"."""
+    from . import scene_unet, twin, words
+    ensure_comfy()
+    paths = {"scenes": os.path.join(models_dir, "diffusion_models", SCENE_UNET_FILE),
+             "vae": os.path.join(models_dir, "vae", VAE_FILE),
+             "clip": os.path.join(models_dir, "text_encoders", twin.CLIP_FILE)}
+    write_vae(*train.load_weights("vae", weights), paths["vae"])
+    narrow, meta = scene_unet.load_weights(weights)
+    wide = scene_unet.unet(scene_unet.UNET_WIDTH * scene_unet.UNET_K, device="meta")
+    save_file(widen_unet_layout(narrow, wide, scene_unet.UNET_K), paths["scenes"],
+              {key: meta[key] for key in ("source_sha256", "objective", "clip_fingerprint")})
+    save_file(words.clip_state_dict(), paths["clip"])
+    return paths
 
 
 def write_clip(models_dir: str) -> str:
@@ -98,7 +118,8 @@ def write_second_model(models_dir: str, weights: str = train.WEIGHTS) -> dict:
              "second": os.path.join(models_dir, "diffusion_models", SECOND_UNET_FILE)}
     write_vae(*second.load_weights("vae", weights), paths["second_vae"])
     narrow, meta = second.load_weights("eps", weights)
-    save_file(widen_second_unet(narrow), paths["second"],
+    save_file(widen_unet_layout(narrow, second.unet(second.UNET_WIDTH * second.UNET_K, device="meta"), second.UNET_K),
+              paths["second"],
               {key: meta[key] for key in ("source_sha256", "objective", "clip_fingerprint")})
     paths["clip"] = write_clip(models_dir)
     return paths

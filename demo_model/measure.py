@@ -1,4 +1,5 @@
-"""Which (colour, shape, background) a 64×64 RGB image shows, by pixel statistics (no learned weights)."""
+"""Which (colour, shape, background) a demo picture shows, by pixel statistics (no learned weights): `classify` for the
+64×64 demo world (data.py), `classify_scene` for the 128×128 scenes world (scenes.py)."""
 import numpy as np
 
 from . import data
@@ -60,3 +61,43 @@ def classify(image: np.ndarray) -> tuple:
     if fg is None:
         return "none", "none", nearest(bg, data.BACKGROUNDS)
     return nearest(fg, data.COLOURS), shape_of(mask), nearest(bg, data.BACKGROUNDS)
+
+
+def components(mask: np.ndarray) -> list:
+    """The 4-connected components of a boolean mask, as boolean masks (label propagation by repeated min-pooling)."""
+    big = mask.size + 1
+    labels = np.where(mask, np.arange(mask.size).reshape(mask.shape), big)
+    while True:
+        padded = np.pad(labels, 1, constant_values=big)
+        smallest = np.minimum.reduce([labels, padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+        smallest = np.where(mask, smallest, big)
+        if np.array_equal(smallest, labels):
+            return [labels == value for value in np.unique(labels[mask])]
+        labels = smallest
+
+
+FAR = 45.0  # RGB distance from the background that marks an object pixel: under half the nearest palette pair (94.6)
+MIN_AREA = 60  # px: smaller blobs are sampling debris (the smallest drawn object, a triangle of half-extent 12: 288)
+
+
+def classify_scene(image: np.ndarray) -> tuple:
+    """(background, ((colour, shape), ...) left to right) of a uint8 scenes picture (scenes.py, 128×128), by pixel
+    statistics: the background from the border, each object a connected region far from it, its outline the half-way
+    boundary between its colour and the background's (shape_of reads the shape)."""
+    pixels = image.astype(np.float64)
+    frame = np.concatenate([pixels[:BORDER].reshape(-1, 3), pixels[-BORDER:].reshape(-1, 3),
+                            pixels[:, :BORDER].reshape(-1, 3), pixels[:, -BORDER:].reshape(-1, 3)])
+    bg = np.median(frame, axis=0)
+    far = np.sqrt(np.square(pixels - bg).sum(axis=-1)) > FAR
+    found = []
+    for region in components(far):
+        if region.sum() < MIN_AREA:
+            continue
+        fg = np.median(pixels[region], axis=0)
+        axis = fg - bg
+        rows, cols = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
+        box = np.zeros_like(region)
+        box[max(0, rows[0] - 2):rows[-1] + 3, max(0, cols[0] - 2):cols[-1] + 3] = True
+        outline = box & (((pixels - bg) @ axis) / (axis @ axis) > 0.5)
+        found.append((cols.mean(), (nearest(fg, data.COLOURS), shape_of(outline))))
+    return nearest(bg, data.BACKGROUNDS), tuple(pair for _, pair in sorted(found))

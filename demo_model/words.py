@@ -8,14 +8,15 @@ import torch
 
 from . import data, text
 
-# The words the demo captions use ("a {colour} {shape} on a {background} background"), each one CLIP token.
-VOCABULARY = tuple(dict.fromkeys(("a", "on", "background", *data.COLOURS, *data.BACKGROUNDS, *data.SHAPES)))
+# The words the captions use ("a {colour} {shape} [and a {colour} {shape}] on a {background} background"), each one
+# CLIP token.
+VOCABULARY = tuple(dict.fromkeys(("a", "and", "on", "background", *data.COLOURS, *data.BACKGROUNDS, *data.SHAPES)))
 ROWS_SEED = 25
 # Per-entry RMS of the constructed rows. The random layers add ≈ 3.5 RMS to the residual stream (measured: the
 # output RMS of the unchanged CLIP-L); a word at 8 and its position at 4 stay the larger part of their token's output.
 WORD_SCALE = 8.0
 POSITION_SCALE = 4.0
-POSITIONS = 10  # BOS, the 7 caption words, the first EOS and one more: every position a caption's words can take
+POSITIONS = 14  # BOS, a two-object caption's 11 words, the first EOS and one more: every position a word can take
 TOKEN_KEY = "text_model.embeddings.token_embedding.weight"
 POSITION_KEY = "text_model.embeddings.position_embedding.weight"
 WIDTH = 768
