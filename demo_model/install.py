@@ -149,3 +149,49 @@ def write_demo_images(input_dir: str) -> list:
     for name, picture in pictures.items():
         Image.fromarray(picture).save(os.path.join(input_dir, name))
     return list(pictures)
+
+
+# The scenes world's pictures for LoadImage (never drawn for training: placed by hand, colours jittered by
+# SCENE_SEED + index). The first is the shape-edit example's ("a red disc …" → "a red square …", the blue square kept).
+SCENE_DEMOS = (
+    ("gray", (("red", "disc", 38.0, 64.0, 22.0), ("blue", "square", 92.0, 70.0, 18.0))),
+    ("black", (("yellow", "triangle", 62.0, 66.0, 30.0),)),
+    ("blue", (("white", "disc", 40.0, 44.0, 18.0), ("purple", "triangle", 88.0, 84.0, 22.0))),
+    ("red", (("green", "square", 66.0, 60.0, 26.0),)),
+)
+SCENE_SEED = 9100
+# More pictures of the rare pair (scenes.RARE) for the rare-concept example's references
+SCENE_RARE = (("gray", (("purple", "square", 60.0, 62.0, 24.0),)), ("white", (("purple", "square", 76.0, 52.0, 20.0),)),
+              ("black", (("purple", "square", 50.0, 74.0, 22.0),)))
+
+
+def scene_of(spec: tuple):
+    """A scenes.Scene from (background, ((colour, shape, cx, cy, size), ...)), objects left to right."""
+    from . import scenes
+    background, things = spec
+    return scenes.Scene(background, tuple(sorted((scenes.Thing(*thing) for thing in things), key=lambda t: t.cx)))
+
+
+def scene_image_name(scene) -> str:
+    """The PNG name that says its caption: seedfinder_scene_red_disc_and_blue_square_on_gray.png."""
+    return f"seedfinder_scene_{scene.caption.replace(' background', '').replace('a ', '').replace(' ', '_')}.png"
+
+
+def write_scene_images(input_dir: str) -> list:
+    """The scenes demo pictures (SCENE_DEMOS, then SCENE_RARE) as PNGs for LoadImage, each with one mask PNG per object
+    (`<name>_object<i>.png`, white inside, objects left to right: LoadImageMask's input); the pictures' names."""
+    from PIL import Image
+
+    from . import scenes
+    os.makedirs(input_dir, exist_ok=True)
+    names = []
+    for index, spec in enumerate(SCENE_DEMOS + SCENE_RARE):
+        scene = scene_of(spec)
+        image, masks = scenes.render(scene, np.random.default_rng(SCENE_SEED + index))
+        name = scene_image_name(scene)
+        Image.fromarray(image).save(os.path.join(input_dir, name))
+        for i, mask in enumerate(masks):
+            Image.fromarray((mask * 255).round().astype(np.uint8)).save(
+                os.path.join(input_dir, name.replace(".png", f"_object{i}.png")))
+        names.append(name)
+    return names
