@@ -9,8 +9,11 @@ from .attention_edit import (
     MASK_SOURCES,
     P2P_PAPER,
     AttentionEditOptions,
+    EditMemory,
     blend_outside,
+    edit_memory,
     edited_token,
+    image_tokens,
     injects,
     landing_denoised,
     threshold_mask,
@@ -90,8 +93,8 @@ from .samplers import SAMPLERS, STAGE_SAMPLERS, STOCHASTIC_SAMPLERS, sampler_rul
 from .seed_select import SeedSelectOptions, seed_select
 
 __all__ = [
-    "MASK_SOURCES", "P2P_PAPER", "AttentionEditOptions", "blend_outside", "edited_token", "injects", "landing_denoised",
-    "threshold_mask", "token_attention",
+    "MASK_SOURCES", "P2P_PAPER", "AttentionEditOptions", "EditMemory", "blend_outside", "edit_memory", "edited_token",
+    "image_tokens", "injects", "landing_denoised", "threshold_mask", "token_attention",
     "EULER", "Callback", "CountingDenoiser", "Denoiser", "InputScale", "InversionMethod", "InversionResult",
     "ModelGradient", "Noising", "Stage", "Stepper", "Stepping", "StepProblem", "StepRule", "Sweeps",
     "describe_sigmas", "euler_rule", "euler_step", "inverse_step_map", "invert_by_stages", "invert_by_steps",

@@ -3,9 +3,11 @@ parts (docs/methods.md §15). The source and the target branch sample side by si
 fraction of the steps the target branch attends with the source branch's attention maps; the source branch is kept on
 the inverted trajectory by a per-step correction of its denoised estimate; outside a mask the target is the source."""
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+
+from .core import NOT_ON_NODE
 
 MASK_SOURCES = ("noise difference", "cross-attention")
 """What an automatic mask is read from: the prompts' prediction difference, or the edited word's attention."""
@@ -40,6 +42,10 @@ class AttentionEditOptions:
     mask_steps: int = 8
     """The automatic mask: how many of the trajectory's last latents before the image the map is summed over (each a
     batch of two evaluations; near the image the prediction differs where the edit is)."""
+    memory_fraction: float = field(default=0.5, metadata=NOT_ON_NODE)
+    """The guard's budget (`edit_memory`): the edit is refused before it runs when the trajectory it reads would take
+    more than this fraction of the host's memory, or one block's key/value copy more than this fraction of the
+    device's (beside the model's own weights and activations such a copy could not fit)."""
 
     def __post_init__(self):
         for name in ("cross_fraction", "self_fraction"):
@@ -52,6 +58,8 @@ class AttentionEditOptions:
             raise ValueError(f"mask_threshold: expected a fraction in (0, 1), got {self.mask_threshold}")
         if self.mask_steps < 1:
             raise ValueError(f"mask_steps: expected at least 1 step, got {self.mask_steps}")
+        if not 0.0 < self.memory_fraction <= 1.0:
+            raise ValueError(f"memory_fraction: expected a fraction in (0, 1], got {self.memory_fraction}")
         if not math.isfinite(self.cfg) or self.cfg < 0:
             raise ValueError(f"cfg: expected a finite number ≥ 0, got {self.cfg}")
 
@@ -98,7 +106,51 @@ def token_attention(q: torch.Tensor, k: torch.Tensor, heads: int, tokens: torch.
 
 
 def threshold_mask(score: torch.Tensor, threshold: float) -> torch.Tensor:
-    """1 where a (B, h, w) score map reaches `threshold` of its largest value, per image (Prompt-to-Prompt's local
-    blend and DiffEdit: normalised by the maximum, thresholded)."""
-    peak = score.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+    """1 where a (B, h, w) score map (a video's: (B, frames, h, w)) reaches `threshold` of its largest value, per
+    image (Prompt-to-Prompt's local blend and DiffEdit: normalised by the maximum, thresholded)."""
+    peak = score.flatten(1).amax(dim=1).clamp_min(1e-12).reshape(-1, *[1] * (score.ndim - 1))
     return (score >= threshold * peak).to(score.dtype)
+
+
+FP32_BYTES = 4
+"""The trajectory and the mask's sum are kept in float32."""
+
+
+@dataclass(frozen=True)
+class EditMemory:
+    """What the attention edit holds beyond a plain sample of its batch of two (for which ComfyUI sizes its memory
+    itself), in bytes, from the shapes (docs/methods.md §15)."""
+    per_step: int
+    """One σ's latent of the seed's trajectory (float32, on the CPU), read by the exact source branch: one per σ."""
+    steps: int
+    mask_map: int
+    """The mask at the latent's cells, drawn or found (the automatic mask's running sum is the same size)."""
+    per_block: int
+    """The largest copy one block makes and frees on the device: on a DiT, the target's keys and values with the
+    source's image tokens; on a UNet, the source's queries and keys given to the target rows."""
+    tokens: int
+    width: int
+
+    @property
+    def trajectory(self) -> int:
+        """The trajectory the source branch reads: steps + 1 latents."""
+        return (self.steps + 1) * self.per_step
+
+
+def edit_memory(latent_shape: tuple, steps: int, exact: bool, masked: bool, tokens: int, width: int, chunks: int,
+                itemsize: int) -> EditMemory:
+    """The state the edit keeps for a latent of `latent_shape` (B, C, h, w) or (B, C, frames, h, w) over `steps`
+    steps: the trajectory if `exact`, the latent-sized mask if `masked`; and per block two tensors (keys and values,
+    or queries and keys) of `tokens` × `width` for each of the 2B rows of the `chunks` cond/uncond parts batched
+    together, `itemsize` bytes each."""
+    latent = math.prod(latent_shape) * FP32_BYTES
+    cells = latent_shape[0] * math.prod(latent_shape[2:]) * FP32_BYTES
+    per_block = 2 * chunks * 2 * latent_shape[0] * tokens * width * itemsize
+    return EditMemory(latent if exact else 0, steps, cells if masked else 0, per_block, tokens, width)
+
+
+def image_tokens(extent: tuple, patch: tuple) -> int:
+    """The tokens of a latent of spatial `extent` ((h, w) or (T, h, w)) cut into patches of `patch` cells (padded up to
+    whole patches, as ComfyUI's DiTs pad): a DiT's image tokens, or a UNet attention layer's queries at a
+    downsampling d with patch (d, d)."""
+    return math.prod(math.ceil(size / cut) for size, cut in zip(extent, patch[-len(extent):]))

@@ -24,9 +24,12 @@ import torch.nn.functional as F
 
 from ...solvers import (
     AttentionEditOptions,
+    EditMemory,
     blend_outside,
     describe_sigmas,
+    edit_memory,
     edited_token,
+    image_tokens,
     injects,
     landing_denoised,
     threshold_mask,
@@ -92,6 +95,11 @@ class EditRun:
     def step_of(self, sigma: float) -> int:
         """The step whose interval [σ_{i+1}, σ_i] holds `sigma` (0 at σ_max)."""
         return sum(1 for level in self.sigmas[1:-1] if level >= sigma * (1 - 1e-5))
+
+
+def mib(size: int) -> str:
+    """A byte count as the messages write it."""
+    return f"{size / 2 ** 20:,.0f} MiB"
 
 
 def with_source_maps(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunks: int) -> tuple:
@@ -171,10 +179,12 @@ def shared_kv(attention, q, k, v, *args, **kwargs):
 
 
 def token_mask(mask: torch.Tensor, patch: tuple) -> torch.Tensor:
-    """A latent-size mask (B, 1, h, w) at a DiT's image tokens (B, tokens), row by row as the DiT patchifies: each
-    token takes the largest value of the cells its patch covers."""
-    pooled = F.max_pool2d(mask.float(), patch[-2:], ceil_mode=True)
-    return pooled.flatten(1)
+    """A latent-size mask (B, 1, h, w), or a video's (B, 1, frames, h, w), at a DiT's image tokens (B, tokens), in
+    the order the DiT patchifies (frame by frame, row by row): each token takes the largest value of the cells its
+    patch covers."""
+    if mask.ndim == 5:
+        return F.max_pool3d(mask.float(), patch, ceil_mode=True).flatten(1)
+    return F.max_pool2d(mask.float(), patch[-2:], ceil_mode=True).flatten(1)
 
 
 def paired_conditioning(source: list, target: list, batch: int, names: tuple) -> list:
@@ -203,24 +213,52 @@ def paired_conditioning(source: list, target: list, batch: int, names: tuple) ->
     return [[pair(source_cond, target_cond), options]]
 
 
+VIDEO_FRAMES_PER_LATENT = 4
+"""A causal video VAE's (Wan 2.1/2.2, HunyuanVideo) frames per latent frame: latent frame 0 is the clip's first frame,
+latent frame t > 0 its frames 4t − 3 … 4t, so a clip of T latent frames has 1 + 4(T − 1) frames."""
+
+
+def clip_frames(latent_frames: int) -> int:
+    """The frames of a clip whose latent has `latent_frames` frames (1 + 4(T − 1))."""
+    return 1 + VIDEO_FRAMES_PER_LATENT * (latent_frames - 1)
+
+
 def latent_mask(mask: torch.Tensor, shape: tuple) -> torch.Tensor:
     """A MASK (H, W) or (B, H, W), 1 = edit, at the size of a latent of `shape` (B, C, h, w): each latent cell takes
     the largest mask value it covers, so every cell that the edited region touches is edited (a latent cell is
-    8×8 pixels; its centre alone would drop an object's border)."""
+    8×8 pixels; its centre alone would drop an object's border). For a video latent (B, C, T, h, w) the MASK's planes
+    are frames, the same for every video of the batch: one for all, one per latent frame, or one per frame of the
+    clip (a latent frame takes the largest value of its frames); the result is (1, 1, T, h, w)."""
     planes = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+    if len(shape) == 5:
+        return video_latent_mask(planes[:, 0], shape)
     if planes.shape[0] not in (1, shape[0]):
         raise ValueError(f"mask: expected 1 mask or one per latent ({shape[0]}), got {planes.shape[0]}")
     return F.adaptive_max_pool2d(planes, tuple(shape[-2:])).clamp(0, 1)
 
 
+def video_latent_mask(frames: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """latent_mask of a video: `frames` (F, H, W) at the cells of a latent of `shape` (B, C, T, h, w)."""
+    latent_frames = shape[2]
+    if frames.shape[0] == clip_frames(latent_frames) and latent_frames > 1:
+        first = frames[:1].expand(VIDEO_FRAMES_PER_LATENT - 1, -1, -1)  # frame 0 stands alone in latent frame 0
+        frames = torch.cat([first, frames]).reshape(latent_frames, VIDEO_FRAMES_PER_LATENT,
+                                                    *frames.shape[-2:]).amax(dim=1)
+    elif frames.shape[0] not in (1, latent_frames):
+        raise ValueError(f"mask: expected 1 mask, one per latent frame ({latent_frames}) or one per frame of the clip "
+                         f"({clip_frames(latent_frames)}), got {frames.shape[0]}")
+    cells = F.adaptive_max_pool2d(frames[:, None], tuple(shape[-2:]))[:, 0].clamp(0, 1)
+    return cells.expand(latent_frames, -1, -1)[None, None]
+
+
 class TrajectoryEvaluations(comfy.samplers.Sampler):
     """The mask pass as a comfy Sampler: the guided model evaluated at the trajectory's latents of `steps` (both
     branches at the source's latent), summing |D_target − D_source| over the channels and steps into `difference`
-    (B, h, w) (DiffEdit's noise-estimate difference); returns the latent it was given."""
+    (B, h, w), a video's (B, T, h, w) (DiffEdit's noise-estimate difference); returns the latent it was given."""
 
     def __init__(self, trajectory: list, steps: list):
         self.trajectory, self.steps = trajectory, steps
-        self.difference = torch.zeros(trajectory[0].shape[0], *trajectory[0].shape[-2:])
+        self.difference = torch.zeros(trajectory[0].shape[0], *trajectory[0].shape[2:])
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
@@ -238,8 +276,8 @@ def mask_pass_steps(steps: int, count: int) -> list:
 
 
 VAE_FACTOR = 8
-"""Pixels per latent cell of the VAE of every family the guider takes (SD1.x, SD2, SDXL, SD3, Flux): the scale at
-which the node shows a mask it found."""
+"""Pixels per latent cell of the VAE of every family the guider takes (SD1.x, SD2, SDXL, SD3, Flux, Wan 2.1 and the
+Wan 2.2 14B models): the scale at which the node shows a mask it found."""
 
 
 class AttentionEditGuider(comfy.samplers.CFGGuider):
@@ -252,8 +290,9 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
         dit_blocks = patches.dit_double_blocks(model)
         if dit_blocks:
             if options.mask_source == "cross-attention" and options.auto_mask and mask is None and seed is not None:
-                raise ValueError("mask_source: cross-attention is read from a UNet's cross-attention layers; a DiT "
-                                 "(Flux, SD3) takes 'noise difference'")
+                raise ValueError(f"mask_source: cross-attention is read from a UNet's cross-attention layers; a DiT "
+                                 f"(Flux, SD3, Wan) takes 'noise difference', got "
+                                 f"{type(model.get_model_object('diffusion_model')).__name__}")
             patched = patches.attention_overridden(patches.blocks_replaced(model, dit_blocks, dit_block), shared_kv)
             self.patch = patches.patch_size(model)
         else:
@@ -271,16 +310,16 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
         """The cross-attention sum the mask pass adds to, when it reads the mask from cross-attention."""
 
     def automatic_mask(self) -> torch.Tensor:
-        """The automatic mask (B, h, w) at the latent's size, 1 = edit, from a short pass over the seed's trajectory:
-        both branches evaluated at the source's last `mask_steps` latents before the image, with no injection; the
-        map (the denoised estimates' difference |D_target − D_source| averaged over channels, or each branch's
-        cross-attention to its edited word, the first token at which the prompts differ) summed over those
-        evaluations (and layers) and thresholded (`threshold_mask`)."""
+        """The automatic mask (B, h, w) at the latent's size (a video's: (B, T, h, w)), 1 = edit, from a short pass
+        over the seed's trajectory: both branches evaluated at the source's last `mask_steps` latents before the image,
+        with no injection; the map (the denoised estimates' difference |D_target − D_source| averaged over channels,
+        or each branch's cross-attention to its edited word, the first token at which the prompts differ) summed over
+        those evaluations (and layers) and thresholded (`threshold_mask`)."""
         trajectory = self.seed.trajectory
         shape = tuple(trajectory[0].shape)
         token = edited_token(self.source.positive[0][0][0], self.target.positive[0][0][0])
         if token < 0:
-            return torch.zeros(shape[0], *shape[-2:])  # the same prompt: nothing to edit
+            return torch.zeros(shape[0], *shape[2:])  # the same prompt: nothing to edit
         evaluations = TrajectoryEvaluations(trajectory, mask_pass_steps(len(self.seed.sigmas) - 1,
                                                                          self.options.mask_steps))
         words = WordAttention(torch.full((2 * shape[0],), token), tuple(shape[-2:]))
@@ -320,9 +359,11 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
 
     def sample_both(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
                     seed=None) -> torch.Tensor:
-        if latent_image.is_nested or latent_image.ndim != 4:
-            raise ValueError(f"latent_image: the attention edit takes an image latent (batch, channels, height, "
-                             f"width), got shape {tuple(latent_image.shape)}")
+        dimensions = self.model_patcher.get_model_object("latent_format").latent_dimensions + 2
+        if latent_image.is_nested or latent_image.ndim != dimensions:
+            kind = ("a video latent (batch, channels, frames, height, width)" if dimensions == 5 else
+                    "an image latent (batch, channels, height, width)")
+            raise ValueError(f"latent_image: this model takes {kind}, got shape {tuple(latent_image.shape)}")
         trajectory = self.trajectory(sampler, sigmas, tuple(latent_image.shape))
         return self.sample_pair(noise, latent_image, sampler, sigmas, trajectory, denoise_mask, callback,
                                 disable_pbar, seed)
@@ -338,6 +379,8 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
                                                     ("source_negative", "target_negative"))
         self.inner_set_conds(conds)
         mask = None if self.mask is None else latent_mask(self.mask, tuple(latent_image.shape))
+        self.check_memory(self.memory(tuple(latent_image.shape), len(sigmas) - 1, trajectory is not None,
+                                      mask is not None))
         self.run = EditRun(sigmas=sigmas.tolist(), batch=batch, mask=mask, trajectory=trajectory)
         if denoise_mask is not None and denoise_mask.shape[0] > 1:
             denoise_mask = torch.cat([denoise_mask, denoise_mask])
@@ -351,15 +394,51 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
             raise ValueError(nonfinite_cause(self.model_patcher, latent_image, self.cfg, nonfinite_at))
         return output
 
+    def memory(self, shape: tuple, steps: int, exact: bool, masked: bool) -> EditMemory:
+        """What this edit keeps for a latent of `shape` over `steps` steps (`edit_memory`), from the model's shapes:
+        on a DiT every block attends over the image tokens (and the prompt's, in a joint attention) at its width; on
+        a UNet the largest self-attention layer is counted."""
+        model, net = self.model_patcher, self.model_patcher.model
+        if self.patch is not None:
+            kind = patches.dit_kind(model)
+            tokens = image_tokens(shape[2:], self.patch) + (self.source.positive[0][0].shape[1] if kind.joint else 0)
+            width = patches.dit_width(model)
+        else:
+            tokens, width = max(((image_tokens(shape[2:], (down, down)), width)
+                                 for down, width in patches.unet_attention_layers(model)),
+                                key=lambda layer: layer[0] * layer[1])
+        chunks = 1 if math.isclose(self.cfg, 1.0) else 2  # cfg ≠ 1: ComfyUI batches the cond and uncond parts
+        itemsize = (net.manual_cast_dtype or net.get_dtype()).itemsize
+        return edit_memory(shape, steps, exact, masked, tokens, width, chunks, itemsize)
+
+    def check_memory(self, memory: EditMemory) -> None:
+        """Refuse, before any evaluation, an edit whose trajectory and mask would take more than `memory_fraction` of
+        the host's memory, or one block's copy more than that of the device's: such a run would fail partway."""
+        fraction = self.options.memory_fraction
+        host = comfy.model_management.get_total_memory(torch.device("cpu"))
+        device = comfy.model_management.get_total_memory(self.model_patcher.load_device)
+        kept = memory.trajectory + memory.mask_map
+        if kept > fraction * host:
+            raise ValueError(f"noise: the exact source branch reads the seed's trajectory, {memory.steps + 1} latents "
+                             f"of {mib(memory.per_step)} ({mib(kept)} with the mask), more than {fraction:.0%} of "
+                             f"this machine's {mib(host)}; invert with fewer steps or a smaller latent (resolution, "
+                             f"frames), or leave noise unconnected (both branches then sample freely)")
+        if memory.per_block > fraction * device:
+            raise ValueError(f"latent_image: a block of the edit copies two attention inputs of both branches "
+                             f"(a DiT's keys and values, a UNet's queries and keys: {mib(memory.per_block)}, "
+                             f"{memory.tokens} tokens of width {memory.width}, twice with "
+                             f"cfg ≠ 1), more than {fraction:.0%} of the device's {mib(device)}; use a smaller latent "
+                             f"(resolution, frames) or cfg 1")
+
     def source_tokens(self, step: int, steps: int, shape: tuple) -> Optional[torch.Tensor]:
         """DiT: which of the target's image tokens (B, tokens) take the source's keys and values at `step` of a latent
-        of `shape` (B, C, h, w): every one in the first τ_s of the steps, those outside the mask at every step; None
-        on a UNet, in the mask pass, or when none do."""
+        of `shape` (B, C, h, w) or (B, C, T, h, w): every one in the first τ_s of the steps, those outside the mask
+        at every step; None on a UNet, in the mask pass, or when none do."""
         run = self.run
         if self.patch is None or self.in_mask_pass:
             return None
         if injects(step, steps, self.options.self_fraction):
-            return token_mask(torch.ones(shape[0], 1, *shape[-2:]), self.patch)
+            return token_mask(torch.ones(shape[0], 1, *shape[2:]), self.patch)
         if run.mask is None:
             return None
         return (1 - token_mask(run.mask, self.patch)).expand(shape[0], -1)
@@ -405,18 +484,27 @@ def attention_edit_guider(model, source: Prompt, target: Prompt, options: Attent
                          f"both branches freely from the seed")
     guider = AttentionEditGuider(model, source, target, options, noise, mask)
     if mask is None and noise is not None and options.auto_mask:
-        found = guider.automatic_mask()
-        guider.mask = found.repeat_interleave(VAE_FACTOR, -2).repeat_interleave(VAE_FACTOR, -1)
+        guider.mask = at_pixels(guider.automatic_mask())
     return guider
 
 
+def at_pixels(found: torch.Tensor) -> torch.Tensor:
+    """A mask found at the latent's cells, (B, h, w), as the MASK of the pixels they cover; a video's (B, T, h, w) as
+    one plane per frame of the clip (F, H, W), the same for every video of the batch (edited where any is)."""
+    if found.ndim == 4:
+        frames = torch.arange(clip_frames(found.shape[1]))
+        found = found.amax(dim=0)[(frames + VIDEO_FRAMES_PER_LATENT - 1) // VIDEO_FRAMES_PER_LATENT]
+    return found.repeat_interleave(VAE_FACTOR, -2).repeat_interleave(VAE_FACTOR, -1)
+
+
 def shown_mask(guider: AttentionEditGuider) -> torch.Tensor:
-    """The MASK the node shows (B, H, W): the one the guider blends with (drawn, or found at the latent's cells and
-    shown at the pixels they cover), or, with none, all ones (the edit may change everything) at the seed's size if
-    known, else one pixel."""
+    """The MASK the node shows (B, H, W), a video's (frames, H, W): the one the guider blends with (drawn, or found at
+    the latent's cells and shown at the pixels they cover), or, with none, all ones (the edit may change everything)
+    at the seed's size if known, else one pixel."""
     if guider.mask is not None:
         return guider.mask.reshape(-1, *guider.mask.shape[-2:]).float()
     if guider.seed is None:
         return torch.ones(1, 1, 1)
-    batch, _, height, width = guider.seed.trajectory[0].shape
-    return torch.ones(batch, height * VAE_FACTOR, width * VAE_FACTOR)
+    shape = guider.seed.trajectory[0].shape
+    planes = clip_frames(shape[2]) if len(shape) == 5 else shape[0]
+    return torch.ones(planes, shape[-2] * VAE_FACTOR, shape[-1] * VAE_FACTOR)

@@ -11,13 +11,14 @@ then inverts or samples with the patched clone like any other patched model.
   with "dit", ("double_block", i), as core's model patches do; the callback gets the block's inputs and
   {"original_block": …}, and runs the block itself
 """
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
 
 import torch
 from comfy.ldm.flux.model import Flux
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
-from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, ResBlock, UNetModel
 from comfy.ldm.wan.model import WanModel
 
 ATTENTIONS = ("attn1", "attn2")
@@ -41,9 +42,22 @@ def ordinary_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_
     return optimized_attention(q, k, v, heads=extra_options["n_heads"], attn_precision=extra_options["attn_precision"])
 
 
-DIT_BLOCKS = ((Flux, "double_blocks"), (MMDiT, "joint_blocks"), (WanModel, "blocks"))
-"""The DiT classes whose blocks ComfyUI 0.3.75 calls through "dit" ("double_block", i) replace patches, and the list
-of those blocks. Flux's single blocks have ("single_block", i) patches too; SD3's and Wan's have none other."""
+@dataclass(frozen=True)
+class DitKind:
+    """A DiT class whose blocks ComfyUI 0.3.75 calls through "dit" ("double_block", i) replace patches: the list of
+    those blocks, the attribute naming its token width, and whether the prompt's tokens join the image's in the
+    block's first attention (Flux's and SD3's joint attention; Wan attends to the prompt in a second, cross-attention
+    call)."""
+    net: type
+    blocks: str
+    width: str
+    joint: bool
+
+
+DIT_BLOCKS = (DitKind(Flux, "double_blocks", "hidden_size", True), DitKind(MMDiT, "joint_blocks", "hidden_size", True),
+              DitKind(WanModel, "blocks", "dim", False))
+"""The DiTs the attention edit reaches. Flux's single blocks have ("single_block", i) patches too; SD3's and Wan's
+have none other. Wan's subclasses (VACE, camera) call their blocks through the same patches."""
 
 BlockReplace = Callable[[dict, dict], dict]
 """replace(args, {"original_block": block}) -> the block's outputs; args holds img, txt, vec, pe and
@@ -52,8 +66,19 @@ transformer_options as the model passes them."""
 
 def dit_double_blocks(model) -> int:
     """How many ("double_block", i) blocks a DiT MODEL (Flux, SD3, Wan) has; 0 for any other model."""
+    kind = dit_kind(model)
+    return 0 if kind is None else len(getattr(model.get_model_object("diffusion_model"), kind.blocks))
+
+
+def dit_kind(model) -> Optional[DitKind]:
+    """The DIT_BLOCKS row of a MODEL's diffusion model, None for any other model."""
     net = model.get_model_object("diffusion_model")
-    return next((len(getattr(net, blocks)) for kind, blocks in DIT_BLOCKS if isinstance(net, kind)), 0)
+    return next((kind for kind in DIT_BLOCKS if isinstance(net, kind.net)), None)
+
+
+def dit_width(model) -> int:
+    """A DiT MODEL's token width: the features of each key and value its blocks' attention computes."""
+    return int(getattr(model.get_model_object("diffusion_model"), dit_kind(model).width))
 
 
 def patch_size(model) -> tuple:
@@ -101,6 +126,20 @@ def unet_attention_blocks(model) -> list:
                 if isinstance(layer, SpatialTransformer):
                     blocks += [(name, number, index) for index in range(len(layer.transformer_blocks))]
     return blocks
+
+
+def unet_attention_layers(model) -> list:
+    """Every transformer block of a UNet MODEL's input side as (downsampling, width): the latent's cells per token along
+    each side, and the features of its self-attention's queries (the output side mirrors them)."""
+    unet = model.get_model_object("diffusion_model")
+    layers, downsampling = [], 1
+    for module in unet.input_blocks:
+        for layer in module:
+            if isinstance(layer, Downsample) or (isinstance(layer, ResBlock) and layer.updown):  # resblock_updown
+                downsampling *= 2
+            if isinstance(layer, SpatialTransformer):
+                layers += [(downsampling, block.attn1.to_q.out_features) for block in layer.transformer_blocks]
+    return layers
 
 
 def attention_replaced(model, attention: str, blocks: Iterable[Block], replace: AttentionReplace):
