@@ -14,6 +14,7 @@ from support.graphs import (
     saved_latent,
     seconds_to_interrupt,
 )
+from support.tinymodels import CLIP_FRAMES
 from test_host_families import family_graph
 
 from solvers import AttentionEditOptions, widgets
@@ -47,9 +48,9 @@ the disc touches; measured 0.65 at 10 steps: all 13 of the disc's cells and 7 ar
 image)."""
 
 
-def saved_mask_cells(host, history: dict, node: str) -> torch.Tensor:
-    """The MASK saved as an image by `node`, read at one pixel per 8×8 latent cell: (h, w) in {0, 1}."""
-    image = np.asarray(Image.open(host.output_file(history["outputs"][node]["images"][0])).convert("L"))
+def saved_mask_cells(host, history: dict, node: str, plane: int = 0) -> torch.Tensor:
+    """The MASK saved as images by `node`, its `plane` read at one pixel per 8×8 latent cell: (h, w) in {0, 1}."""
+    image = np.asarray(Image.open(host.output_file(history["outputs"][node]["images"][plane])).convert("L"))
     return torch.from_numpy(image[::8, ::8] > 127).float()
 
 
@@ -122,14 +123,17 @@ def test_the_guider_keeps_the_source_exact_and_edits_only_inside_the_mask(host, 
         assert iou >= AUTO_MASK_IOU and covered >= 0.9
 
 
-@pytest.mark.parametrize("family", ["sd3", "flux"])
+@pytest.mark.parametrize("family", ["sd3", "flux", "wan21"])
 def test_on_dits_the_source_is_exact_and_a_masked_edit_changes_only_the_mask(host, family):
-    """ComfyUI's SD3 and Flux classes (tiny, random), K/V injection through the "dit" block replace and the attention
-    override: the source's keys and values change the free target; the unedited target regenerates the image; with a
-    mask (KV-Edit: the target's background tokens attend to the source's keys and values, and the latent outside is
-    the source's) only the masked half changes."""
+    """ComfyUI's SD3, Flux and Wan 2.1 classes (tiny, random; Wan's a 5-frame clip, a 5-D latent of 2 latent frames),
+    K/V injection through the "dit" block replace and the attention override: the source's keys and values change
+    the free target; the unedited target regenerates the image; with a mask (KV-Edit: the target's background tokens
+    attend to the source's keys and values, and the latent outside is the source's) only the masked half changes, in
+    every frame."""
     graph = family_graph(family, "fixed_point", IMAGES[0])
-    graph["empty"] = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    if family != "wan21":  # the video graph samples an empty video latent of the clip's size
+        graph["empty"] = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64,
+                                                                            "batch_size": 1}}
     add_half_mask(graph)
     model, positive = graph["invert"]["inputs"]["model"], graph["invert"]["inputs"]["positive"]
     other = graph["guider"]["inputs"]["negative"]
@@ -140,6 +144,13 @@ def test_on_dits_the_source_is_exact_and_a_masked_edit_changes_only_the_mask(hos
     sample_with(graph, "source", edit_guider(positive, model=model, source=positive))
     sample_with(graph, "free", edit_guider(other, model=model, source=positive, self_fraction=0.0))
     sample_with(graph, "shared", edit_guider(other, model=model, source=positive, self_fraction=1.0))
+    if family == "wan21":  # the automatic mask of a clip: one plane per frame, kept to in every latent frame
+        # a random model's prediction difference spreads over the clip: a high threshold leaves cells outside
+        sample_with(graph, "auto", edit_guider(other, model=model, source=positive, noise=["invert", 1],
+                                               mask_threshold=0.9))
+        graph["auto_mask"] = {"class_type": "MaskToImage", "inputs": {"mask": ["guider_auto", 1]}}
+        graph["save_auto_mask"] = {"class_type": "SaveImage", "inputs": {"images": ["auto_mask", 0],
+                                                                         "filename_prefix": "auto_mask"}}
     history = host.run(graph)
     encoded = saved_latent(host, history, "save_encoded")
     masked = saved_latent(host, history, "save_masked")
@@ -152,6 +163,16 @@ def test_on_dits_the_source_is_exact_and_a_masked_edit_changes_only_the_mask(hos
     print(f"\n{family}: unedited target vs image {same:.1e}; masked edit: outside {kept:.1e}, inside moves {moved:.3f}")
     assert same <= 1e-4 and kept <= 1e-4
     assert moved > 1e-3  # the tiny random SD3 follows its prompt weakly (it moves the half by 5e-3)
+    if family == "wan21":
+        frames = [saved_mask_cells(host, history, "save_auto_mask", frame)
+                  for frame in range(len(history["outputs"]["save_auto_mask"]["images"]))]
+        assert len(frames) == CLIP_FRAMES
+        found = torch.stack([frames[0], torch.stack(frames[1:]).amax(dim=0)])  # latent frame 1: the clip's frames 1-4
+        auto = saved_latent(host, history, "save_auto")
+        outside = (found == 0).expand_as(auto)
+        auto_kept = relative_error(auto[outside], encoded[outside])
+        print(f"automatic mask: {int(found.sum())} of {found.numel()} cells, outside {auto_kept:.1e}")
+        assert 0 < found.sum() < found.numel() and auto_kept <= 1e-4
 
 
 def test_a_model_without_patch_points_is_refused_by_name(host):
