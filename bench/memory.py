@@ -135,21 +135,49 @@ def one_edit_run(kind: str, size: int, model_name: str) -> None:
     print(f"| {kind} | {(peak - base) / MiB:+.0f} |", flush=True)
 
 
+EDIT_STATE_MODELS = (
+    # name, size, latent shape, steps, the largest attention layer: the latent cells per token (a UNet's
+    # downsampling, a DiT's patch), the prompt's tokens in it (a joint attention's) and its width; cfg, bytes per value
+    ("SD1.5", "512²", (1, 4, 64, 64), 20, (1, 1), 0, 320, 7.5, 2),
+    ("SDXL", "1024²", (1, 4, 128, 128), 30, (2, 2), 0, 640, 7.5, 2),
+    ("Flux dev", "1024²", (1, 16, 128, 128), 28, (2, 2), 512, 3072, 1.0, 2),
+    ("Wan 2.1 1.3B", "832×480, 81 frames", (1, 16, 21, 60, 104), 30, (1, 2, 2), 0, 1536, 6.0, 2),
+    ("Wan 2.1 14B", "832×480, 81 frames", (1, 16, 21, 60, 104), 30, (1, 2, 2), 0, 5120, 6.0, 2),
+)
+"""The families' usual settings: SD1.5's first attention level is at the latent's size, SDXL's at half; Flux's T5
+prompt is 512 tokens; Wan's self-attention is over the image tokens only (its prompt comes in a second attention)."""
+
+
 def edit_state_rows() -> list:
-    """(model, size, latent shape, steps, what the edit keeps in MiB) computed from the shapes: the seed's trajectory
-    (one fp32 latent per σ, on the CPU) and the automatic mask's running sums (one latent-sized map); no attention map
-    or K/V outlives its block, since both branches run in one batch (which doubles the activations of each
-    evaluation, as a batch of two images does)."""
+    """(model, size, latent shape, steps, EditMemory) for EDIT_STATE_MODELS, from the shapes by `edit_memory` (the
+    estimate the guider's memory guard checks): the exact source branch's trajectory with the automatic mask, and the
+    largest copy one block makes. No attention map or K/V outlives its block, since both branches run in one batch
+    (which doubles the activations of each evaluation, as a batch of two images does)."""
+    from solvers import edit_memory, image_tokens
+
     rows = []
-    for name, size, shape, steps in (("SD1.5", "512²", (1, 4, 64, 64), 20), ("SDXL", "1024²", (1, 4, 128, 128), 30),
-                                     ("Flux", "1024²", (1, 16, 128, 128), 28),
-                                     ("Wan 2.1", "832×480, 81 frames", (1, 16, 21, 60, 104), 30)):
-        latent = 4
-        for extent in shape:
-            latent *= extent
-        mask = 4 * shape[0] * shape[-2] * shape[-1]
-        rows.append((name, size, shape, steps, ((steps + 1) * latent + mask) / MiB))
+    for name, size, shape, steps, patch, prompt_tokens, width, cfg, itemsize in EDIT_STATE_MODELS:
+        tokens = image_tokens(shape[2:], patch) + prompt_tokens
+        memory = edit_memory(shape, steps, True, True, tokens, width, 1 if cfg == 1.0 else 2, itemsize)
+        rows.append((name, size, shape, steps, cfg, memory))
     return rows
+
+
+def edit_state_table() -> str:
+    """edit_state_rows as the markdown table bench/results/memory_edit.md shows."""
+    lines = ["| model | size | latent | steps | cfg | trajectory per step | trajectory + mask | tokens × width "
+             "| per block (freed after it) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, size, shape, steps, cfg, memory in edit_state_rows():
+        lines.append(f"| {name} | {size} | {'×'.join(map(str, shape))} | {steps} | {cfg:g} | "
+                     f"{memory.per_step / MiB:.2f} | {(memory.trajectory + memory.mask_map) / MiB:.1f} | "
+                     f"{memory.tokens} × {memory.width} | {memory.per_block / MiB:.0f} |")
+    return "\n".join(lines)
+
+
+EDIT_STATE_INTRO = ("\nWhat the edit keeps beyond the batch of two, from the shapes (`edit_memory`, MiB): the "
+                    "trajectory (one fp32 latent per σ, on the CPU) with the mask (one value per latent cell), and "
+                    "the largest copy one block makes on the device and frees (a DiT's keys and values, a UNet's "
+                    "queries and keys, of both branches; twice with cfg ≠ 1; fp16/bf16)\n")
 
 
 def main():
@@ -157,12 +185,17 @@ def main():
     parser.add_argument("--size", type=int, default=128, help="latent height and width")
     parser.add_argument("--edit", action="store_true", help="the attention edit's modes against a plain sample")
     parser.add_argument("--model", choices=("tiny", "sd15"), default="tiny")
+    parser.add_argument("--state", action="store_true", help="only the edit's state from the shapes (no run)")
     parser.add_argument("--kind", choices=("seedfinder", "comfyui", *EDIT_KINDS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kind in EDIT_KINDS:
         return one_edit_run(args.kind, args.size, args.model)
     if args.kind:
         return one_run(args.kind, args.size)
+    if args.state:
+        print(EDIT_STATE_INTRO)
+        print(edit_state_table())
+        return None
     if args.edit:
         model = "the tests' tiny SD1.5-architecture model" if args.model == "tiny" else \
             "SD1.5's full-size architecture, random weights, fp32"
@@ -172,10 +205,8 @@ def main():
         for kind in EDIT_KINDS:
             subprocess.run([sys.executable, "-m", "bench.memory", "--kind", kind, "--size", str(args.size),
                             "--model", args.model], check=True, stderr=subprocess.DEVNULL)
-        print("\nWhat the edit keeps, from the shapes (trajectory: one fp32 latent per σ; the mask pass: one "
-              "latent-sized map)\n\n| model | size | latent | steps | kept (MiB) |\n|---|---|---|---|---|")
-        for name, size, shape, steps, mib in edit_state_rows():
-            print(f"| {name} | {size} | {'×'.join(map(str, shape))} | {steps} | {mib:.1f} |")
+        print(EDIT_STATE_INTRO)
+        print(edit_state_table())
         return None
     print(f"1×4×{args.size}×{args.size} latent, tiny SD1.5-architecture model, CPU; MiB against the loaded model\n")
     print("| run | peak | held after | held after malloc_trim | after 3 more runs, trimmed |")

@@ -1,6 +1,8 @@
 """The attention edit inside the test process, on the tiny SD1.5-architecture model: the exact source branch, the
 target branch's relation to the source and to plain re-prompting, the mask, the attention maps it shares, and its
 refusals. The real-server tests are in test_host_attention_edit.py."""
+import re
+
 import pytest
 import torch
 from support.inprocess import import_pack, random_conditioning, tiny_model
@@ -228,3 +230,84 @@ def test_the_automatic_mask_keeps_the_target_the_source_outside_it(setup, source
         assert relative(target[keep], image[keep]) <= 1e-4
         assert relative(target[~keep], image[~keep]) > 1e-2
         assert not host.attention_edit_guider(model, _prompt(0), _prompt(0), options, seed).mask.any()
+
+
+def test_the_memory_guard_refuses_before_the_run_naming_the_input(setup):
+    """With a budget no edit fits in, the trajectory is refused at noise and, with no trajectory, a block's copy at
+    latent_image; the messages say what to change."""
+    tight = AttentionEditOptions(auto_mask=False, memory_fraction=1e-12)
+    with pytest.raises(ValueError, match="noise: the exact source branch reads the seed's trajectory, 7 latents .* "
+                                         "invert with fewer steps"):
+        sample(setup, 1, tight)
+    with pytest.raises(ValueError, match="latent_image: a block of the edit copies .* 0.3 MiB, 64 tokens of width "
+                                         "320.* use a smaller latent"):
+        sample(setup, 1, tight, exact=False)
+
+
+def test_the_estimate_is_the_latent_the_tokens_and_the_width():
+    from solvers import edit_memory, image_tokens
+    memory = edit_memory((1, 16, 21, 60, 104), 30, True, True, image_tokens((21, 60, 104), (1, 2, 2)), 1536, 2, 2)
+    assert memory.per_step == 16 * 21 * 60 * 104 * 4 and memory.trajectory == 31 * memory.per_step
+    assert memory.mask_map == 21 * 60 * 104 * 4 and memory.tokens == 21 * 30 * 52
+    assert memory.per_block == 2 * 2 * 2 * 21 * 30 * 52 * 1536 * 2  # k and v, cond/uncond, 2 branches, fp16
+    free = edit_memory((1, 4, 8, 8), 6, False, False, 64, 320, 1, 4)
+    assert free.trajectory == 0 and free.mask_map == 0
+    assert image_tokens((7, 9), (2, 2)) == 4 * 5  # padded up to whole patches
+
+
+MEASURED_EDIT = re.compile(r"`python -m bench\.memory --edit --size (\d+)[^`]*`.*?\n\| run \| peak \|\n\|---\|---\|\n"
+                           r"((?:\| [^|]+ \| [+-]\d+ \|\n)+)", re.S)
+
+
+def test_the_measured_peaks_lie_between_the_estimate_and_the_batch_of_two_plus_the_estimate():
+    """bench/results/memory_edit.md's runs (the tests' tiny UNet at the demo size, SD1.5's architecture at 512²; 2
+    euler steps, cfg 1, fp32): the edit's extra peak over a plain sample is at least the state edit_memory estimates,
+    and its peak at most twice the plain sample's (the batch of two) plus that state and 1 MiB of rounding."""
+    from pathlib import Path
+
+    from solvers import edit_memory, image_tokens
+    text = (Path(__file__).parents[1] / "bench" / "results" / "memory_edit.md").read_text()
+    runs = MEASURED_EDIT.findall(text)
+    assert [int(size) for size, _ in runs] == [8, 64]
+    for size, rows in runs:
+        peaks = dict(re.findall(r"\| ([^|]+) \| ([+-]\d+) \|", rows))
+        plain = int(peaks.pop("plain sample"))
+        shape = (1, 4, int(size), int(size))
+        for kind, peak in peaks.items():
+            memory = edit_memory(shape, 2, True, "mask" in kind, image_tokens(shape[2:], (1, 1)), 320, 1, 4)
+            state = (memory.trajectory + memory.mask_map + memory.per_block) / 2 ** 20
+            assert state <= int(peak) - plain <= plain + state + 1, (size, kind, state, peak, plain)
+
+
+def test_the_results_show_the_estimate_for_the_usual_sizes():
+    from pathlib import Path
+
+    from bench.memory import edit_state_table
+    text = (Path(__file__).parents[1] / "bench" / "results" / "memory_edit.md").read_text()
+    assert edit_state_table() in text
+
+
+def test_a_video_mask_is_one_for_all_frames_one_per_latent_frame_or_one_per_frame_of_the_clip():
+    """Wan's latent (1, 16, T = 2, 8, 8) of a 5-frame clip: a MASK of 1, 2 or 5 planes at its cells, latent frame 1
+    taking the largest of the clip's frames 1-4; another count is refused; a mask found per latent frame and shown
+    per frame of the clip comes back to the same cells."""
+    import_pack()
+    from seedfinder.nodes.host.attention_edit import at_pixels, latent_mask, token_mask
+    shape = (1, 16, 2, 8, 8)
+    one = torch.zeros(64, 64)
+    one[:8, :8] = 1
+    assert latent_mask(one, shape).shape == (1, 1, 2, 8, 8)
+    assert latent_mask(one, shape).sum() == 2 and latent_mask(one, shape)[0, 0, :, 0, 0].tolist() == [1, 1]
+    clip = torch.zeros(5, 64, 64)
+    clip[3, 60:, 60:] = 1  # a corner in the clip's fourth frame: latent frame 1
+    assert latent_mask(clip, shape)[0, 0, :, 7, 7].tolist() == [0, 1] and latent_mask(clip, shape).sum() == 1
+    with pytest.raises(ValueError, match=r"mask: expected 1 mask, one per latent frame \(2\) or one per frame of the "
+                                         r"clip \(5\), got 3"):
+        latent_mask(torch.zeros(3, 64, 64), shape)
+    found = torch.zeros(1, 2, 8, 8)
+    found[0, 1, 2, 3] = 1
+    shown = at_pixels(found)
+    assert shown.shape == (5, 64, 64) and torch.equal(latent_mask(shown, shape)[0, 0], found[0])
+    # Wan patchifies (1, 2, 2) cells frame by frame, row by row: cell (t=1, 2, 3) is token 1·16 + 1·4 + 1
+    tokens = token_mask(latent_mask(shown, shape), (1, 2, 2))
+    assert tokens.shape == (1, 32) and tokens[0].nonzero().flatten().tolist() == [21]

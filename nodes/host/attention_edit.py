@@ -98,8 +98,9 @@ class EditRun:
 
 
 def mib(size: int) -> str:
-    """A byte count as the messages write it."""
-    return f"{size / 2 ** 20:,.0f} MiB"
+    """A byte count as the messages write it (a decimal below 10 MiB)."""
+    size /= 2 ** 20
+    return f"{size:,.{1 if size < 10 else 0}f} MiB"
 
 
 def with_source_maps(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunks: int) -> tuple:
@@ -420,7 +421,7 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
         kept = memory.trajectory + memory.mask_map
         if kept > fraction * host:
             raise ValueError(f"noise: the exact source branch reads the seed's trajectory, {memory.steps + 1} latents "
-                             f"of {mib(memory.per_step)} ({mib(kept)} with the mask), more than {fraction:.0%} of "
+                             f"of {mib(memory.per_step)} ({mib(kept)} with any mask), more than {fraction:.0%} of "
                              f"this machine's {mib(host)}; invert with fewer steps or a smaller latent (resolution, "
                              f"frames), or leave noise unconnected (both branches then sample freely)")
         if memory.per_block > fraction * device:
