@@ -1,6 +1,6 @@
 """Attention Edit Guider: Prompt-to-Prompt and Plug-and-Play attention control on UNet models, K/V injection and
-KV-Edit on Flux and SD3, as a GUIDER that the stock SamplerCustomAdvanced drives with an invert node's noise, sigmas
-and sampler; its MASK output shows where the edit acts."""
+KV-Edit on Flux, SD3 and Wan, as a GUIDER that the stock SamplerCustomAdvanced drives with an invert node's noise,
+sigmas and sampler; its MASK output shows where the edit acts."""
 from comfy_api.latest import io
 
 from ..solvers import MASK_SOURCES, AttentionEditOptions
@@ -21,7 +21,7 @@ class AttentionEditGuider(io.ComfyNode):
             category=CATEGORY,
             description="Edits an inverted image with a target prompt while keeping its layout (Prompt-to-Prompt, "
                         "Hertz et al. 2022; Plug-and-Play, Tumanyan et al. 2023) on UNet models (SD1.x, SD2, SDXL), "
-                        "and on Flux and SD3 by sharing the source's keys and values (FireFlow, KV-Edit). "
+                        "and on Flux, SD3 and Wan (video) by sharing the source's keys and values (FireFlow, KV-Edit). "
                         "The source and the target prompt sample side by side from the seed; for the first steps "
                         "the target takes the source's attention maps (UNet) or image keys and values (DiT). "
                         "Connect the guider to SamplerCustomAdvanced "
@@ -31,8 +31,8 @@ class AttentionEditGuider(io.ComfyNode):
                         "one drawn, or one found where the prompts differ (shown on the mask output).",
             inputs=[
                 io.Model.Input("model", tooltip="The model the image was inverted with: a UNet (SD1.x, SD2, SDXL; "
-                               "attention replace patches) or Flux / SD3 (\"dit\" block patches and the attention "
-                               "override)."),
+                               "attention replace patches) or Flux / SD3 / Wan (\"dit\" block patches and the "
+                               "attention override)."),
                 io.Conditioning.Input("source_positive", tooltip="The prompt the image was inverted with."),
                 io.Conditioning.Input("source_negative", optional=True,
                                       tooltip="Negative prompt of the source branch; needed when cfg ≠ 1."),
@@ -50,16 +50,16 @@ class AttentionEditGuider(io.ComfyNode):
                                "separate cross-attention maps)."),
                 io.Float.Input("self_fraction", default=ATTENTION_EDIT.self_fraction, min=0.0, max=1.0, step=0.05,
                                tooltip="τ_s: the first fraction of the steps in which the target's self-attention "
-                               "maps are the source's (structure); on Flux and SD3, in which its image tokens attend "
-                               "to the source's keys and values. Higher keeps the shapes, lower allows shape edits; "
-                               "0 is off."),
+                               "maps are the source's (structure); on Flux, SD3 and Wan, in which its image tokens "
+                               "attend to the source's keys and values. Higher keeps the shapes, lower allows shape "
+                               "edits; 0 is off."),
                 io.Noise.Input("noise", optional=True, tooltip="The invert node's noise output (the one "
                                "SamplerCustomAdvanced gets; DDIM, FixedPoint or RNRI Invert with sampler euler): its "
                                "inverted trajectory keeps the source branch exact. Unconnected: both branches sample "
                                "freely from the seed."),
                 io.Mask.Input("mask", optional=True, tooltip="Where to edit (1 = edit, e.g. from the mask editor); "
                               "outside it the target stays the source branch at every step (local blend). Drawn, it "
-                              "replaces the automatic mask."),
+                              "replaces the automatic mask. On Wan: one mask for every frame, or one per frame."),
                 io.Boolean.Input("auto_mask", optional=True, default=ATTENTION_EDIT.auto_mask,
                                  tooltip="With the noise connected and no mask drawn: find where the prompts differ "
                                  "in a short pass over the inverted trajectory and edit only there (the mask output "
