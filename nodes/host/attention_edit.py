@@ -3,10 +3,11 @@
 The guider samples the source and the target branch side by side from the same NOISE as one batch of two, through one
 clone of the model. On a UNet its attention runs `branch_attention` (ComfyUI's attention replace patches, patches.py):
 for the first τ_c of the steps the target branch's cross-attention maps are the source branch's (Prompt-to-Prompt's
-word swap), for the first τ_s its self-attention maps (Plug-and-Play). On Flux and SD3 each double block runs through
-`dit_block` ("dit" block replace) and its attention through `shared_kv` (the attention override): the target's image
-tokens take the source's keys and values for the first τ_s of the steps, and outside the mask at every step
-(KV-Edit). With the invert node's NOISE connected, the source branch follows the inverted trajectory exactly
+word swap), for the first τ_s its self-attention maps (Plug-and-Play). On Flux, SD3 and Wan each double block runs
+through `dit_block` ("dit" block replace) and its attention through `shared_kv` (the attention override): the target's
+image tokens take the source's keys and values for the first τ_s of the steps, and outside the mask at every step
+(KV-Edit); a Wan video's mask goes frame by frame (`latent_mask`). Before a run `check_memory` refuses an edit whose
+state (`edit_memory`) would not fit. With the invert node's NOISE connected, the source branch follows the inverted trajectory exactly
 (DirectInversion's correction), and with no MASK given a short pass over the trajectory finds one
 (`automatic_mask`); with a mask, outside it the target branch is the source branch. The stock sampler sees a batch of
 two; the guider returns the target branch.
