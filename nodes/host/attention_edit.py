@@ -7,8 +7,8 @@ word swap), for the first τ_s its self-attention maps (Plug-and-Play). On Flux,
 through `dit_block` ("dit" block replace) and its attention through `shared_kv` (the attention override): the target's
 image tokens take the source's keys and values for the first τ_s of the steps, and outside the mask at every step
 (KV-Edit); a Wan video's mask goes frame by frame (`latent_mask`). Before a run `check_memory` refuses an edit whose
-state (`edit_memory`) would not fit. With the invert node's NOISE connected, the source branch follows the inverted trajectory exactly
-(DirectInversion's correction), and with no MASK given a short pass over the trajectory finds one
+state (`edit_memory`) would not fit. With the invert node's NOISE connected, the source branch follows the inverted
+trajectory exactly (DirectInversion's correction), and with no MASK given a short pass over the trajectory finds one
 (`automatic_mask`); with a mask, outside it the target branch is the source branch. The stock sampler sees a batch of
 two; the guider returns the target branch.
 """
