@@ -124,3 +124,14 @@ def test_the_dit_override_swaps_keys_and_values_in_a_blocks_first_attention_only
     assert torch.equal(first[0][1, 1:], k[0, 1:]) and torch.equal(first[0][1, 0], k[1, 0])
     assert torch.equal(first[1], first[0] + 1)
     assert all(torch.equal(later[0], k) for later in seen[1:]) and block.calls == 2
+
+
+def test_blocks_that_see_more_tokens_than_the_latent_has_are_refused_by_name(model):
+    """A reference latent joined to the image's tokens (Flux Kontext, Wan's reference image) makes the blocks see more
+    image tokens than the mask covers: refused at model, not a reshape error inside the block."""
+    from seedfinder.nodes.host import attention_edit
+    q = k = torch.zeros(2, 5, 2)
+    options = {attention_edit.EDIT_STEP: attention_edit.EditStep(frozenset(), source_tokens=torch.ones(1, 3)),
+               attention_edit.EDIT_BLOCK: attention_edit.DitBlock(image_tokens=4), "cond_or_uncond": [0]}
+    with pytest.raises(ValueError, match="model: .* 3 image tokens, but the blocks see 4; reference latents"):
+        attention_edit.shared_kv(lambda *args, **kwargs: None, q, k, k, 1, transformer_options=options)

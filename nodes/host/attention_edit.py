@@ -173,6 +173,11 @@ def shared_kv(attention, q, k, v, *args, **kwargs):
     options = kwargs.get("transformer_options") or {}
     block, step = options.get(EDIT_BLOCK), options.get(EDIT_STEP)
     if block is not None and step is not None and step.source_tokens is not None and block.calls == 0:
+        if block.image_tokens != step.source_tokens.shape[1]:
+            raise ValueError(f"model: the attention edit shares the keys and values of the latent's "
+                             f"{step.source_tokens.shape[1]} image tokens, but the blocks see {block.image_tokens}; "
+                             f"reference latents joined to the image's tokens (Flux Kontext, Wan's reference image) "
+                             f"are not supported")
         k, v = with_source_kv(k, v, len(options["cond_or_uncond"]), 2 if kwargs.get("skip_reshape") else 1,
                               block.image_tokens, step.source_tokens)
     if block is not None:
