@@ -7,9 +7,10 @@ After the run: the RSS held, then the RSS after glibc's malloc_trim (what is sti
 its cached free blocks to the system), then after three more runs (does anything accumulate?).
 --edit: the seed of a 2-step DDIM inversion, then (measured) a 2-step euler sample from it through CFGGuider (plain)
 or through the Attention Edit Guider with no mask, its automatic mask (the mask pass included), or a given mask, on
-the tiny model or SD1.5's full-size architecture with random weights (--model sd15); and, computed from the shapes,
-the state the edit keeps for SDXL, Flux and Wan at their usual sizes (`edit_state_rows`).
-usage: .host/venv/bin/python -m bench.memory [--size 128] [--edit] [--model tiny|sd15]
+the tiny model or SD1.5's full-size architecture with random weights (--model sd15); and, computed from the shapes by
+`edit_memory` (the estimate the guider's memory guard checks), the state the edit keeps per σ and per block for
+SD1.5, SDXL, Flux and Wan at their usual sizes (`edit_state_rows`; --state prints that table alone).
+usage: .host/venv/bin/python -m bench.memory [--size 128] [--edit] [--model tiny|sd15] [--state]
 """
 import argparse
 import ctypes
