@@ -43,9 +43,9 @@ class AttentionEditOptions:
     """The automatic mask: how many of the trajectory's last latents before the image the map is summed over (each a
     batch of two evaluations; near the image the prediction differs where the edit is)."""
     memory_fraction: float = field(default=0.5, metadata=NOT_ON_NODE)
-    """The guard's budget (`edit_memory`): the edit is refused before it runs when the trajectory it reads would take
-    more than this fraction of the host's memory, or one block's key/value copy more than this fraction of the
-    device's (beside the model's own weights and activations such a copy could not fit)."""
+    """The memory guard's budget (`edit_memory`): the edit is refused before it runs when the copy one block makes
+    (keys and values of both branches) would take more than this fraction of the device's memory, beside which the
+    model's own weights and activations could not fit."""
 
     def __post_init__(self):
         for name in ("cross_fraction", "self_fraction"):

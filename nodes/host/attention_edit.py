@@ -7,10 +7,10 @@ word swap), for the first τ_s its self-attention maps (Plug-and-Play). On Flux,
 through `dit_block` ("dit" block replace) and its attention through `shared_kv` (the attention override): the target's
 image tokens take the source's keys and values for the first τ_s of the steps, and outside the mask at every step
 (KV-Edit); a Wan video's mask goes frame by frame (`latent_mask`). Before a run `check_memory` refuses an edit whose
-state (`edit_memory`) would not fit. With the invert node's NOISE connected, the source branch follows the inverted
-trajectory exactly (DirectInversion's correction), and with no MASK given a short pass over the trajectory finds one
-(`automatic_mask`); with a mask, outside it the target branch is the source branch. The stock sampler sees a batch of
-two; the guider returns the target branch.
+copy in one block (`edit_memory`) would not fit. With the invert node's NOISE connected, the source branch follows
+the inverted trajectory exactly (DirectInversion's correction), and with no MASK given a short pass over the
+trajectory finds one (`automatic_mask`); with a mask, outside it the target branch is the source branch. The stock
+sampler sees a batch of two; the guider returns the target branch.
 """
 import math
 from dataclasses import dataclass
@@ -413,23 +413,17 @@ class AttentionEditGuider(comfy.samplers.CFGGuider):
         else:
             tokens, width = max(((image_tokens(shape[2:], (down, down)), width)
                                  for down, width in patches.unet_attention_layers(model)),
-                                key=lambda layer: layer[0] * layer[1])
+                                key=lambda layer: layer[0] * layer[1], default=(0, 0))
         chunks = 1 if math.isclose(self.cfg, 1.0) else 2  # cfg ≠ 1: ComfyUI batches the cond and uncond parts
         itemsize = (net.manual_cast_dtype or net.get_dtype()).itemsize
         return edit_memory(shape, steps, exact, masked, tokens, width, chunks, itemsize)
 
     def check_memory(self, memory: EditMemory) -> None:
-        """Refuse, before any evaluation, an edit whose trajectory and mask would take more than `memory_fraction` of
-        the host's memory, or one block's copy more than that of the device's: such a run would fail partway."""
+        """Refuse, before any evaluation, an edit whose copy in one block would take more than `memory_fraction` of the
+        device's memory: beside the model's own weights and activations such a run would fail partway. The
+        trajectory is not checked here: the invert node's seed holds it whether or not an edit reads it."""
         fraction = self.options.memory_fraction
-        host = comfy.model_management.get_total_memory(torch.device("cpu"))
         device = comfy.model_management.get_total_memory(self.model_patcher.load_device)
-        kept = memory.trajectory + memory.mask_map
-        if kept > fraction * host:
-            raise ValueError(f"noise: the exact source branch reads the seed's trajectory, {memory.steps + 1} latents "
-                             f"of {mib(memory.per_step)} ({mib(kept)} with any mask), more than {fraction:.0%} of "
-                             f"this machine's {mib(host)}; invert with fewer steps or a smaller latent (resolution, "
-                             f"frames), or leave noise unconnected (both branches then sample freely)")
         if memory.per_block > fraction * device:
             raise ValueError(f"latent_image: a block of the edit copies two attention inputs of both branches "
                              f"(a DiT's keys and values, a UNet's queries and keys: {mib(memory.per_block)}, "
