@@ -150,19 +150,17 @@ def with_source_kv(k: torch.Tensor, v: torch.Tensor, chunks: int, axis: int, ima
     """(k, v) in which the target rows' image tokens are the source rows' where `take` (B, image tokens) is 1: the
     target attends to the source's keys and values there (FireFlow / RF-Solver-Edit's injection, KV-Edit's kept
     background). The tokens lie along `axis`, the image's last; each cond/uncond chunk of the batch is
-    [source × B, target × B]."""
+    [source × B, target × B]. Each result is one new tensor the size of its input (what `edit_memory` counts): a
+    lerp toward a broadcast view of the source rows, exact where `take` is 0 or 1."""
     batch = take.shape[0]
 
     def mixed(tensor: torch.Tensor) -> torch.Tensor:
-        tokens = tensor.movedim(axis, 1)
-        parts = tokens.reshape(chunks, 2, batch, *tokens.shape[1:])
-        source, target = parts[:, 0], parts[:, 1]
-        length = tokens.shape[1]
-        weight = take.to(tensor).reshape(1, batch, image_tokens, *[1] * (tokens.ndim - 2))
-        image = slice(length - image_tokens, length)
-        target_image = weight * source[:, :, image] + (1 - weight) * target[:, :, image]
-        target = torch.cat([target[:, :, :length - image_tokens], target_image], dim=2)
-        return torch.stack([source, target], dim=1).reshape(tokens.shape).movedim(1, axis)
+        parts = tensor.reshape(chunks, 2, batch, *tensor.shape[1:])  # the rows are the first axis
+        length = tensor.shape[axis]
+        weight = tensor.new_zeros(1, 2, batch, length)
+        weight[:, 1, :, length - image_tokens:] = take.to(tensor)
+        weight = weight.reshape(1, 2, batch, *[1] * (axis - 1), length, *[1] * (tensor.ndim - axis - 1))
+        return torch.lerp(parts, parts[:, :1].expand_as(parts), weight).reshape(tensor.shape)
 
     return mixed(k), mixed(v)
 
