@@ -2,6 +2,7 @@
 procedural images, prompt following of KSampler samples, and a PNG grid of samples.
 
     python -m demo_model.evaluate [--objective eps|flow] [--samples 16] [--grid /tmp/demo_samples.png]
+    python -m demo_model.evaluate --scenes [--samples 8] [--cfg 4]   # the scenes UNet (128×128)
 """
 import argparse
 import os
@@ -57,12 +58,120 @@ def following(model, clip, vae, labels, count: int) -> tuple:
     return float(np.mean(hits)), grids
 
 
-def save_grid(path: str, grids: list, labels: list) -> None:
-    """A PNG of the first 8 samples per prompt, a row per label, each sample 128 px (nearest)."""
+def save_grid(path: str, grids: list, captions: list) -> None:
+    """A PNG of the first 8 samples per prompt, a row per caption, each sample 128 px (nearest)."""
     from PIL import Image
     rows = [np.concatenate(list(images[:8]), axis=1) for images in grids]
     Image.fromarray(np.concatenate(rows, axis=0)).resize((8 * 128, len(rows) * 128), Image.NEAREST).save(path)
-    print(f"grid: {path} (rows: {[data.caption(label) for label in labels]})")
+    print(f"grid: {path} (rows: {captions})")
+
+
+def load_scenes(models_dir: str, weights: str, wide: bool = False) -> tuple:
+    """(MODEL, CLIP, VAE) of the scenes UNet: CLIP and VAE installed from `weights` and loaded through the functions
+    behind CLIPLoader (stable_diffusion) and VAELoader, the CLIP checked against the UNet's training fingerprint; the
+    UNet as UNETLoader loads the installed file (`wide`), or by default at its trained width in ComfyUI's SD15 class:
+    the same function (tests/test_scene_model.py), 10× narrower."""
+    import json
+
+    import comfy.sd
+    import comfy.supported_models
+    import comfy.utils
+    import torch
+
+    from . import scene_unet, text
+    paths = install.write_scene_model(models_dir, weights, unet=wide)
+    narrow, meta = scene_unet.load_weights(weights)
+    clip = comfy.sd.load_clip([paths["clip"]])
+    text.check_fingerprint(clip, json.loads(meta["clip_fingerprint"]))
+    if wide:
+        model = comfy.sd.load_diffusion_model(paths["scenes"])
+    else:
+        model = install.model_of_config(comfy.supported_models.SD15, scene_unet.unet_config(), torch.float32, narrow)
+    return model, clip, comfy.sd.VAE(sd=comfy.utils.load_torch_file(paths["vae"]))
+
+
+def scenes_main(args) -> int:
+    """--scenes: VAE PSNR on held-out scenes, prompt following of the scenes UNet, the grid."""
+    import torch
+    with tempfile.TemporaryDirectory() as models_dir, torch.inference_mode():
+        model, clip, vae = load_scenes(models_dir, args.weights)
+        print(f"VAE PSNR on 32 held-out scenes: {scene_vae_psnr(vae):.2f} dB")
+        _, grids, captions = scene_report(model, clip, vae, 4, args.samples, args.steps, args.cfg, "scenes UNet")
+    save_grid(args.grid.replace("demo_samples", "scene_samples"), grids, captions)
+    return 0
+
+
+def scene_vae_psnr(vae, count: int = 32) -> float:
+    """Mean PSNR (dB) of held-out scenes through the VAE (encode, decode)."""
+    import torch
+
+    from . import scenes
+    images = scenes.dataset(count, seed=HELD_OUT_SEED)[0]
+    recon = vae.decode(vae.encode(torch.from_numpy(images).float() / 255)).clamp(0, 1).numpy() * 255
+    return float(np.mean([psnr(a, b) for a, b in zip(images, recon.round())]))
+
+
+# The scenes world (scenes.py, 128×128): prompt following of the scenes UNet and the DiT twin, as KSampler samples them
+SCENE_PROMPTS = 12  # trained scenes per evaluation; the held-out and rare pairs get SCENE_PROMPTS // 3 each
+SCENE_LATENT = 16  # 128×128 through either VAE (8× down)
+SCENE_STEPS, SCENE_CFG = 20, 4.0  # the scenes UNet's evaluation sampler (euler/normal)
+
+
+def prompt_scenes(kind: str, count: int, seed: int = HELD_OUT_SEED) -> list:
+    """`count` evaluation scenes of `kind`: "trained" (trained pairs, one or two objects), "held_out" or "rare" (the
+    first object is that pair, sometimes beside a trained one). Drawn with a generator no training run used."""
+    from . import scenes
+    rng = np.random.default_rng(seed + {"trained": 0, "held_out": 1, "rare": 2}[kind])
+    if kind == "trained":
+        return [scenes.random_scene(rng) for _ in range(count)]
+    pair = scenes.HELD_OUT if kind == "held_out" else scenes.RARE
+    out = []
+    while len(out) < count:
+        scene = scenes.random_scene(rng, [pair] + [p for p in scenes.pairs() if p[0] != pair[0] and p != scenes.RARE])
+        if pair in [(t.colour, t.shape) for t in scene.things]:
+            out.append(scene)
+    return out
+
+
+def sample_latents(model, positive, negative, count: int, seed: int, channels: int, steps: int, cfg: float):
+    """KSampler's euler/normal at 128×128 from `count` noises of `seed`: the latents."""
+    import comfy.sample
+    import torch
+    latent = torch.zeros(count, channels, SCENE_LATENT, SCENE_LATENT)
+    return comfy.sample.sample(model, comfy.sample.prepare_noise(latent, seed), steps, cfg, "euler", "normal",
+                               positive, negative, latent, disable_pbar=True, seed=seed)
+
+
+def scene_following(model, clip, vae, prompts: list, count: int, steps: int, cfg: float, channels: int) -> tuple:
+    """(fraction of samples whose measured scene (measure.classify_scene: background, objects left to right) is the
+    prompt's, fraction with the background right, samples per prompt)."""
+    hits, backgrounds, grids = [], [], []
+    negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+    for index, scene in enumerate(prompts):
+        positive = clip.encode_from_tokens_scheduled(clip.tokenize(scene.caption))
+        latents = sample_latents(model, positive, negative, count, index, channels, steps, cfg)
+        images = (vae.decode(latents).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        found = [measure.classify_scene(image) for image in images]
+        hits += [label == scene.label for label in found]
+        backgrounds += [label[0] == scene.background for label in found]
+        grids.append(images)
+    return float(np.mean(hits)), float(np.mean(backgrounds)), grids
+
+
+def scene_report(model, clip, vae, channels: int, count: int, steps: int, cfg: float, name: str) -> dict:
+    """Prompt following on trained, held-out and rare scenes, printed; {kind: (scene rate, background rate)} and the
+    sample grids (a row per prompt)."""
+    report, grids, labels = {}, [], []
+    for kind, prompts in (("trained", prompt_scenes("trained", SCENE_PROMPTS)),
+                          ("held_out", prompt_scenes("held_out", SCENE_PROMPTS // 3)),
+                          ("rare", prompt_scenes("rare", SCENE_PROMPTS // 3))):
+        rate, background, kind_grids = scene_following(model, clip, vae, prompts, count, steps, cfg, channels)
+        report[kind] = (rate, background)
+        grids += kind_grids
+        labels += [scene.caption for scene in prompts]
+        print(f"{name} prompt following, {kind} ({len(prompts)} prompts × {count} samples, euler {steps} steps cfg "
+              f"{cfg}): scene {rate:.1%}, background {background:.1%}", flush=True)
+    return report, grids, labels
 
 
 def main(argv=None) -> int:
@@ -72,10 +181,15 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=16, help="samples per prompt")
     parser.add_argument("--weights", default=train.WEIGHTS, help="folder of the narrow files")
     parser.add_argument("--grid", default=os.path.join(tempfile.gettempdir(), "demo_samples.png"))
+    parser.add_argument("--scenes", action="store_true", help="the scenes UNet (128×128, scene_unet.py) instead")
+    parser.add_argument("--steps", type=int, default=SCENE_STEPS, help="--scenes: euler steps")
+    parser.add_argument("--cfg", type=float, default=SCENE_CFG, help="--scenes: classifier-free guidance scale")
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(1)
     ensure_comfy()
+    if args.scenes:
+        return scenes_main(args)
     with tempfile.TemporaryDirectory() as models_dir, torch.inference_mode():
         model, clip, vae = load(models_dir, args.objective, args.weights)
         images, labels = data.dataset(256, seed=HELD_OUT_SEED, held_out=None)
@@ -91,7 +205,7 @@ def main(argv=None) -> int:
         print(f"prompt following ({args.objective}, {args.samples} samples per prompt, euler 20 steps cfg 4): "
               f"trained pairs {rate_trained:.1%} over {len(trained)} prompts, held-out pair {rate_held:.1%} over "
               f"{len(held_out)} prompts")
-    save_grid(args.grid, grid_trained + grid_held, trained + held_out)
+    save_grid(args.grid, grid_trained + grid_held, [data.caption(label) for label in trained + held_out])
     return 0
 
 

@@ -56,6 +56,25 @@ def widen_unet_layout(state_dict: dict, wide_net, k: int) -> dict:
     return out
 
 
+def model_of_config(config_class, unet: dict, dtype, state_dict: dict | None = None):
+    """A MODEL of ComfyUI's `config_class` (e.g. supported_models.SD15) with this UNet config, whatever the file
+    detection would call it (a narrow UNet at its trained width: the installed wide file's function, fewer FLOPs), run
+    in `dtype`, weights from `state_dict` (left as initialised if None)."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    class GivenConfig(config_class):
+        unet_extra_config = {}
+
+    config = GivenConfig(dict(unet))
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({})
+    if state_dict is not None:
+        model.diffusion_model.load_state_dict(state_dict, strict=True)
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
 def write_vae(narrow: dict, meta: dict, path: str) -> None:
     """A narrow TAESD file widened to ComfyUI's TAESD with SD15's latent scale, as VAELoader loads it."""
     import torch
@@ -66,20 +85,22 @@ def write_vae(narrow: dict, meta: dict, path: str) -> None:
               path, {"source_sha256": meta["source_sha256"]})
 
 
-def write_scene_model(models_dir: str, weights: str = train.WEIGHTS) -> dict:
-    """Write the scenes UNet (scene_unet.py) widened to SD15's 320 channels (diffusion_models/), the demo TAESD it was
-    trained on (vae/) and the word-separating CLIP-L (text_encoders/, CLIPLoader type stable_diffusion); {kind: path},
-    kinds "scenes", "vae", "clip"."""
+def write_scene_model(models_dir: str, weights: str = train.WEIGHTS, unet: bool = True) -> dict:
+    """Write the scenes UNet (scene_unet.py) widened to SD15's 320 channels (diffusion_models/; skipped if not `unet`:
+    545 MB float32 that an in-process run at the trained width never reads), the demo TAESD it was trained on (vae/)
+    and the word-separating CLIP-L (text_encoders/, CLIPLoader type stable_diffusion); {kind: path}, kinds "scenes"
+    (if written), "vae", "clip"."""
     from . import scene_unet, twin, words
     ensure_comfy()
-    paths = {"scenes": os.path.join(models_dir, "diffusion_models", SCENE_UNET_FILE),
-             "vae": os.path.join(models_dir, "vae", VAE_FILE),
+    paths = {"vae": os.path.join(models_dir, "vae", VAE_FILE),
              "clip": os.path.join(models_dir, "text_encoders", twin.CLIP_FILE)}
     write_vae(*train.load_weights("vae", weights), paths["vae"])
-    narrow, meta = scene_unet.load_weights(weights)
-    wide = scene_unet.unet(scene_unet.UNET_WIDTH * scene_unet.UNET_K, device="meta")
-    save_file(widen_unet_layout(narrow, wide, scene_unet.UNET_K), paths["scenes"],
-              {key: meta[key] for key in ("source_sha256", "objective", "clip_fingerprint")})
+    if unet:
+        paths["scenes"] = os.path.join(models_dir, "diffusion_models", SCENE_UNET_FILE)
+        narrow, meta = scene_unet.load_weights(weights)
+        wide = scene_unet.unet(scene_unet.UNET_WIDTH * scene_unet.UNET_K, device="meta")
+        save_file(widen_unet_layout(narrow, wide, scene_unet.UNET_K), paths["scenes"],
+                  {key: meta[key] for key in ("source_sha256", "objective", "clip_fingerprint")})
     save_file(words.clip_state_dict(), paths["clip"])
     return paths
 

@@ -1,17 +1,17 @@
 """Install and measure the DiT twin (dit.py) as ComfyUI runs it: the narrow files written at the widths core's loaders
 expect (the same functions), loaded by the functions behind UNETLoader (detected as SD3), CLIPLoader (type sd3) and
-VAELoader; VAE PSNR and prompt following (colour, shape and background by measure.classify) of KSampler samples.
+VAELoader; VAE PSNR and prompt following (background and objects by measure.classify_scene) of KSampler samples at
+128×128.
 
-    python -m demo_model.twin [--samples 8] [--grid /tmp/dit_samples.png]
+    python -m demo_model.twin [--samples 8] [--cfg 4] [--grid /tmp/dit_samples.png]
 """
 import argparse
 import os
 import tempfile
 
-import numpy as np
 import torch
 
-from . import data, dit, ensure_comfy, evaluate, measure, train, widen, words
+from . import dit, ensure_comfy, evaluate, train, widen, words
 
 DIT_FILE = "seedfinder_demo_shapes_sd3_mmdit.safetensors"  # models/diffusion_models/: UNETLoader, detected as SD3
 VAE_FILE = "seedfinder_demo_shapes_taesd16.safetensors"  # models/vae/: VAELoader (TAESD, 16 latent channels)
@@ -19,10 +19,8 @@ CLIP_FILE = "seedfinder_demo_clip_l_words.safetensors"  # models/text_encoders/:
 SD3_CONTEXT, SD3_POOLED = 4096, 2048  # the widths of SD3's text conditioning (CLIP-L's part first)
 # The SD3 latent format's process_in, (z − shift)·scale, undone by the VAE file: the MMDiT sees the encoder's output
 SD3_SCALE, SD3_SHIFT = 1.5305, 0.0609
-# Prompt following: euler at SD3's default shift 3; trained pairs sampled from all of them, the held-out ones all
+# Prompt following (evaluate.scene_report): euler at SD3's default shift 3
 SAMPLE_STEPS, SAMPLE_CFG = 20, 4.0
-TRAINED_PROMPTS = 12
-HELD_OUT_SEED = evaluate.HELD_OUT_SEED
 
 
 def widen_text_inputs(state_dict: dict) -> dict:
@@ -77,52 +75,14 @@ def load(paths: dict) -> tuple:
     return model, clip, comfy.sd.VAE(sd=comfy.utils.load_torch_file(paths["vae"]))
 
 
-def conditioning(clip, prompt: str) -> list:
-    """CLIPTextEncode's output for `prompt`."""
-    return clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
-
-
-def sample(model, clip, vae, prompt: str, count: int, seed: int, steps: int = SAMPLE_STEPS,
-           cfg: float = SAMPLE_CFG) -> np.ndarray:
-    """uint8 (count, 64, 64, 3): KSampler's euler/normal at 64×64 from `count` noises of `seed`, decoded."""
-    import comfy.sample
-    latent = torch.zeros(count, dit.LATENT_CHANNELS, 8, 8)
-    samples = comfy.sample.sample(model, comfy.sample.prepare_noise(latent, seed), steps, cfg, "euler", "normal",
-                                  conditioning(clip, prompt), conditioning(clip, ""), latent, disable_pbar=True,
-                                  seed=seed)
-    return (vae.decode(samples).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-
-
-def following(model, clip, vae, labels, count: int) -> tuple:
-    """(fraction of samples whose measured colour, shape and background are the prompt's, samples per label)."""
-    hits, grids = [], []
-    for index, label in enumerate(labels):
-        images = sample(model, clip, vae, data.caption(label), count, seed=index)
-        hits += [measure.classify(image) == tuple(label) for image in images]
-        grids.append(images)
-    return float(np.mean(hits)), grids
-
-
-def trained_labels(count: int = TRAINED_PROMPTS) -> list:
-    """`count` trained (colour, shape, background) labels, drawn once with HELD_OUT_SEED."""
-    choices = data.all_labels(False)
-    rng = np.random.default_rng(HELD_OUT_SEED)
-    return [choices[i] for i in rng.choice(len(choices), count, replace=False)]
-
-
-def vae_psnr(vae, count: int = 64) -> float:
-    """Mean PSNR (dB) of held-out procedural images through the VAE (encode, decode)."""
-    images = data.dataset(count, seed=HELD_OUT_SEED, held_out=None)[0]
-    recon = vae.decode(vae.encode(torch.from_numpy(images).float() / 255)).clamp(0, 1).numpy() * 255
-    return float(np.mean([evaluate.psnr(a, b) for a, b in zip(images, recon.round())]))
-
-
 def main(argv=None) -> int:
     """Command line: print the measurements, write the grid."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=8, help="samples per prompt")
     parser.add_argument("--weights", default=train.WEIGHTS, help="folder of the narrow files")
     parser.add_argument("--grid", default=os.path.join(tempfile.gettempdir(), "dit_samples.png"))
+    parser.add_argument("--steps", type=int, default=SAMPLE_STEPS, help="euler steps")
+    parser.add_argument("--cfg", type=float, default=SAMPLE_CFG, help="classifier-free guidance scale")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     ensure_comfy()
@@ -130,14 +90,10 @@ def main(argv=None) -> int:
         model, clip, vae = load(write_dit_models(models_dir, args.weights))
         print(f"detected as {type(model.model.model_config).__name__}, depth {model.model.diffusion_model.depth}")
         print(f"text: cosine (whole output, at the word) {words.separation(clip)}")
-        print(f"VAE PSNR on 64 held-out images: {vae_psnr(vae):.2f} dB")
-        trained, held_out = trained_labels(), data.all_labels(True)
-        rate_trained, grid_trained = following(model, clip, vae, trained, args.samples)
-        rate_held, grid_held = following(model, clip, vae, held_out, args.samples)
-        print(f"prompt following (colour, shape and background; {args.samples} samples per prompt, euler "
-              f"{SAMPLE_STEPS} steps cfg {SAMPLE_CFG}): trained pairs {rate_trained:.1%} over {len(trained)} prompts, "
-              f"held-out pair {rate_held:.1%} over {len(held_out)} prompts")
-    evaluate.save_grid(args.grid, grid_trained + grid_held, trained + held_out)
+        print(f"VAE PSNR on 32 held-out scenes: {evaluate.scene_vae_psnr(vae):.2f} dB")
+        _, grids, captions = evaluate.scene_report(model, clip, vae, dit.LATENT_CHANNELS, args.samples, args.steps,
+                                                   args.cfg, "DiT twin")
+    evaluate.save_grid(args.grid, grids, captions)
     return 0
 
 

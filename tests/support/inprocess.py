@@ -119,25 +119,14 @@ SDXL_FULL_UNET = dict(
 
 
 def model_of_config(config_class, unet: dict, dtype: torch.dtype, state_dict=None):
-    """A MODEL of ComfyUI's `config_class` (e.g. supported_models.SD15) with this UNet config, whatever ComfyUI's
-    file detection would call it, run in `dtype`; weights from `state_dict`, or random (tinymodels' scale)."""
-    import comfy.model_management as mm
-    import comfy.model_patcher
+    """demo_model.install.model_of_config with random weights (tinymodels' scale) when `state_dict` is None."""
+    from demo_model import install
 
     from . import tinymodels
-
-    class GivenConfig(config_class):
-        unet_extra_config = {}
-
-    config = GivenConfig(dict(unet))
-    config.set_inference_dtype(dtype, None)
-    model = config.get_model({})
     if state_dict is None:
-        state_dict = tinymodels.random_state_dict(tinymodels.meta_shapes(model.diffusion_model), 0,
-                                                  tinymodels.WEIGHT_SCALE, dtype)
-    model.diffusion_model.load_state_dict(state_dict, strict=True)
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+        shapes = tinymodels.meta_shapes(install.model_of_config(config_class, unet, dtype).model.diffusion_model)
+        state_dict = tinymodels.random_state_dict(shapes, 0, tinymodels.WEIGHT_SCALE, dtype)
+    return install.model_of_config(config_class, unet, dtype, state_dict)
 
 
 def full_size_model(name: str, dtype: torch.dtype):
