@@ -96,7 +96,8 @@ def scenes_main(args) -> int:
     with tempfile.TemporaryDirectory() as models_dir, torch.inference_mode():
         model, clip, vae = load_scenes(models_dir, args.weights)
         print(f"VAE PSNR on 32 held-out scenes: {scene_vae_psnr(vae):.2f} dB")
-        _, grids, captions = scene_report(model, clip, vae, 4, args.samples, args.steps, args.cfg, "scenes UNet")
+        _, grids, captions = scene_report(model, clip, vae, 4, args.samples, args.steps, args.cfg, "scenes UNet",
+                                          args.sampler, args.scheduler)
     save_grid(args.grid.replace("demo_samples", "scene_samples"), grids, captions)
     return 0
 
@@ -133,23 +134,25 @@ def prompt_scenes(kind: str, count: int, seed: int = HELD_OUT_SEED) -> list:
     return out
 
 
-def sample_latents(model, positive, negative, count: int, seed: int, channels: int, steps: int, cfg: float):
-    """KSampler's euler/normal at 128×128 from `count` noises of `seed`: the latents."""
+def sample_latents(model, positive, negative, count: int, seed: int, channels: int, steps: int, cfg: float,
+                   sampler: str = "euler", scheduler: str = "normal"):
+    """KSampler at 128×128 from `count` noises of `seed`: the latents."""
     import comfy.sample
     import torch
     latent = torch.zeros(count, channels, SCENE_LATENT, SCENE_LATENT)
-    return comfy.sample.sample(model, comfy.sample.prepare_noise(latent, seed), steps, cfg, "euler", "normal",
+    return comfy.sample.sample(model, comfy.sample.prepare_noise(latent, seed), steps, cfg, sampler, scheduler,
                                positive, negative, latent, disable_pbar=True, seed=seed)
 
 
-def scene_following(model, clip, vae, prompts: list, count: int, steps: int, cfg: float, channels: int) -> tuple:
+def scene_following(model, clip, vae, prompts: list, count: int, steps: int, cfg: float, channels: int,
+                    sampler: str = "euler", scheduler: str = "normal") -> tuple:
     """(fraction of samples whose measured scene (measure.classify_scene: background, objects left to right) is the
     prompt's, fraction with the background right, samples per prompt)."""
     hits, backgrounds, grids = [], [], []
     negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
     for index, scene in enumerate(prompts):
         positive = clip.encode_from_tokens_scheduled(clip.tokenize(scene.caption))
-        latents = sample_latents(model, positive, negative, count, index, channels, steps, cfg)
+        latents = sample_latents(model, positive, negative, count, index, channels, steps, cfg, sampler, scheduler)
         images = (vae.decode(latents).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
         found = [measure.classify_scene(image) for image in images]
         hits += [label == scene.label for label in found]
@@ -158,19 +161,39 @@ def scene_following(model, clip, vae, prompts: list, count: int, steps: int, cfg
     return float(np.mean(hits)), float(np.mean(backgrounds)), grids
 
 
-def scene_report(model, clip, vae, channels: int, count: int, steps: int, cfg: float, name: str) -> dict:
-    """Prompt following on trained, held-out and rare scenes, printed; {kind: (scene rate, background rate)} and the
-    sample grids (a row per prompt)."""
+def attribute_rates(found: list, prompts: list) -> dict:
+    """Where samples go wrong: {"count": fraction of samples with the prompt's number of objects; "colour", "shape":
+    fraction of objects (in samples whose count is right, left to right) of the prompt's colour / shape}. `found`: per
+    prompt, the classify_scene labels of its samples."""
+    counts, colours, shapes = [], [], []
+    for labels, scene in zip(found, prompts):
+        for _, things in labels:
+            counts.append(len(things) == len(scene.things))
+            if counts[-1]:
+                colours += [pair[0] == thing.colour for pair, thing in zip(things, scene.things)]
+                shapes += [pair[1] == thing.shape for pair, thing in zip(things, scene.things)]
+    return {"count": float(np.mean(counts)), "colour": float(np.mean(colours)) if colours else float("nan"),
+            "shape": float(np.mean(shapes)) if shapes else float("nan")}
+
+
+def scene_report(model, clip, vae, channels: int, count: int, steps: int, cfg: float, name: str,
+                 sampler: str = "euler", scheduler: str = "normal") -> dict:
+    """Prompt following on trained, held-out and rare scenes, printed with attribute_rates; {kind: (scene rate,
+    background rate)} and the sample grids (a row per prompt)."""
     report, grids, labels = {}, [], []
     for kind, prompts in (("trained", prompt_scenes("trained", SCENE_PROMPTS)),
                           ("held_out", prompt_scenes("held_out", SCENE_PROMPTS // 3)),
                           ("rare", prompt_scenes("rare", SCENE_PROMPTS // 3))):
-        rate, background, kind_grids = scene_following(model, clip, vae, prompts, count, steps, cfg, channels)
+        rate, background, kind_grids = scene_following(model, clip, vae, prompts, count, steps, cfg, channels,
+                                                       sampler, scheduler)
+        rates = attribute_rates([[measure.classify_scene(image) for image in images] for images in kind_grids], prompts)
         report[kind] = (rate, background)
         grids += kind_grids
         labels += [scene.caption for scene in prompts]
-        print(f"{name} prompt following, {kind} ({len(prompts)} prompts × {count} samples, euler {steps} steps cfg "
-              f"{cfg}): scene {rate:.1%}, background {background:.1%}", flush=True)
+        print(f"{name} prompt following, {kind} ({len(prompts)} prompts × {count} samples, {sampler}/{scheduler} "
+              f"{steps} steps cfg {cfg}): scene {rate:.1%}, background {background:.1%}; object count "
+              f"{rates['count']:.1%}, where it is right: colour {rates['colour']:.1%}, shape {rates['shape']:.1%}",
+              flush=True)
     return report, grids, labels
 
 
@@ -182,8 +205,10 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default=train.WEIGHTS, help="folder of the narrow files")
     parser.add_argument("--grid", default=os.path.join(tempfile.gettempdir(), "demo_samples.png"))
     parser.add_argument("--scenes", action="store_true", help="the scenes UNet (128×128, scene_unet.py) instead")
-    parser.add_argument("--steps", type=int, default=SCENE_STEPS, help="--scenes: euler steps")
+    parser.add_argument("--steps", type=int, default=SCENE_STEPS, help="--scenes: sampler steps")
     parser.add_argument("--cfg", type=float, default=SCENE_CFG, help="--scenes: classifier-free guidance scale")
+    parser.add_argument("--sampler", default="euler", help="--scenes: KSampler's sampler_name")
+    parser.add_argument("--scheduler", default="normal", help="--scenes: KSampler's scheduler")
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(1)

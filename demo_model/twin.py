@@ -81,8 +81,10 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=8, help="samples per prompt")
     parser.add_argument("--weights", default=train.WEIGHTS, help="folder of the narrow files")
     parser.add_argument("--grid", default=os.path.join(tempfile.gettempdir(), "dit_samples.png"))
-    parser.add_argument("--steps", type=int, default=SAMPLE_STEPS, help="euler steps")
+    parser.add_argument("--steps", type=int, default=SAMPLE_STEPS, help="sampler steps")
     parser.add_argument("--cfg", type=float, default=SAMPLE_CFG, help="classifier-free guidance scale")
+    parser.add_argument("--sampler", default="euler", help="KSampler's sampler_name")
+    parser.add_argument("--scheduler", default="normal", help="KSampler's scheduler")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     ensure_comfy()
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
         print(f"text: cosine (whole output, at the word) {words.separation(clip)}")
         print(f"VAE PSNR on 32 held-out scenes: {evaluate.scene_vae_psnr(vae):.2f} dB")
         _, grids, captions = evaluate.scene_report(model, clip, vae, dit.LATENT_CHANNELS, args.samples, args.steps,
-                                                   args.cfg, "DiT twin")
+                                                   args.cfg, "DiT twin", args.sampler, args.scheduler)
     evaluate.save_grid(args.grid, grids, captions)
     return 0
 
