@@ -1,7 +1,7 @@
-"""The DiT twin (demo_model/dit.py): installed by demo_model.twin, detected by core's loaders as SD3 and the same
-function as the shipped narrow files; its CLIP-L separates the caption words; provenance checked; a longer run
-continues a shorter one's checkpoint; and on the real server UNETLoader, CLIPLoader (sd3), VAELoader and KSampler draw
-what the prompt says."""
+"""The DiT twin (demo_model/dit.py, the 128×128 scenes world): installed by demo_model.twin, detected by core's loaders
+as SD3 and the same function as the shipped narrow files; its CLIP-L separates the caption words; provenance checked;
+a longer run continues a shorter one's checkpoint; and on the real server UNETLoader, CLIPLoader (sd3), VAELoader and
+KSampler draw the background and the number of objects the prompt says."""
 import os
 import subprocess
 import sys
@@ -125,40 +125,21 @@ def test_a_longer_run_continues_a_shorter_ones_checkpoint(tmp_path, comfy_inproc
     assert whole[2] == extended[2]
 
 
-def sample_graph(prompts, batch: int) -> dict:
-    """Core's loaders and KSampler (euler, 20 steps, cfg 4) at 128×128, one seed per prompt, decoded and saved."""
-    from demo_model import scenes, twin
-    graph = {"unet": {"class_type": "UNETLoader", "inputs": {"unet_name": twin.DIT_FILE, "weight_dtype": "default"}},
-             "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": twin.CLIP_FILE, "type": "sd3"}},
-             "vae": {"class_type": "VAELoader", "inputs": {"vae_name": twin.VAE_FILE}},
-             "empty_prompt": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["clip", 0]}},
-             "latent": {"class_type": "EmptySD3LatentImage", "inputs": {"width": scenes.SIZE, "height": scenes.SIZE,
-                                                                        "batch_size": batch}}}
-    for i, prompt in enumerate(prompts):
-        graph.update({
-            f"prompt{i}": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["clip", 0]}},
-            f"sample{i}": {"class_type": "KSampler", "inputs": {
-                "model": ["unet", 0], "seed": i, "steps": twin.SAMPLE_STEPS, "cfg": twin.SAMPLE_CFG,
-                "sampler_name": "euler", "scheduler": "normal", "positive": [f"prompt{i}", 0],
-                "negative": ["empty_prompt", 0], "latent_image": ["latent", 0], "denoise": 1.0}},
-            f"decode{i}": {"class_type": "VAEDecode", "inputs": {"samples": [f"sample{i}", 0], "vae": ["vae", 0]}},
-            f"save{i}": {"class_type": "SaveImage", "inputs": {"images": [f"decode{i}", 0],
-                                                               "filename_prefix": f"dit/sample{i}"}}})
-    return graph
-
-
 @pytest.mark.host
 def test_core_nodes_draw_what_the_prompt_says(host):
-    from PIL import Image
+    from support.graphs import prompt_samples_graph, saved_images
 
-    from demo_model import install, measure, twin
+    from demo_model import install, measure, scenes, twin
     prompts = [install.scene_of(spec) for spec in install.SCENE_DEMOS]
     twin.write_dit_models(os.path.join(host.base, "models"))
-    history = host.run(sample_graph([scene.caption for scene in prompts], FOLLOWING_BATCH))
+    latent = {"class_type": "EmptySD3LatentImage", "inputs": {"width": scenes.SIZE, "height": scenes.SIZE,
+                                                              "batch_size": FOLLOWING_BATCH}}
+    files = {"unet": twin.DIT_FILE, "clip": twin.CLIP_FILE, "vae": twin.VAE_FILE}
+    history = host.run(prompt_samples_graph(files, "sd3", latent, [scene.caption for scene in prompts],
+                                            twin.SAMPLE_STEPS, twin.SAMPLE_CFG))
     backgrounds, counts = [], []
     for i, scene in enumerate(prompts):
-        for record in history["outputs"][f"save{i}"]["images"]:
-            background, things = measure.classify_scene(np.asarray(Image.open(host.output_file(record)).convert("RGB")))
+        for background, things in map(measure.classify_scene, saved_images(host, history, f"save{i}")):
             backgrounds.append(background == scene.background)
             counts.append(background == scene.background and len(things) == len(scene.things))
     print(f"\nDiT twin on the server, {len(counts)} samples: background right {np.mean(backgrounds):.1%}, background "
