@@ -87,7 +87,7 @@ def write_vae(narrow: dict, meta: dict, path: str) -> None:
 
 def write_scene_model(models_dir: str, weights: str = train.WEIGHTS, unet: bool = True) -> dict:
     """Write the scenes UNet (scene_unet.py) widened to SD15's 320 channels (diffusion_models/; skipped if not `unet`:
-    545 MB float32 that an in-process run at the trained width never reads), the demo TAESD it was trained on (vae/)
+    399 MB float32 that an in-process run at the trained width never reads), the demo TAESD it was trained on (vae/)
     and the word-separating CLIP-L (text_encoders/, CLIPLoader type stable_diffusion); {kind: path}, kinds "scenes"
     (if written), "vae", "clip"."""
     from . import scene_unet, twin, words

@@ -1,7 +1,7 @@
-"""The DiT twin (demo_model/dit.py): installed by demo_model.twin, detected by core's loaders as SD3 and the same
-function as the shipped narrow files; its CLIP-L separates the caption words; provenance checked; a longer run
-continues a shorter one's checkpoint; and on the real server UNETLoader, CLIPLoader (sd3), VAELoader and KSampler draw
-what the prompt says."""
+"""The DiT twin (demo_model/dit.py, the 128×128 scenes world): installed by demo_model.twin, detected by core's loaders
+as SD3 and the same function as the shipped narrow files; its CLIP-L separates the caption words; provenance checked;
+a longer run continues a shorter one's checkpoint; and on the real server UNETLoader, CLIPLoader (sd3), VAELoader and
+KSampler draw the background and the number of objects the prompt says."""
 import os
 import subprocess
 import sys
@@ -13,14 +13,14 @@ from conftest import REPO
 pytestmark = pytest.mark.models
 
 PSNR_IMAGES = 32
-PSNR_FLOOR_DB = 24.5  # mean over PSNR_IMAGES held-out demo images (25.3 over 64: README)
+PSNR_FLOOR_DB = 26.5  # mean over PSNR_IMAGES held-out scenes: 27.45 measured (python -m demo_model.twin)
 SEPARATED = 0.5  # cosine at the word's position between captions that differ in that word: at most this
-FOLLOWING_PROMPTS = ("a red disc on a blue background", "a yellow square on a gray background",
-                     "a white triangle on a black background")
-FOLLOWING_BATCH = 8
-# colour and background both right (measured 96 % on these prompts); the shape is right in about half the
-# samples (README), short of a claim: not asserted
-COLOUR_BACKGROUND_FLOOR = 0.85
+FOLLOWING_BATCH = 4
+# The twin draws whole scenes poorly (README: ≈ 19 % of trained scenes), the background always. On the demo pictures'
+# captions (install.SCENE_DEMOS) at FOLLOWING_BATCH, printed by the host test (pytest -s): background right 100 %,
+# background and object count right 62.5 % (10 of 16); colours right (left to right) 38 %, shapes 12 %: not asserted.
+BACKGROUND_FLOOR = 0.9
+BACKGROUND_COUNT_FLOOR = 0.4
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_installed_mmdit_is_sd3_and_computes_the_narrow_function(installed):
     assert type(detected).__name__ == "SD3"
     assert detected.unet_config["depth"] == dit.DEPTH and detected.unet_config["in_channels"] == 16
     generator = torch.Generator().manual_seed(3)
-    x = torch.randn(3, 16, 8, 8, generator=generator)
+    x = torch.randn(3, 16, 16, 16, generator=generator)  # 128×128
     context = torch.randn(3, 77, 4096, generator=generator)  # CLIP-G's and T5's columns too: they must weigh nothing
     pooled = torch.randn(3, 2048, generator=generator)
     timesteps = patcher.model.model_sampling.timestep(torch.tensor([0.05, 0.5, 0.99])).float()
@@ -57,13 +57,13 @@ def test_installed_taesd16_is_the_narrow_one_and_reconstructs_held_out_images(in
     import comfy.utils
     import torch
 
-    from demo_model import data, dit, evaluate, train, twin
+    from demo_model import dit, evaluate, scenes, train, twin
     encoder, decoder = dit.taesd16()
     for net, state in zip((encoder, decoder), train.split_vae(dit.load_weights("vae")[0])):
         net.load_state_dict(state)
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(installed["vae"]))
     assert vae.latent_channels == 16
-    images = data.dataset(PSNR_IMAGES, seed=evaluate.HELD_OUT_SEED, held_out=None)[0]
+    images = scenes.dataset(PSNR_IMAGES, seed=evaluate.HELD_OUT_SEED)[0]
     pixels = torch.from_numpy(images).float() / 255
     with torch.no_grad():
         latent = encoder(pixels.movedim(-1, 1))
@@ -125,40 +125,25 @@ def test_a_longer_run_continues_a_shorter_ones_checkpoint(tmp_path, comfy_inproc
     assert whole[2] == extended[2]
 
 
-def sample_graph(prompts, batch: int) -> dict:
-    """Core's loaders and KSampler (euler, 20 steps, cfg 4) at 64×64, one seed per prompt, decoded and saved."""
-    from demo_model import twin
-    graph = {"unet": {"class_type": "UNETLoader", "inputs": {"unet_name": twin.DIT_FILE, "weight_dtype": "default"}},
-             "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": twin.CLIP_FILE, "type": "sd3"}},
-             "vae": {"class_type": "VAELoader", "inputs": {"vae_name": twin.VAE_FILE}},
-             "empty_prompt": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["clip", 0]}},
-             "latent": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64,
-                                                                        "batch_size": batch}}}
-    for i, prompt in enumerate(prompts):
-        graph.update({
-            f"prompt{i}": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["clip", 0]}},
-            f"sample{i}": {"class_type": "KSampler", "inputs": {
-                "model": ["unet", 0], "seed": i, "steps": twin.SAMPLE_STEPS, "cfg": twin.SAMPLE_CFG,
-                "sampler_name": "euler", "scheduler": "normal", "positive": [f"prompt{i}", 0],
-                "negative": ["empty_prompt", 0], "latent_image": ["latent", 0], "denoise": 1.0}},
-            f"decode{i}": {"class_type": "VAEDecode", "inputs": {"samples": [f"sample{i}", 0], "vae": ["vae", 0]}},
-            f"save{i}": {"class_type": "SaveImage", "inputs": {"images": [f"decode{i}", 0],
-                                                               "filename_prefix": f"dit/sample{i}"}}})
-    return graph
-
-
 @pytest.mark.host
 def test_core_nodes_draw_what_the_prompt_says(host):
-    from PIL import Image
+    from support.graphs import prompt_samples_graph, saved_images
 
-    from demo_model import measure, twin
+    from demo_model import install, measure, scenes, twin
+    prompts = [install.scene_of(spec) for spec in install.SCENE_DEMOS]
     twin.write_dit_models(os.path.join(host.base, "models"))
-    history = host.run(sample_graph(FOLLOWING_PROMPTS, FOLLOWING_BATCH))
-    hits = []
-    for i, prompt in enumerate(FOLLOWING_PROMPTS):
-        label = tuple(prompt.split()[k] for k in (1, 2, 5))
-        for record in history["outputs"][f"save{i}"]["images"]:
-            image = np.asarray(Image.open(host.output_file(record)).convert("RGB"))
-            colour, _, background = measure.classify(image)
-            hits.append((colour, background) == (label[0], label[2]))
-    assert np.mean(hits) >= COLOUR_BACKGROUND_FLOOR, hits
+    latent = {"class_type": "EmptySD3LatentImage", "inputs": {"width": scenes.SIZE, "height": scenes.SIZE,
+                                                              "batch_size": FOLLOWING_BATCH}}
+    files = {"unet": twin.DIT_FILE, "clip": twin.CLIP_FILE, "vae": twin.VAE_FILE}
+    history = host.run(prompt_samples_graph(files, "sd3", latent, [scene.caption for scene in prompts],
+                                            twin.SAMPLE_STEPS, twin.SAMPLE_CFG))
+    found = [(scene.label, measure.classify_scene(image))
+             for i, scene in enumerate(prompts) for image in saved_images(host, history, f"save{i}")]
+    rates = {"background": np.mean([label[0] == want[0] for want, label in found]),
+             "background and count": np.mean([label[0] == want[0] and len(label[1]) == len(want[1])
+                                              for want, label in found]),
+             "colours": np.mean([[c for c, _ in label[1]] == [c for c, _ in want[1]] for want, label in found]),
+             "shapes": np.mean([[s for _, s in label[1]] == [s for _, s in want[1]] for want, label in found])}
+    print(f"\nDiT twin on the server, {len(found)} samples, right: "
+          + ", ".join(f"{name} {rate:.1%}" for name, rate in rates.items()))
+    assert rates["background"] >= BACKGROUND_FLOOR and rates["background and count"] >= BACKGROUND_COUNT_FLOOR, found

@@ -198,3 +198,33 @@ def loaded_latent_graph(name: str, image: str, **kwargs) -> dict:
     graph = round_trip_graph("fixed_point", image, latent_node=("load", 0), **kwargs)
     graph["load"] = {"class_type": "LoadLatent", "inputs": {"latent": name}}
     return graph
+
+
+def prompt_samples_graph(files: dict, clip_type: str, latent: dict, prompts, steps: int, cfg: float) -> dict:
+    """Core's UNETLoader, CLIPLoader (`clip_type`) and VAELoader on `files` ({"unet", "clip", "vae": file name}), and
+    per prompt a KSampler (euler/normal, seed = the prompt's index, the empty prompt as negative) from the `latent`
+    node (an empty-latent node), decoded and saved by `save<i>`."""
+    graph = {"unet": {"class_type": "UNETLoader", "inputs": {"unet_name": files["unet"], "weight_dtype": "default"}},
+             "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": files["clip"], "type": clip_type}},
+             "vae": {"class_type": "VAELoader", "inputs": {"vae_name": files["vae"]}},
+             "empty_prompt": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["clip", 0]}},
+             "latent": latent}
+    for i, prompt in enumerate(prompts):
+        graph.update({
+            f"prompt{i}": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["clip", 0]}},
+            f"sample{i}": {"class_type": "KSampler", "inputs": {
+                "model": ["unet", 0], "seed": i, "steps": steps, "cfg": cfg, "sampler_name": "euler",
+                "scheduler": "normal", "positive": [f"prompt{i}", 0], "negative": ["empty_prompt", 0],
+                "latent_image": ["latent", 0], "denoise": 1.0}},
+            f"decode{i}": {"class_type": "VAEDecode", "inputs": {"samples": [f"sample{i}", 0], "vae": ["vae", 0]}},
+            f"save{i}": {"class_type": "SaveImage", "inputs": {"images": [f"decode{i}", 0],
+                                                               "filename_prefix": f"prompt_samples/sample{i}"}}})
+    return graph
+
+
+def saved_images(host, history: dict, node: str) -> list:
+    """The uint8 RGB arrays a SaveImage node wrote."""
+    import numpy as np
+    from PIL import Image
+    return [np.asarray(Image.open(host.output_file(record)).convert("RGB"))
+            for record in history["outputs"][node]["images"]]
