@@ -52,17 +52,18 @@ def with_samplers(graph: dict, scheduler: str) -> dict:
 
 
 def dit_graph() -> dict:
-    """The DiT twin through core's loaders (UNETLoader, CLIPLoader sd3) at 64×64, a caption of the demo data."""
-    from demo_model import data, twin
+    """The DiT twin through core's loaders (UNETLoader, CLIPLoader sd3) at 128×128, the first scenes demo picture's
+    caption."""
+    from demo_model import install, twin
     return with_samplers({
         "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": twin.DIT_FILE, "weight_dtype": "default"}},
         "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": twin.CLIP_FILE, "type": "sd3"}},
-        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": data.caption(("red", "disc", "blue")),
+        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": install.scene_of(install.SCENE_DEMOS[0]).caption,
                                                            "clip": ["clip", 0]}},
         "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["clip", 0]}},
         "guider": {"class_type": "CFGGuider", "inputs": {"model": ["unet", 0], "positive": ["pos", 0],
                                                         "negative": ["neg", 0], "cfg": twin.SAMPLE_CFG}},
-        "empty": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}},
+        "empty": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 128, "height": 128, "batch_size": 1}}},
         "simple")
 
 
