@@ -26,10 +26,17 @@ def is_widget(spec: list) -> bool:
 
 
 def extra_widgets(name: str, spec: list) -> int:
-    """Values the frontend stores after this widget's own: a seed's control mode, an upload button's label."""
+    """Values the frontend stores right after this widget's own: a seed's control mode."""
     options = spec[1] if len(spec) > 1 else {}
-    control = spec[0] in ("INT", "FLOAT") and options.get("control_after_generate", name in ("seed", "noise_seed"))
-    return int(bool(control)) + sum(1 for key in UPLOAD_OPTIONS if options.get(key))
+    return int(bool(spec[0] in ("INT", "FLOAT") and
+                    options.get("control_after_generate", name in ("seed", "noise_seed"))))
+
+
+def has_upload(spec: list) -> bool:
+    """Whether the frontend gives this file list an upload button, whose label it stores after the last required
+    input's value (LoadImageMask: image, channel, upload)."""
+    options = spec[1] if len(spec) > 1 else {}
+    return any(options.get(key) for key in UPLOAD_OPTIONS)
 
 
 def node_inputs(node: dict, definition: dict, links: dict) -> dict:
@@ -48,6 +55,9 @@ def node_inputs(node: dict, definition: dict, links: dict) -> dict:
             if name in linked:
                 _, source, slot, *_ = links[linked[name]]
                 inputs[name] = [str(source), slot]
+        if group == "required":
+            position += int(any(has_upload(definition["input"][group][name])
+                                for name in definition.get("input_order", {}).get(group, [])))
     return inputs
 
 

@@ -3,9 +3,10 @@
 Without --comfyui: a copy of the test host's ComfyUI 0.3.75 tree under .serve/, with the official frontend
 (comfyui-frontend-package) and Seedfinder linked into its custom_nodes/. With --comfyui PATH: the user's own
 ComfyUI, Seedfinder linked into PATH/custom_nodes/, run with that ComfyUI's Python. Where no model of the user's is
-found, the demo model (a small SD1.5-class text-to-image model the project trained on procedural shapes, widened
-from the shipped narrow weights in demo_model/) and its demo images are installed, so every example workflow runs
-and makes pictures, except the video edit, which needs the Wan 2.1 files.
+found, the demo models (small SD1.5-class text-to-image models the project trained on procedural shapes and on
+scenes of one or two objects, and an SD3-class DiT on the same scenes, widened from the shipped narrow weights in
+demo_model/) and their demo pictures are installed, so every example workflow runs and makes pictures, except the
+video edit, which needs the Wan 2.1 files.
 """
 import argparse
 import glob
@@ -33,16 +34,25 @@ def has_user_models(models_dir: str) -> bool:
 
 
 def install_demo(models_dir: str, input_dir: str) -> None:
-    """The demo model's files and the demo images the example workflows load (the model skipped when present)."""
+    """The demo models' files (shapes, scenes and the DiT twin) and the demo pictures the example workflows load (each
+    model skipped when present)."""
     sys.path[:0] = [REPO, os.path.join(HOST_DIR, "stubs"), os.path.join(HOST_DIR, "comfyui")]
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
-    from demo_model import install
+    from demo_model import install, twin
     if not os.path.exists(os.path.join(models_dir, "diffusion_models", install.UNET_FILES["eps"])):
         print("seedfinder: installing the demo model (trained on procedural shapes: try 'a red disc on a blue "
               "background')")
         install.write_demo_models(models_dir)
+    if not os.path.exists(os.path.join(models_dir, "diffusion_models", install.SCENE_UNET_FILE)):
+        print("seedfinder: installing the scenes demo model (one or two objects: try 'a red disc and a blue square on "
+              "a gray background')")
+        install.write_scene_model(models_dir)
+    if not os.path.exists(os.path.join(models_dir, "diffusion_models", twin.DIT_FILE)):
+        print("seedfinder: installing the demo DiT (SD3-class, the same scenes; Load CLIP type sd3)")
+        twin.write_dit_models(models_dir)
     install.write_demo_images(input_dir)
+    install.write_scene_images(input_dir)
 
 
 def link_pack(custom_nodes: str) -> None:

@@ -59,7 +59,8 @@ def comfy_inprocess():
 
 def seedfinder_host(work: str):
     """A ComfyUI server in `work` (not started) with the tiny smoke-test models and images, the tiny video models and
-    clips, the trained demo model and its images, and the test latents: the host tests' server, and bench.host's.
+    clips, the trained demo model and its images, the scenes UNet, the DiT twin and the scenes pictures, and the test
+    latents: the host tests' server, and bench.host's.
     Needs `comfy` importable (the comfy_inprocess fixture, or tests.support.inprocess.import_comfy)."""
     from support import tinymodels
     from support.comfy_host import ComfyHost
@@ -68,9 +69,12 @@ def seedfinder_host(work: str):
     tinymodels.write_images(os.path.join(server.base, "input"))
     tinymodels.write_video_models(os.path.join(server.base, "models"))
     tinymodels.write_clips(os.path.join(server.base, "input"))
-    from demo_model import install  # the trained demo model the example workflows use, beside the smoke-test one
-    server.demo_files = (install.write_demo_models(os.path.join(server.base, "models")),
-                         install.write_demo_images(os.path.join(server.base, "input")))
+    from demo_model import install, twin  # the trained demo models the example workflows use, beside the smoke-test one
+    models, pictures = os.path.join(server.base, "models"), os.path.join(server.base, "input")
+    server.demo_files = (install.write_demo_models(models), install.write_demo_images(pictures))
+    install.write_scene_model(models)  # the scenes UNet and the DiT twin: the attention edit examples
+    twin.write_dit_models(models)
+    install.write_scene_images(pictures)
     write_latents(os.path.join(server.base, "input"))
     return server
 

@@ -10,7 +10,16 @@ import urllib.request
 import pytest
 from support.comfy_host import COMFY_TREE, REPO, default_ctrl_c, free_port
 
-from demo_model.install import DEMO_LABELS, UNET_FILES, image_name
+from demo_model.install import (
+    DEMO_LABELS,
+    SCENE_DEMOS,
+    SCENE_UNET_FILE,
+    UNET_FILES,
+    image_name,
+    scene_image_name,
+    scene_of,
+)
+from demo_model.twin import DIT_FILE
 
 UNET_FILE = UNET_FILES["eps"]
 
@@ -46,8 +55,9 @@ def test_serve_command_serves_the_ui_with_seedfinder_and_the_demo_model(tmp_path
         assert get(url + f"/api/workflow_templates/seedfinder/{templates[0]}.json")["nodes"]
         info = get(url + "/object_info/UNETLoader")["UNETLoader"]["input"]["required"]["unet_name"][0]
         assert UNET_FILE in info and "SeedfinderFixedPointInvert" in get(url + "/object_info")
+        assert SCENE_UNET_FILE in info and DIT_FILE in info  # the attention edit examples' models
         images = get(url + "/object_info/LoadImage")["LoadImage"]["input"]["required"]["image"][0]
-        assert image_name(DEMO_LABELS[0]) in images
+        assert image_name(DEMO_LABELS[0]) in images and scene_image_name(scene_of(SCENE_DEMOS[0])) in images
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:

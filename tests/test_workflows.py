@@ -12,6 +12,8 @@ from conftest import IMAGES
 from PIL import Image, ImageDraw, ImageFont, ImageSequence
 from support.comfy_host import PYTHON, REPO
 
+from demo_model import measure
+
 pytestmark = pytest.mark.host
 
 UI_FILES = sorted(glob.glob(os.path.join(REPO, "example_workflows", "*.json")))
@@ -19,7 +21,8 @@ NAMES = [os.path.splitext(os.path.basename(path))[0] for path in UI_FILES]
 ARTIFACTS = os.path.join(REPO, "tests", "artifacts")
 REQUIRED = {"reconstruct_fixed_point", "edit_rnri", "prompt_aware_reconstruct", "interpolate_seeds",
             "exact_round_trip_edict", "edit_flowedit", "edit_rf_inversion", "reconstruct_fireflow",
-            "edit_video_wan21", "rare_concept_seed_select"}
+            "edit_video_wan21", "rare_concept_seed_select", "attention_edit_shape", "attention_edit_masked",
+            "attention_edit_dit"}
 SAVERS = ("SaveImage", "SaveAnimatedWEBP", "SaveLatent")
 UNESTIMATED = {"SeedfinderRFInversionInvert", "SeedfinderFireFlowInvert"}
 """Inverters whose residuals do not estimate their round trip (a steered seed; midpoint corrections): null."""
@@ -27,6 +30,12 @@ EDITS = {"edit_flowedit": ("yellow", "blue"), "edit_rf_inversion": ("yellow", "b
 """The flow edits' (colour, background) by demo_model.measure: the red disc on blue turned yellow."""
 RARE = {"rare_concept_seed_select": ("green", "triangle", "black")}
 """The rare-concept example's (colour, shape, background) by demo_model.measure: the held-out pair it never saw."""
+SCENE_EDITS = {"attention_edit_shape": ("gray", (("red", "square"), ("blue", "square"))),
+               "attention_edit_masked": ("blue", (("white", "disc"), ("yellow", "triangle"))),
+               "attention_edit_dit": ("black", (("green", "triangle"),))}
+"""The attention edits' whole scene by demo_model.measure.classify_scene: the edited object has the target's word
+(the red disc now a square; the purple triangle, inside its mask, yellow; the yellow triangle green), and the other
+object and the background are the source's."""
 
 
 def load(path: str) -> dict:
@@ -102,14 +111,12 @@ def test_api_twin_runs_and_saves_its_outputs(host, name):
     if name == "interpolate_seeds":  # five frames from one batch
         assert len(history["outputs"][savers[0]]["images"]) == 5
     if name in EDITS:
-        from demo_model import measure
-        edited = Image.open(host.output_file(history["outputs"][savers[-1]]["images"][0])).convert("RGB")
-        colour, _, background = measure.classify(np.asarray(edited))
+        colour, _, background = measure.classify(last_picture(host, history, savers))
         assert (colour, background) == EDITS[name], (name, colour, background)
     if name in RARE:
-        from demo_model import measure
-        generated = Image.open(host.output_file(history["outputs"][savers[-1]]["images"][0])).convert("RGB")
-        assert measure.classify(np.asarray(generated)) == RARE[name], name
+        assert measure.classify(last_picture(host, history, savers)) == RARE[name], name
+    if name in SCENE_EDITS:
+        assert measure.classify_scene(last_picture(host, history, savers)) == SCENE_EDITS[name], name
     sources = [os.path.join(host.base, "input", node["inputs"]["image"]) for node in prompt.values()
                if node["class_type"] == "LoadImage"]
     results = [host.output_file(record) for key in savers if prompt[key]["class_type"] != "SaveLatent"
@@ -127,6 +134,12 @@ def test_api_twin_runs_and_saves_its_outputs(host, name):
     fresh = np.asarray(Image.open(os.path.join(ARTIFACTS, f"{name}.jpg")), dtype=float)
     assert committed.shape == fresh.shape and np.abs(committed - fresh).mean() < 3.0, \
         f"{name}.jpg is not what the workflow makes now: copy tests/artifacts/{name}.jpg to example_workflows/"
+
+
+def last_picture(host, history: dict, savers: list) -> np.ndarray:
+    """The uint8 RGB picture the example's last saver saved first (its result)."""
+    with Image.open(host.output_file(history["outputs"][savers[-1]]["images"][0])) as picture:
+        return np.asarray(picture.convert("RGB"))
 
 
 def compose_thumbnail(sources: list, results: list, size=(640, 360)) -> Image.Image:
