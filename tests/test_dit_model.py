@@ -2,7 +2,6 @@
 as SD3 and the same function as the shipped narrow files; its CLIP-L separates the caption words; provenance checked;
 a longer run continues a shorter one's checkpoint; and on the real server UNETLoader, CLIPLoader (sd3), VAELoader and
 KSampler draw the background and the number of objects the prompt says."""
-import os
 import subprocess
 import sys
 
@@ -131,7 +130,6 @@ def test_core_nodes_draw_what_the_prompt_says(host):
 
     from demo_model import install, measure, scenes, twin
     prompts = [install.scene_of(spec) for spec in install.SCENE_DEMOS]
-    twin.write_dit_models(os.path.join(host.base, "models"))
     latent = {"class_type": "EmptySD3LatentImage", "inputs": {"width": scenes.SIZE, "height": scenes.SIZE,
                                                               "batch_size": FOLLOWING_BATCH}}
     files = {"unet": twin.DIT_FILE, "clip": twin.CLIP_FILE, "vae": twin.VAE_FILE}

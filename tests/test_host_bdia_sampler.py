@@ -1,7 +1,6 @@
 """BDIA Sampler through the real server: from a random seed, with SamplerCustomAdvanced, on the model families the
 inverters support, on the trained demo UNet and on the trained DiT twin (SD3 MMDiT). γ = 0 is the stock sampler it
 corrects (euler, heun) to float rounding; γ = 0.5 gives another finite picture."""
-import os
 
 import pytest
 from conftest import IMAGES
@@ -84,6 +83,4 @@ def test_bdia_sampler_generates_on_every_family(host, family):
 
 @pytest.mark.models
 def test_bdia_sampler_generates_on_the_dit_twin(host):
-    from demo_model import twin
-    twin.write_dit_models(os.path.join(host.base, "models"))
     assert_bdia_corrects_its_base(host, host.run(dit_graph()), "dit")

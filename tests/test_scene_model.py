@@ -2,7 +2,6 @@
 320 channels, detected by core's loaders as SD15 and the same function as the shipped narrow file; its CLIP is the
 word-separating one it was trained with; provenance checked; its samples follow the prompt in part; and on the real
 server UNETLoader, CLIPLoader (stable_diffusion), VAELoader and KSampler draw the background the prompt says."""
-import os
 import subprocess
 import sys
 
@@ -111,7 +110,6 @@ def test_core_nodes_draw_the_background_the_prompt_says(host):
 
     from demo_model import evaluate, install, measure, scenes, twin
     prompts = [install.scene_of(install.SCENE_DEMOS[index]) for index in HOST_DEMOS]
-    install.write_scene_model(os.path.join(host.base, "models"))
     latent = {"class_type": "EmptyLatentImage", "inputs": {"width": scenes.SIZE, "height": scenes.SIZE,
                                                            "batch_size": HOST_BATCH}}
     files = {"unet": install.SCENE_UNET_FILE, "clip": twin.CLIP_FILE, "vae": install.VAE_FILE}
