@@ -358,7 +358,7 @@ def table(rows: dict, edits: list) -> tuple:
 
 
 SUCCESS_GOALS = {"colour": 0.9, "shape": 0.7}
-"""Issue 27's edit success goals per edit type; "one of two" takes the goal of the attribute it changes."""
+"""Issue 27's edit success goals per edit type (none for background and one-of-two edits)."""
 
 
 def goal_lines(kind: str, summary: dict) -> list:
