@@ -37,14 +37,19 @@ def shape_of(mask: np.ndarray) -> str:
     return max(overlaps, key=overlaps.get)
 
 
+def border_colour(pixels: np.ndarray) -> np.ndarray:
+    """The median RGB of a picture's border frame (BORDER px wide): its background colour."""
+    frame = np.concatenate([pixels[:BORDER].reshape(-1, 3), pixels[-BORDER:].reshape(-1, 3),
+                            pixels[:, :BORDER].reshape(-1, 3), pixels[:, -BORDER:].reshape(-1, 3)])
+    return np.median(frame, axis=0)
+
+
 def segment(image: np.ndarray) -> tuple:
     """(shape colour or None, background colour, object mask) of a uint8 (64, 64, 3) image: background from the
     border, shape colour from the pixels far from it, the mask of pixels nearer the shape colour than the background
     (all False when no shape stands out)."""
     pixels = image.astype(np.float64)
-    frame = np.concatenate([pixels[:BORDER].reshape(-1, 3), pixels[-BORDER:].reshape(-1, 3),
-                            pixels[:, :BORDER].reshape(-1, 3), pixels[:, -BORDER:].reshape(-1, 3)])
-    bg = np.median(frame, axis=0)
+    bg = border_colour(pixels)
     distance = np.sqrt(np.square(pixels - bg).sum(axis=-1))
     far = distance > max(60.0, 0.5 * distance.max())
     if far.sum() < 9:
@@ -80,14 +85,12 @@ FAR = 45.0  # RGB distance from the background that marks an object pixel: under
 MIN_AREA = 60  # px: smaller blobs are sampling debris (the smallest drawn object, a triangle of half-extent 12: 288)
 
 
-def classify_scene(image: np.ndarray) -> tuple:
-    """(background, ((colour, shape), ...) left to right) of a uint8 scenes picture (scenes.py, 128×128), by pixel
+def scene_objects(image: np.ndarray) -> list:
+    """[((colour, shape), outline mask), ...] left to right of a uint8 scenes picture (scenes.py, 128×128), by pixel
     statistics: the background from the border, each object a connected region far from it, its outline the half-way
     boundary between its colour and the background's (shape_of reads the shape)."""
     pixels = image.astype(np.float64)
-    frame = np.concatenate([pixels[:BORDER].reshape(-1, 3), pixels[-BORDER:].reshape(-1, 3),
-                            pixels[:, :BORDER].reshape(-1, 3), pixels[:, -BORDER:].reshape(-1, 3)])
-    bg = np.median(frame, axis=0)
+    bg = border_colour(pixels)
     far = np.sqrt(np.square(pixels - bg).sum(axis=-1)) > FAR
     found = []
     for region in components(far):
@@ -99,5 +102,16 @@ def classify_scene(image: np.ndarray) -> tuple:
         box = np.zeros_like(region)
         box[max(0, rows[0] - 2):rows[-1] + 3, max(0, cols[0] - 2):cols[-1] + 3] = True
         outline = box & (((pixels - bg) @ axis) / (axis @ axis) > 0.5)
-        found.append((cols.mean(), (nearest(fg, data.COLOURS), shape_of(outline))))
-    return nearest(bg, data.BACKGROUNDS), tuple(pair for _, pair in sorted(found))
+        found.append((cols.mean(), (nearest(fg, data.COLOURS), shape_of(outline)), outline))
+    return [(pair, outline) for _, pair, outline in sorted(found, key=lambda item: item[0])]
+
+
+def background_of(image: np.ndarray) -> str:
+    """The background's palette name of a uint8 picture (border_colour)."""
+    return nearest(border_colour(image.astype(np.float64)), data.BACKGROUNDS)
+
+
+def classify_scene(image: np.ndarray) -> tuple:
+    """(background, ((colour, shape), ...) left to right) of a uint8 scenes picture (scenes.py, 128×128):
+    `background_of` and `scene_objects`."""
+    return background_of(image), tuple(pair for pair, _ in scene_objects(image))
