@@ -1,5 +1,6 @@
 """Shared pytest setup: the pack's root, tests/ and scripts/ on sys.path; the real ComfyUI server fixtures."""
 import os
+import shutil
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,6 +78,14 @@ def seedfinder_host(work: str):
     install.write_scene_images(pictures)
     write_latents(os.path.join(server.base, "input"))
     return server
+
+
+def installed_files(tmp_path_factory, write):
+    """For a module fixture: yield `write(models_dir)` ({kind: path}) into a new folder, removed after the module's
+    tests (a wide install is up to 0.8 GB, and a CI disk has run full)."""
+    folder = tmp_path_factory.mktemp("models")
+    yield write(str(folder))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, installed_files
 
 pytestmark = pytest.mark.models
 
@@ -26,7 +26,7 @@ BACKGROUND_COUNT_FLOOR = 0.4
 def installed(tmp_path_factory, comfy_inprocess):
     """{kind: path} of the files demo_model.twin writes."""
     from demo_model import twin
-    return twin.write_dit_models(str(tmp_path_factory.mktemp("models")))
+    yield from installed_files(tmp_path_factory, twin.write_dit_models)
 
 
 def test_installed_mmdit_is_sd3_and_computes_the_narrow_function(installed):

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, installed_files
 
 pytestmark = pytest.mark.models
 
@@ -29,7 +29,7 @@ HOST_BACKGROUND_FLOOR = 0.75
 def installed(tmp_path_factory, comfy_inprocess):
     """{kind: path} of the files demo_model.install writes for the scenes UNet (install.write_scene_model)."""
     from demo_model import install
-    return install.write_scene_model(str(tmp_path_factory.mktemp("models")))
+    yield from installed_files(tmp_path_factory, install.write_scene_model)
 
 
 def test_installed_scenes_unet_is_sd15_and_computes_the_narrow_function(installed):

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, installed_files
 
 pytestmark = pytest.mark.models
 
@@ -20,7 +20,7 @@ TRAINED_FRACTION = 0.2  # the trained model's one-step x0 error, at most this fr
 def installed(tmp_path_factory, comfy_inprocess):
     """{kind: path} of the files demo_model.install writes (install.write_second_model)."""
     from demo_model import install
-    return install.write_second_model(str(tmp_path_factory.mktemp("models")))
+    yield from installed_files(tmp_path_factory, install.write_second_model)
 
 
 def test_installed_second_unet_is_sd15_and_computes_the_narrow_function(installed):

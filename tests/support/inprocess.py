@@ -45,12 +45,16 @@ TRAINED_MODELS = ("demo", "second")  # the models this repository trains: shapes
 
 def trained_model(name: str = "demo", models_dir: str | None = None, wide: bool = False) -> tuple:
     """(MODEL, CLIP, VAE) of a trained ε model, "demo" (shapes) or "second" (glyphs), installed into `models_dir`
-    (a new temporary folder if None) by demo_model.install: CLIP and VAE through the functions behind CLIPLoader and
+    (if None, a temporary folder removed once the files are loaded: each install holds a 246 MB CLIP-L, and a suite's
+    worth of them filled a CI disk) by demo_model.install: CLIP and VAE through the functions behind CLIPLoader and
     VAELoader; the UNet as UNETLoader loads the installed file (`wide`), or by default at its trained width in
     ComfyUI's SD15 model class: the same function (tests/test_demo_model.py, test_second_model.py: to 1e-4), faster.
     The CLIP is checked against the fingerprint the UNet was trained with."""
-    import json
     import tempfile
+    if models_dir is None:
+        with tempfile.TemporaryDirectory(prefix="seedfinder-models-") as folder:
+            return trained_model(name, folder, wide)
+    import json
 
     import comfy.sd
     import comfy.supported_models
@@ -59,7 +63,6 @@ def trained_model(name: str = "demo", models_dir: str | None = None, wide: bool 
     from demo_model import install, second, text, train, widen
     if name not in TRAINED_MODELS:
         raise ValueError(f"name: expected one of {TRAINED_MODELS}, got {name!r}")
-    models_dir = models_dir or tempfile.mkdtemp(prefix="seedfinder-models-")
     weights, meta = train.load_weights("eps") if name == "demo" else second.load_weights("eps")
     if wide:
         write = install.write_demo_models if name == "demo" else install.write_second_model
