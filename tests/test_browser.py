@@ -27,9 +27,11 @@ SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False,
             "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.2}
 RUN_TIMEOUT_MS = 240_000
 INVERT_NODE = re.compile(r"^Seedfinder.*Invert$")  # the nodes the convergence chart is drawn on
-# Examples on the wide scenes UNet (about 25 s a run on 2 cores): run once, as their API twins (test_workflows.py),
-# which the frontend is checked to queue; the other FixedPoint examples show its chart here
-RUN_BY_THEIR_TWINS_ONLY = ("attention_edit_shape", "attention_edit_masked")
+# Run once, as their API twins (test_workflows.py), which the frontend is checked to queue: the examples on the wide
+# scenes UNet (about 25 s a run on 2 cores) and two more FixedPoint examples (15-18 s); FixedPoint's chart is shown
+# here on reconstruct_fixed_point, prompt_aware_reconstruct, attention_edit_dit and edit_video_wan21
+RUN_BY_THEIR_TWINS_ONLY = ("attention_edit_shape", "attention_edit_masked", "interpolate_seeds",
+                           "rare_concept_seed_select")
 
 # Listens to the server's events, finds what the page shows as errors, and reads the chart state of invert nodes.
 WATCH_EVENTS = """() => {
