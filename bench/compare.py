@@ -20,9 +20,9 @@ import time
 from dataclasses import replace
 
 import torch
+from seedfinder.solvers import FPI_PAPER, BDIAOptions, EDICTOptions, FixedPointOptions, widgets
 
 from bench.plot import error_plot_svg
-from solvers import FPI_PAPER, BDIAOptions, EDICTOptions, FixedPointOptions, widgets
 from tests.support.inprocess import full_size_model, import_pack, random_conditioning, tiny_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -18,9 +18,9 @@ import tempfile
 
 import numpy as np
 import torch
+from seedfinder.solvers import FixedPointOptions, widgets
 
 from bench.fidelity import RNRI_DEFAULT, conditioning, load_demo, regenerate
-from solvers import FixedPointOptions, widgets
 from tests.support.inprocess import import_pack
 
 HERE = os.path.dirname(os.path.abspath(__file__))

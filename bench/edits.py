@@ -48,15 +48,11 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
-
-from bench.editing import SWAP, pictures
-from bench.fidelity import RNRI_DEFAULT, conditioning, regenerate
-from demo_model import data, evaluate, measure, scenes
-from solvers import (
+from seedfinder.solvers import (
     P2P_PAPER,
     AttentionEditOptions,
     EDICTOptions,
@@ -67,6 +63,10 @@ from solvers import (
     ssim,
     widgets,
 )
+
+from bench.editing import SWAP, pictures
+from bench.fidelity import RNRI_DEFAULT, conditioning, regenerate
+from demo_model import data, evaluate, measure, scenes
 from tests.support.inprocess import import_pack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -200,14 +200,12 @@ def invert_seed(nodes, node_name: str, options: dict, model, positive, negative,
 
 def guided_edit(model, source, target, negative, options, seed, mask):
     """The Attention Edit Guider from the seed, its source branch exact, with `mask` (or none): (edited latent, the
-    mask it kept to as shown by the node). `options` is rebuilt in the pack's own class, the one the host is typed
-    for (this bench's top-level `solvers` import is a second copy of the module)."""
+    mask it kept to as shown by the node)."""
     import comfy.samplers
     from seedfinder.nodes import host
-    from seedfinder.solvers import AttentionEditOptions as PackOptions
     guider = host.attention_edit_guider(model, host.Prompt(source, negative, options.cfg),
-                                        host.Prompt(target, negative, options.cfg), PackOptions(**asdict(options)),
-                                        seed, None if mask is None else torch.from_numpy(mask)[None])
+                                        host.Prompt(target, negative, options.cfg), options, seed,
+                                        None if mask is None else torch.from_numpy(mask)[None])
     empty = torch.zeros(seed.noise.shape)
     edited = guider.sample(seed.generate_noise({"samples": empty}), empty, comfy.samplers.sampler_object("euler"),
                            seed.sigmas, disable_pbar=True, seed=0)

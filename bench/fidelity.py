@@ -24,8 +24,8 @@ import zipfile
 
 import numpy as np
 import torch
+from seedfinder.solvers import BDIAOptions, EDICTOptions, FixedPointOptions, RNRIOptions, widgets
 
-from solvers import BDIAOptions, EDICTOptions, FixedPointOptions, RNRIOptions, widgets
 from tests.support.inprocess import TRAINED_MODELS, import_pack, model_of_config, trained_images, trained_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))

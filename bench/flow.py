@@ -25,10 +25,7 @@ import tempfile
 
 import numpy as np
 import torch
-
-from bench.editing import SWAP, background_psnr, pictures
-from bench.fidelity import RNRI_DEFAULT, conditioning, load_demo, psnr
-from solvers import (
+from seedfinder.solvers import (
     BDIAOptions,
     EDICTOptions,
     FixedPointOptions,
@@ -37,6 +34,9 @@ from solvers import (
     RFInversionOptions,
     widgets,
 )
+
+from bench.editing import SWAP, background_psnr, pictures
+from bench.fidelity import RNRI_DEFAULT, conditioning, load_demo, psnr
 from tests.support.inprocess import import_pack
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -154,7 +154,7 @@ def edit_state_rows() -> list:
     estimate the guider's memory guard checks): the exact source branch's trajectory with the automatic mask, and the
     largest copy one block makes. No attention map or K/V outlives its block, since both branches run in one batch
     (which doubles the activations of each evaluation, as a batch of two images does)."""
-    from solvers import edit_memory, image_tokens
+    from seedfinder.solvers import edit_memory, image_tokens
 
     rows = []
     for name, size, shape, steps, patch, prompt_tokens, width, cfg, itemsize in EDIT_STATE_MODELS:

@@ -9,8 +9,8 @@ import argparse
 import time
 
 import torch
+from seedfinder.solvers import BDIAOptions, EDICTOptions, FixedPointOptions, RNRIOptions, widgets
 
-from solvers import BDIAOptions, EDICTOptions, FixedPointOptions, RNRIOptions, widgets
 from tests.support.inprocess import import_pack, random_conditioning, tiny_model
 
 

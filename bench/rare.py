@@ -25,10 +25,10 @@ import time
 
 import numpy as np
 import torch
+from seedfinder.solvers import FixedPointOptions, SeedSelectOptions, widgets
 
 from bench.editing import pictures
 from bench.fidelity import RNRI_DEFAULT, conditioning
-from solvers import FixedPointOptions, SeedSelectOptions, widgets
 from tests.support.inprocess import import_pack, trained_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -14,9 +14,9 @@ import os
 import statistics
 
 import torch
+from seedfinder.solvers import FixedPointOptions, RNRIOptions, widgets
 
 from bench.fidelity import conditioning
-from solvers import FixedPointOptions, RNRIOptions, widgets
 from tests.support.inprocess import import_pack, random_conditioning, tiny_model, trained_images, trained_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))

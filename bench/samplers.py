@@ -15,9 +15,9 @@ import tempfile
 import time
 
 import torch
+from seedfinder.solvers import FixedPointOptions, RNRIOptions, widgets
 
 from bench.fidelity import conditioning, load_demo, regenerate
-from solvers import FixedPointOptions, RNRIOptions, widgets
 from tests.support.inprocess import import_pack, random_conditioning, tiny_model, trained_images, trained_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))

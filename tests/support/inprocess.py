@@ -18,16 +18,23 @@ def import_comfy(cpu: bool = True) -> None:
     comfy.cli_args.args.cpu = cpu
 
 
+def pack_package():
+    """The repository registered as the package `seedfinder`, its __init__ not run yet: its comfy-free `solvers`
+    importable as `seedfinder.solvers`, the one module the nodes use (the pack's packages are never imported
+    top-level: ComfyUI has its own top-level `nodes`)."""
+    if "seedfinder" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("seedfinder", os.path.join(REPO, "__init__.py"),
+                                                      submodule_search_locations=[REPO])
+        sys.modules["seedfinder"] = importlib.util.module_from_spec(spec)
+    return sys.modules["seedfinder"]
+
+
 def import_pack(cpu: bool = True):
     """The repository as the package `seedfinder`, as ComfyUI loads it from custom_nodes/."""
-    if "seedfinder" in sys.modules:
-        return sys.modules["seedfinder"]
-    import_comfy(cpu)
-    spec = importlib.util.spec_from_file_location("seedfinder", os.path.join(REPO, "__init__.py"),
-                                                  submodule_search_locations=[REPO])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["seedfinder"] = module
-    spec.loader.exec_module(module)
+    module = pack_package()
+    if not hasattr(module, "comfy_entrypoint"):  # its __init__ not run yet
+        import_comfy(cpu)
+        module.__spec__.loader.exec_module(module)
     return module
 
 
