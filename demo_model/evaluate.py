@@ -146,55 +146,55 @@ def sample_latents(model, positive, negative, count: int, seed: int, channels: i
 
 def scene_following(model, clip, vae, prompts: list, count: int, steps: int, cfg: float, channels: int,
                     sampler: str = "euler", scheduler: str = "normal") -> tuple:
-    """(fraction of samples whose measured scene (measure.classify_scene: background, objects left to right) is the
-    prompt's, fraction with the background right, samples per prompt)."""
-    hits, backgrounds, grids = [], [], []
+    """(following_rates of the samples, judged by measure.classify_scene; the samples per prompt)."""
+    found, grids = [], []
     negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
     for index, scene in enumerate(prompts):
         positive = clip.encode_from_tokens_scheduled(clip.tokenize(scene.caption))
         latents = sample_latents(model, positive, negative, count, index, channels, steps, cfg, sampler, scheduler)
         images = (vae.decode(latents).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        found = [measure.classify_scene(image) for image in images]
-        hits += [label == scene.label for label in found]
-        backgrounds += [label[0] == scene.background for label in found]
+        found.append([measure.classify_scene(image) for image in images])
         grids.append(images)
-    return float(np.mean(hits)), float(np.mean(backgrounds)), grids
+    return following_rates(found, prompts), grids
 
 
-def attribute_rates(found: list, prompts: list) -> dict:
-    """Where samples go wrong: {"count": fraction of samples with the prompt's number of objects; "colour", "shape":
+def following_rates(found: list, prompts: list) -> dict:
+    """{"scene": fraction of samples whose (background, objects left to right) is the prompt's; "background": with
+    the prompt's background; where samples go wrong: "count", with the prompt's number of objects; "colour", "shape":
     fraction of objects (in samples whose count is right, left to right) of the prompt's colour / shape}. `found`: per
     prompt, the classify_scene labels of its samples."""
-    counts, colours, shapes = [], [], []
+    scenes_right, backgrounds, counts, colours, shapes = [], [], [], [], []
     for labels, scene in zip(found, prompts):
-        for _, things in labels:
+        for label in labels:
+            background, things = label
+            scenes_right.append(label == scene.label)
+            backgrounds.append(background == scene.background)
             counts.append(len(things) == len(scene.things))
             if counts[-1]:
                 colours += [pair[0] == thing.colour for pair, thing in zip(things, scene.things)]
                 shapes += [pair[1] == thing.shape for pair, thing in zip(things, scene.things)]
-    return {"count": float(np.mean(counts)), "colour": float(np.mean(colours)) if colours else float("nan"),
+    return {"scene": float(np.mean(scenes_right)), "background": float(np.mean(backgrounds)),
+            "count": float(np.mean(counts)), "colour": float(np.mean(colours)) if colours else float("nan"),
             "shape": float(np.mean(shapes)) if shapes else float("nan")}
 
 
 def scene_report(model, clip, vae, channels: int, count: int, steps: int, cfg: float, name: str,
-                 sampler: str = "euler", scheduler: str = "normal") -> dict:
-    """Prompt following on trained, held-out and rare scenes, printed with attribute_rates; {kind: (scene rate,
-    background rate)} and the sample grids (a row per prompt)."""
-    report, grids, labels = {}, [], []
+                 sampler: str = "euler", scheduler: str = "normal") -> tuple:
+    """Prompt following on trained, held-out and rare scenes, printed: ({kind: following_rates}, the sample grids (a
+    row per prompt), their captions)."""
+    report, grids, captions = {}, [], []
     for kind, prompts in (("trained", prompt_scenes("trained", SCENE_PROMPTS)),
                           ("held_out", prompt_scenes("held_out", SCENE_PROMPTS // 3)),
                           ("rare", prompt_scenes("rare", SCENE_PROMPTS // 3))):
-        rate, background, kind_grids = scene_following(model, clip, vae, prompts, count, steps, cfg, channels,
-                                                       sampler, scheduler)
-        rates = attribute_rates([[measure.classify_scene(image) for image in images] for images in kind_grids], prompts)
-        report[kind] = (rate, background)
+        rates, kind_grids = scene_following(model, clip, vae, prompts, count, steps, cfg, channels, sampler, scheduler)
+        report[kind] = rates
         grids += kind_grids
-        labels += [scene.caption for scene in prompts]
+        captions += [scene.caption for scene in prompts]
         print(f"{name} prompt following, {kind} ({len(prompts)} prompts × {count} samples, {sampler}/{scheduler} "
-              f"{steps} steps cfg {cfg}): scene {rate:.1%}, background {background:.1%}; object count "
-              f"{rates['count']:.1%}, where it is right: colour {rates['colour']:.1%}, shape {rates['shape']:.1%}",
-              flush=True)
-    return report, grids, labels
+              f"{steps} steps cfg {cfg}): scene {rates['scene']:.1%}, background {rates['background']:.1%}; object "
+              f"count {rates['count']:.1%}, where it is right: colour {rates['colour']:.1%}, shape "
+              f"{rates['shape']:.1%}", flush=True)
+    return report, grids, captions
 
 
 def main(argv=None) -> int:

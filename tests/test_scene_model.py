@@ -96,9 +96,9 @@ def test_samples_follow_the_prompt_in_part(installed):
     prompts = [install.scene_of(spec) for spec in install.SCENE_DEMOS]
     with torch.inference_mode():
         model, clip, vae = evaluate.load_scenes(models_dir, train.WEIGHTS)
-        scene, background, _ = evaluate.scene_following(model, clip, vae, prompts, FOLLOWING_BATCH,
-                                                        evaluate.SCENE_STEPS, evaluate.SCENE_CFG,
-                                                        scene_unet.unet_config()["in_channels"])
+        rates, _ = evaluate.scene_following(model, clip, vae, prompts, FOLLOWING_BATCH, evaluate.SCENE_STEPS,
+                                            evaluate.SCENE_CFG, scene_unet.unet_config()["in_channels"])
+    scene, background = rates["scene"], rates["background"]
     print(f"\nscenes UNet on the demo captions, {len(prompts) * FOLLOWING_BATCH} samples: scene {scene:.1%}, "
           f"background {background:.1%}")
     assert scene >= SCENE_FLOOR and background >= BACKGROUND_FLOOR
