@@ -1,6 +1,7 @@
 """bench.edits' ground truth on rendered scenes (in-process, no model): the sources read back as their captions, each
-target changes one word, the edit region covers what changes and leaves what must be kept, and the structure measure
-is blind to colour but not to shape."""
+target changes one word, the edit region covers what changes and leaves what must be kept, the ideal edit (the target
+drawn with the source's colour jitter) differs from the source only inside it, and the structure measure is blind to
+colour but not to shape."""
 import numpy as np
 import pytest
 
@@ -13,8 +14,9 @@ DILATE = 2
 
 def test_every_source_reads_back_as_its_caption_and_every_target_changes_one_word():
     assert [kind for kind, *_ in EDITS] == [kind for kind in edits.KINDS for _ in range(6)]
-    for kind, _, scene, image, target, _ in EDITS:
+    for kind, _, scene, image, target, _, drawn in EDITS:
         assert measure.classify_scene(image) == scene.label
+        assert measure.classify_scene(drawn) == target.label
         assert len(scene.things) == (2 if kind == "one of two" else 1)
         before, after = scene.caption.split(), target.caption.split()
         assert len(before) == len(after) and sum(a != b for a, b in zip(before, after)) == 1, (scene, target)
@@ -24,7 +26,7 @@ def test_every_source_reads_back_as_its_caption_and_every_target_changes_one_wor
 
 
 def test_one_of_two_changes_the_colour_then_the_shape_of_the_left_then_the_right_object():
-    changed = [(index, attribute) for kind, _, scene, _, target, _ in EDITS if kind == "one of two"
+    changed = [(index, attribute) for kind, _, scene, _, target, *_ in EDITS if kind == "one of two"
                for index, (old, new) in enumerate(zip(scene.things, target.things)) if old != new
                for attribute in ("colour", "shape") if getattr(old, attribute) != getattr(new, attribute)]
     assert changed == [(0, "colour"), (0, "shape"), (1, "colour"), (1, "shape"), (0, "colour"), (0, "shape")]
@@ -32,12 +34,13 @@ def test_one_of_two_changes_the_colour_then_the_shape_of_the_left_then_the_right
 
 @pytest.mark.parametrize("index", range(len(EDITS)))
 def test_the_edit_region_covers_what_changes_and_spares_what_is_kept(index):
-    kind, _, scene, image, target, region = EDITS[index]
+    kind, _, scene, image, target, region, drawn = EDITS[index]
     cover = scenes.render(scene, np.random.default_rng(0))[1]
     assert set(np.unique(region)) == {0.0, 1.0}
     if kind == "background":
         interior = (cover >= 1).any(axis=0)
         assert region[~interior].all() and not region.all()
+        assert (drawn[interior] == image[interior]).all()  # the ideal edit: objects as they were
         return
     for old, new, alpha in zip(scene.things, target.things, cover):
         if old == new:  # the other object of two is kept whole, with the gap around it
@@ -46,10 +49,11 @@ def test_the_edit_region_covers_what_changes_and_spares_what_is_kept(index):
             new_alpha = scenes.coverage(new.shape, new.cx, new.cy, new.size)
             assert region[(alpha > 0) | (new_alpha > 0)].all()
             assert not region[edits.grow((alpha > 0) | (new_alpha > 0), DILATE) == 0].any()
+    assert (drawn[region == 0] == image[region == 0]).all()  # the ideal edit keeps every pixel it may not change
 
 
 def test_structure_is_blind_to_colour_and_background_but_not_to_shape():
-    scene, image, _ = edits.source_scenes(1)[0][0]
+    scene, image, *_ = edits.source_scenes(1)[0][0]
     assert edits.structure(image, image) == 1.0
     for kind in ("colour", "background"):
         redrawn = scenes.render(edits.target_of(scene, kind, 0), np.random.default_rng(1))[0]
@@ -59,6 +63,6 @@ def test_structure_is_blind_to_colour_and_background_but_not_to_shape():
 
 
 def test_the_object_mask_is_the_drawn_coverage():
-    for _, image, cover in edits.source_scenes(2)[1]:
+    for _, image, cover, _ in edits.source_scenes(2)[1]:
         drawn, found = (cover > 0.5).any(axis=0), edits.objects_mask(image)
         assert (drawn & found).sum() / (drawn | found).sum() > 0.97
