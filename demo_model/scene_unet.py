@@ -1,11 +1,13 @@
 """The scenes UNet: an ε-prediction SD1.5-class UNet trained on the 128×128 scenes world (scenes.py: one or two objects,
 exact masks) with the word-separating CLIP-L (words.py, loaded as SD1.5's text encoder) and the demo's shipped TAESD
-(fully convolutional: 16×16 latents at 128×128). CPU, one thread, deterministic; the stage checkpoints and resumes.
+(fully convolutional: 16×16 latents at 128×128). CPU, one thread, deterministic. Two stages, each checkpointed and
+resumed: the base stage at a constant learning rate (its EMA weights, rounded to fp16, are written to the checkpoints
+folder), then a cool-down that continues from them with the learning rate decayed to zero (cosine).
 
 From the repository root with the host venv:
-    python -m demo_model.scene_unet                 # train (resumes from bench/out/scene_unet/)
-    python -m demo_model.scene_unet --steps 3000    # a run cut off at 3000 steps (constant learning rate: the same
-                                                    # weights a longer run has at step 3000)
+    python -m demo_model.scene_unet                 # train both stages (resumes from bench/out/scene_unet/)
+    python -m demo_model.scene_unet --steps 3000    # a base stage cut off at 3000 steps (constant learning rate: the
+                                                    # same weights a longer base stage has at step 3000)
     python -m demo_model.scene_unet --check         # the shipped file comes from these sources
 """
 import argparse
@@ -34,6 +36,10 @@ UNET_WIDTH = 32
 UNET_K = 320 // UNET_WIDTH  # SD15 detection requires model_channels 320
 CONFIG = dict(seed=41, images=16000, steps=6000, batch=64, lr=1e-3, warmup=200, ema=0.999, cfg_dropout=0.1,
               width=UNET_WIDTH, vae=train.FILES["vae"])
+# The cool-down stage: from the base stage's fp16 EMA weights, a fresh AdamW at `lr` decayed to 0 (cosine); the base
+# stage's data and captions. A constant learning rate leaves the weights noisy (speckled backgrounds, extra objects).
+COOLDOWN = dict(seed=43, steps=3000, lr=5e-4, warmup=50, ema=0.998)
+BASE_FILE = "base.safetensors"  # the base stage's weights, in the checkpoints folder
 CHECKPOINT_EVERY = 100
 QUICK = dict(images=128, steps=6)  # --quick: a smoke run (checkpoints every 3 steps)
 
@@ -95,24 +101,38 @@ def caption_embeddings(clip, captions: list, checkpoints: str) -> tuple:
     return state["context"][:-1], state["context"][-1]
 
 
-def train_unet(config: dict, encoder: torch.nn.Module, clip, checkpoints: str, every: int) -> tuple:
-    """(EMA UNet, final loss, timing): ε-prediction on SD1.5's schedule (train.noisy), text-conditioned,
-    `cfg_dropout` of captions replaced by the empty prompt."""
-    generator = torch.Generator().manual_seed(config["seed"])
+def training_data(config: dict, encoder: torch.nn.Module, clip, checkpoints: str) -> tuple:
+    """(latents, each latent's caption context index, contexts (C, 77, 768), the empty prompt's context) of the
+    config's `images` scenes drawn with its `seed`."""
     images, drawn = scenes.dataset(config["images"], seed=config["seed"])
     latents = train.encode_latents(encoder, images)
-    del images
     captions = sorted({scene.caption for scene in drawn})
     contexts, empty = caption_embeddings(clip, captions, checkpoints)
-    caption_index = torch.tensor([captions.index(scene.caption) for scene in drawn])
+    return latents, torch.tensor([captions.index(scene.caption) for scene in drawn]), contexts, empty
+
+
+def train_unet(config: dict, stage: dict, data: tuple, checkpoints: str, every: int, init: dict | None = None) -> tuple:
+    """(EMA UNet, final loss, timing): ε-prediction on SD1.5's schedule (train.noisy), text-conditioned, `cfg_dropout`
+    of captions replaced by the empty prompt. `stage` sets name, seed, steps, lr, warmup, ema and the schedule
+    ("constant" after warm-up, or "cosine" to zero); `init` the starting weights (None: train.init_unet_)."""
+    generator = torch.Generator().manual_seed(stage["seed"])
+    latents, caption_index, contexts, empty = data
     net = unet(config["width"])
-    train.init_unet_(net, generator)
+    if init is None:
+        train.init_unet_(net, generator)
+    else:
+        net.load_state_dict(init)
     ema = copy.deepcopy(net).requires_grad_(False)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config["lr"], weight_decay=0.0)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=stage["lr"], weight_decay=0.0)
+
+    def learning_rate(step: int) -> float:
+        if stage["schedule"] == "cosine":
+            return train.learning_rate(step, stage["steps"], stage["lr"], stage["warmup"])
+        return stage["lr"] * min(1.0, (step + 1) / stage["warmup"])
 
     def step_fn(step: int) -> float:
         for group in optimiser.param_groups:
-            group["lr"] = config["lr"] * min(1.0, (step + 1) / config["warmup"])
+            group["lr"] = learning_rate(step)
         index = torch.randint(0, len(latents), (config["batch"],), generator=generator)
         context = contexts[caption_index[index]]
         dropped = torch.rand(len(index), generator=generator) < config["cfg_dropout"]
@@ -125,13 +145,53 @@ def train_unet(config: dict, encoder: torch.nn.Module, clip, checkpoints: str, e
         optimiser.step()
         with torch.no_grad():
             for average, param in zip(ema.parameters(), net.parameters()):
-                average.lerp_(param, 1 - config["ema"])
+                average.lerp_(param, 1 - stage["ema"])
         return loss.item()
 
-    key = {**config, "vae_sha256": second.file_sha256(config["vae"])}
-    loss, timing = second.run_steps("scene_unet", Checkpoint(checkpoints, "unet", key), {"net": net, "ema": ema},
-                                    optimiser, generator, config["steps"], every, step_fn)
+    key = {**config, **stage, "vae_sha256": second.file_sha256(config["vae"])}
+    if stage["schedule"] == "constant":  # a longer constant-rate run continues a shorter one
+        key.pop("steps")
+    loss, timing = second.run_steps(f"scene_unet {stage['name']}", Checkpoint(checkpoints, stage["name"], key),
+                                    {"net": net, "ema": ema}, optimiser, generator, stage["steps"], every, step_fn)
     return ema, loss, timing
+
+
+def base_stage(config: dict) -> dict:
+    """The base stage's `train_unet` settings: the config's seed, steps, lr, warm-up and EMA, constant rate."""
+    return dict(name="unet", schedule="constant", **{k: config[k] for k in ("seed", "steps", "lr", "warmup", "ema")})
+
+
+def fp16_state(net: torch.nn.Module) -> dict:
+    """The state dict rounded to fp16, as shipped."""
+    return {key: value.detach().to(torch.float16).contiguous() for key, value in net.state_dict().items()}
+
+
+def weights_sha256(state: dict) -> str:
+    """sha256 over a state dict's names and fp16 bytes (the weights alone: a file's metadata holds its timings)."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode() + b"\0" + state[key].to(torch.float16).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def base_weights(config: dict, data: tuple, checkpoints: str, every: int) -> tuple:
+    """(float32 state dict, metadata) of the base stage's fp16 EMA weights: read from `checkpoints`/BASE_FILE when it
+    holds this config's base stage, else trained and written there."""
+    import safetensors.torch
+    from safetensors import safe_open
+    path = os.path.join(checkpoints, BASE_FILE)
+    if os.path.exists(path):
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata()
+            if json.loads(metadata["config"]) == config:
+                print(f"scene_unet: base stage read from {path}", flush=True)
+                return {key: f.get_tensor(key).float() for key in f.keys()}, metadata
+    net, loss, timing = train_unet(config, base_stage(config), data, checkpoints, every)
+    metadata = {"source_sha256": source_hash(), "ran_on": second.ran_on(), "config": json.dumps(config),
+                "final_loss": json.dumps(loss), "train_seconds": json.dumps(timing)}
+    os.makedirs(checkpoints, exist_ok=True)
+    safetensors.torch.save_file(fp16_state(net), path, metadata=metadata)
+    return {key: value.float() for key, value in fp16_state(net).items()}, metadata
 
 
 def load_weights(folder: str = train.WEIGHTS) -> tuple:
@@ -158,9 +218,10 @@ def main(argv=None) -> int:
     """Command line: train (resuming) or check the shipped file."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="verify the shipped file's source hash, train nothing")
-    parser.add_argument("--steps", type=int, default=CONFIG["steps"], help="training steps (a cut-off run: fewer)")
+    parser.add_argument("--steps", type=int, default=CONFIG["steps"], help="base-stage steps (a cut-off run: fewer)")
+    parser.add_argument("--cooldown-steps", type=int, default=COOLDOWN["steps"], help="cool-down steps")
     parser.add_argument("--out", default=train.WEIGHTS, help="folder for the narrow file")
-    parser.add_argument("--checkpoints", default=CHECKPOINTS, help="folder of the resumable checkpoint")
+    parser.add_argument("--checkpoints", default=CHECKPOINTS, help="folder of the resumable checkpoints")
     parser.add_argument("--quick", action="store_true", help="a few steps on a few images (smoke test)")
     args = parser.parse_args(argv)
     if args.check:
@@ -169,24 +230,31 @@ def main(argv=None) -> int:
     began, cpu_began = time.time(), time.process_time()
     ensure_comfy()
     config, every = dict(CONFIG, steps=args.steps), CHECKPOINT_EVERY
+    cooldown = dict(COOLDOWN, steps=args.cooldown_steps, name="cooldown", schedule="cosine")
     if args.quick:
         config.update(QUICK, warmup=2)
+        cooldown.update(steps=QUICK["steps"], warmup=2)
         every = QUICK["steps"] // 2
     encoder = widen.taesd_encoder()
     # the UNet learns the latents of the shipped (fp16) demo encoder, which is what users will run
     encoder.load_state_dict(train.split_vae(train.load_weights("vae", args.out)[0])[0])
     clip = load_clip()
-    net, loss, timing = train_unet(config, encoder, clip, args.checkpoints, every)
+    data = training_data(config, encoder, clip, args.checkpoints)
+    base, base_metadata = base_weights(config, data, args.checkpoints, every)
+    net, loss, timing = train_unet(config, cooldown, data, args.checkpoints, every, init=base)
     import safetensors.torch
-    tensors = {key: value.detach().to(torch.float16).contiguous() for key, value in net.state_dict().items()}
     metadata = {"source_sha256": source_hash(), "ran_on": second.ran_on(), "objective": "eps",
-                "config": json.dumps(config), "unet": json.dumps(unet_config()),
+                "config": json.dumps(config), "cooldown": json.dumps(cooldown), "unet": json.dumps(unet_config()),
                 "vae_sha256": second.file_sha256(config["vae"]), "clip_fingerprint": json.dumps(text.fingerprint(clip)),
+                "base_weights_sha256": weights_sha256(base),
+                "base_source_sha256": base_metadata["source_sha256"], "base_ran_on": base_metadata["ran_on"],
+                "base_final_loss": base_metadata["final_loss"], "base_train_seconds": base_metadata["train_seconds"],
                 "final_loss": json.dumps(loss), "train_seconds": json.dumps(timing)}
     os.makedirs(args.out, exist_ok=True)
-    safetensors.torch.save_file(tensors, os.path.join(args.out, FILE), metadata=metadata)
-    print(f"scene_unet: {timing} s, final loss {loss:.5f}; this run, data and captions included: wall "
-          f"{time.time() - began:.0f} s, cpu {time.process_time() - cpu_began:.0f} s", flush=True)
+    safetensors.torch.save_file(fp16_state(net), os.path.join(args.out, FILE), metadata=metadata)
+    print(f"scene_unet: base {base_metadata['train_seconds']} s, cool-down {timing} s, final loss {loss:.5f}; this "
+          f"run, data and captions included: wall {time.time() - began:.0f} s, "
+          f"cpu {time.process_time() - cpu_began:.0f} s", flush=True)
     return 0
 
 

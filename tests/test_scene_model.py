@@ -88,6 +88,28 @@ def test_check_accepts_the_shipped_file_and_refuses_stale_or_missing_ones(tmp_pa
     assert stale.returncode == 1 and "STALE" in stale.stdout
 
 
+def test_the_cooldown_starts_from_the_base_stage_and_is_deterministic(tmp_path, comfy_inprocess):
+    """Two stages on a toy set (random latents and contexts, batch 4): the base stage's fp16 EMA file is written once
+    and read back for the same config; the cool-down from it gives the same weights in two folders, resumes a finished
+    run without a step, and decays its learning rate to zero."""
+    import torch
+
+    from demo_model import scene_unet, train
+    generator = torch.Generator().manual_seed(0)
+    data = (torch.randn(16, 4, 16, 16, generator=generator), torch.arange(16) % 3,
+            torch.randn(3, 77, 768, generator=generator), torch.randn(77, 768, generator=generator))
+    config = {**scene_unet.CONFIG, **scene_unet.QUICK, "batch": 4, "warmup": 2}
+    stage = dict(scene_unet.COOLDOWN, steps=6, warmup=2, name="cooldown", schedule="cosine")
+    base, metadata = scene_unet.base_weights(config, data, str(tmp_path / "a"), 3)
+    again, _ = scene_unet.base_weights(config, data, str(tmp_path / "a"), 3)
+    assert all(base[key].equal(again[key]) for key in base) and metadata["source_sha256"] == scene_unet.source_hash()
+    runs = [scene_unet.train_unet(config, stage, data, str(tmp_path / folder), 3, init=base) for folder in "abb"]
+    for net, *_ in runs[1:]:
+        assert all(value.equal(net.state_dict()[key]) for key, value in runs[0][0].state_dict().items())
+    assert runs[2][1] == runs[1][1] and runs[2][2]["wall"] - runs[1][2]["wall"] < 1  # read back, no step taken
+    assert train.learning_rate(stage["steps"], stage["steps"], stage["lr"], stage["warmup"]) == 0
+
+
 def test_samples_follow_the_prompt_in_part(installed):
     import torch
 
