@@ -1,8 +1,6 @@
 """The DiT twin: SD3's MMDiT (rectified flow) on the 128×128 scenes world (scenes.py), with a 16-channel TAESD and
 the word-separating CLIP-L of words.py. CPU, one thread, deterministic; each stage checkpoints and resumes
-(second.run_steps). The MMDiT trains in two stages, as the scenes UNet does (scene_unet.py): a base stage at a constant
-learning rate (its fp16 EMA weights written to the checkpoints folder), then a cool-down from them with the learning
-rate decayed to zero (cosine).
+(second.run_steps).
 
 From the repository root with the host venv:
     python -m demo_model.dit                       # the 16-channel VAE, then the MMDiT (resumes from bench/out/dit/)
@@ -11,8 +9,8 @@ From the repository root with the host venv:
 
 The MMDiT is trained at the shape ComfyUI detects (depth 2: hidden 128, 2 heads of 64, patch 2) except the text
 inputs, which read only the CLIP-L part: the context embedder's 768 of SD3's 4096 columns, the pooled embedder's 768
-of 2048; twin.write_dit_models adds the zero columns. The base stage's learning rate is constant after warm-up, so a
-base stage cut off at step N (--steps N) is the same as one configured for N steps.
+of 2048; twin.write_dit_models adds the zero columns. The learning rate is constant after warm-up, so a run cut off
+at step N and shipped (--steps N) is the same as a run configured for N steps.
 """
 import argparse
 import copy
@@ -26,7 +24,7 @@ import time
 
 import torch
 
-from . import ensure_comfy, scene_unet, scenes, second, train, widen, words
+from . import ensure_comfy, scenes, second, train, widen, words
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKPOINTS = os.path.join(os.path.dirname(HERE), "bench", "out", "dit")  # ignored by git
@@ -36,7 +34,7 @@ SOURCES = ("dit.py", "words.py", "data.py", "scenes.py")
 # the demo does not make the twin stale unless it changes what trained it.
 SHARED = (train.pixels, train.split_vae, train.load_weights, train.encode_latents, train.init_taesd_,
           widen.taesd_encoder, widen.taesd_decoder, second.Checkpoint, second.run_steps, second.ran_on,
-          second.file_sha256, scene_unet.fp16_state, scene_unet.weights_sha256)
+          second.file_sha256)
 LATENT_CHANNELS = 16  # SD3's latent format
 DEPTH = 2  # MMDiT detection: hidden size = 64·depth, heads = depth
 PATCH = 2  # ComfyUI's MMDiT crops its position embedding for patch 2 only ((h + 1) // p)
@@ -46,10 +44,6 @@ VAE_CONFIG = dict(seed=30, images=6000, steps=200, batch=16, lr=5e-4, latent_noi
                   width=widen.TAESD_WIDTH, init=train.FILES["vae"], symmetry_noise=0.02)
 DIT_CONFIG = dict(seed=31, images=16000, steps=6000, batch=64, lr=6e-4, warmup=200, ema=0.999, cfg_dropout=0.1,
                   clip_grad=1.0, depth=DEPTH, patch=PATCH)
-# The cool-down stage (scene_unet.COOLDOWN's reason): from the base stage's fp16 EMA weights, a fresh AdamW at `lr`
-# decayed to 0 (cosine), on the base stage's data and captions.
-DIT_COOLDOWN = dict(seed=33, steps=3000, lr=3e-4, warmup=50, ema=0.998)
-BASE_FILE = "base.safetensors"  # the base stage's MMDiT, in the checkpoints folder
 CHECKPOINT_EVERY = 100
 QUICK = dict(images=128, steps=6)  # --quick: a smoke run of the whole pipeline (checkpoints every 3 steps)
 
@@ -181,45 +175,24 @@ def flow_sample(x0: torch.Tensor, generator: torch.Generator) -> tuple:
     return (1 - s) * x0 + s * noise, t * 1000, noise - x0
 
 
-def training_data(config: dict, encoder: torch.nn.Module, clip, checkpoints: str) -> tuple:
-    """(latents, each latent's caption index, contexts, pooled, the empty prompt's context and pooled) of the config's
-    `images` scenes drawn with its `seed`."""
+def train_dit(config: dict, encoder: torch.nn.Module, clip, checkpoints: str, every: int) -> tuple:
+    """(EMA MMDiT, final loss, timing): rectified flow on the 16-channel latents, text-conditioned by the CLIP-L
+    context and pooled output, `cfg_dropout` of captions replaced by the empty prompt's."""
+    generator = torch.Generator().manual_seed(config["seed"])
     images, drawn = scenes.dataset(config["images"], seed=config["seed"])
     latents = train.encode_latents(encoder, images)
     del images
     captions = sorted({scene.caption for scene in drawn})
+    contexts, pooled, empty_context, empty_pooled = caption_embeddings(clip, captions, checkpoints)
     caption_index = torch.tensor([captions.index(scene.caption) for scene in drawn])
-    return (latents, caption_index, *caption_embeddings(clip, captions, checkpoints))
-
-
-def base_stage(config: dict) -> dict:
-    """The base stage's `train_dit` settings: the config's seed, steps, lr, warm-up and EMA, constant rate."""
-    return dict(name="dit", schedule="constant", **{k: config[k] for k in ("seed", "steps", "lr", "warmup", "ema")})
-
-
-def train_dit(config: dict, stage: dict, data: tuple, checkpoints: str, every: int, init: dict | None = None) -> tuple:
-    """(EMA MMDiT, final loss, timing): rectified flow on the 16-channel latents, text-conditioned by the CLIP-L
-    context and pooled output, `cfg_dropout` of captions replaced by the empty prompt's. `stage` sets name, seed,
-    steps, lr, warmup, ema and the schedule ("constant" after warm-up, or "cosine" to zero); `init` the starting
-    weights (None: init_mmdit_)."""
-    generator = torch.Generator().manual_seed(stage["seed"])
-    latents, caption_index, contexts, pooled, empty_context, empty_pooled = data
     net = mmdit()
-    if init is None:
-        init_mmdit_(net, generator)
-    else:
-        net.load_state_dict(init)
+    init_mmdit_(net, generator)
     ema = copy.deepcopy(net).requires_grad_(False)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=stage["lr"], weight_decay=0.0)
-
-    def learning_rate(step: int) -> float:
-        if stage["schedule"] == "cosine":
-            return train.learning_rate(step, stage["steps"], stage["lr"], stage["warmup"])
-        return stage["lr"] * min(1.0, (step + 1) / stage["warmup"])
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config["lr"], weight_decay=0.0)
 
     def step_fn(step: int) -> float:
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate(step)
+            group["lr"] = config["lr"] * min(1.0, (step + 1) / config["warmup"])
         index = torch.randint(0, len(latents), (config["batch"],), generator=generator)
         context, y = contexts[caption_index[index]], pooled[caption_index[index]]
         dropped = torch.rand(len(index), generator=generator) < config["cfg_dropout"]
@@ -232,33 +205,12 @@ def train_dit(config: dict, stage: dict, data: tuple, checkpoints: str, every: i
         optimiser.step()
         with torch.no_grad():
             for average, param in zip(ema.parameters(), net.parameters()):
-                average.lerp_(param, 1 - stage["ema"])
+                average.lerp_(param, 1 - config["ema"])
         return loss.item()
 
-    key = config if stage["schedule"] == "constant" else {**config, "cooldown": stage}
-    loss, timing = second.run_steps(f"dit {stage['name']}", Checkpoint(checkpoints, stage["name"], key),
-                                    {"net": net, "ema": ema}, optimiser, generator, stage["steps"], every, step_fn)
+    loss, timing = second.run_steps("dit", Checkpoint(checkpoints, "dit", config), {"net": net, "ema": ema},
+                                    optimiser, generator, config["steps"], every, step_fn)
     return ema, loss, timing
-
-
-def base_weights(config: dict, data: tuple, checkpoints: str, every: int) -> tuple:
-    """(float32 state dict, metadata) of the base stage's fp16 EMA MMDiT: read from `checkpoints`/BASE_FILE when it
-    holds this config's base stage, else trained and written there."""
-    import safetensors.torch
-    from safetensors import safe_open
-    path = os.path.join(checkpoints, BASE_FILE)
-    if os.path.exists(path):
-        with safe_open(path, framework="pt") as f:
-            metadata = f.metadata()
-            if json.loads(metadata["config"]) == config:
-                print(f"dit: base stage read from {path}", flush=True)
-                return {key: f.get_tensor(key).float() for key in f.keys()}, metadata
-    net, loss, timing = train_dit(config, base_stage(config), data, checkpoints, every)
-    metadata = {"source_sha256": source_hash(), "ran_on": second.ran_on(), "config": json.dumps(config),
-                "final_loss": json.dumps(loss), "train_seconds": json.dumps(timing)}
-    os.makedirs(checkpoints, exist_ok=True)
-    safetensors.torch.save_file(scene_unet.fp16_state(net), path, metadata=metadata)
-    return {key: value.float() for key, value in scene_unet.fp16_state(net).items()}, metadata
 
 
 def load_weights(name: str, folder: str = train.WEIGHTS) -> tuple:
@@ -301,9 +253,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="verify the shipped files' source hash, train nothing")
     parser.add_argument("--stage", choices=("all", "vae", "dit"), default="all")
-    parser.add_argument("--steps", type=int, default=DIT_CONFIG["steps"],
-                        help="MMDiT base-stage steps (a cut-off run: fewer)")
-    parser.add_argument("--cooldown-steps", type=int, default=DIT_COOLDOWN["steps"], help="MMDiT cool-down steps")
+    parser.add_argument("--steps", type=int, default=DIT_CONFIG["steps"], help="MMDiT steps (a cut-off run: fewer)")
     parser.add_argument("--out", default=train.WEIGHTS, help="folder for the narrow files")
     parser.add_argument("--checkpoints", default=CHECKPOINTS, help="folder of the resumable stage checkpoints")
     parser.add_argument("--quick", action="store_true", help="a few steps on a few images (smoke test)")
@@ -314,11 +264,9 @@ def main(argv=None) -> int:
     began, cpu_began = time.time(), time.process_time()
     ensure_comfy()
     vae_config, dit_config, every = dict(VAE_CONFIG), dict(DIT_CONFIG, steps=args.steps), CHECKPOINT_EVERY
-    cooldown = dict(DIT_COOLDOWN, steps=args.cooldown_steps, name="cooldown", schedule="cosine")
     if args.quick:
         vae_config.update(QUICK)
         dit_config.update(QUICK, warmup=2)
-        cooldown.update(steps=QUICK["steps"], warmup=2)
         every = QUICK["steps"] // 2
     if args.stage in ("all", "vae"):
         encoder, decoder, loss, timing = train_vae(vae_config, args.checkpoints, every)
@@ -332,16 +280,11 @@ def main(argv=None) -> int:
         # the MMDiT learns the latents of the shipped (fp16) encoder, which is what users will run
         encoder.load_state_dict(train.split_vae(load_weights("vae", args.out)[0])[0])
         clip = words.load_clip()
-        data = training_data(dit_config, encoder, clip, args.checkpoints)
-        base, base_metadata = base_weights(dit_config, data, args.checkpoints, every)
-        net, loss, timing = train_dit(dit_config, cooldown, data, args.checkpoints, every, init=base)
+        net, loss, timing = train_dit(dit_config, encoder, clip, args.checkpoints, every)
         save(net.state_dict(), "dit", args.out,
-             {"config": dit_config, "cooldown": cooldown, "mmdit": mmdit_config(), "objective": "flow",
-              "clip_fingerprint": words.fingerprint(clip), "base_weights_sha256": scene_unet.weights_sha256(base),
-              "base_source_sha256": base_metadata["source_sha256"], "base_ran_on": base_metadata["ran_on"],
-              "base_final_loss": base_metadata["final_loss"], "base_train_seconds": base_metadata["train_seconds"],
-              "final_loss": loss, "train_seconds": timing})
-        print(f"dit: base {base_metadata['train_seconds']} s, cool-down {timing} s, final loss {loss:.5f}", flush=True)
+             {"config": dit_config, "mmdit": mmdit_config(), "objective": "flow",
+              "clip_fingerprint": words.fingerprint(clip), "final_loss": loss, "train_seconds": timing})
+        print(f"dit: {timing} s, final loss {loss:.5f}", flush=True)
     print(f"this run, data and captions included: wall {time.time() - began:.0f} s, "
           f"cpu {time.process_time() - cpu_began:.0f} s", flush=True)
     return 0

@@ -124,26 +124,6 @@ def test_a_longer_run_continues_a_shorter_ones_checkpoint(tmp_path, comfy_inproc
     assert whole[2] == extended[2]
 
 
-def test_the_cooldown_starts_from_the_base_stage_and_is_deterministic(tmp_path, comfy_inprocess):
-    """scene_unet's two-stage test for the MMDiT: the base file is written once and read back for the same config,
-    and the cool-down from it gives the same weights in two folders."""
-    import torch
-
-    from demo_model import dit
-    generator = torch.Generator().manual_seed(0)
-    width = dit.CLIP_WIDTH
-    data = (torch.randn(16, dit.LATENT_CHANNELS, 16, 16, generator=generator), torch.arange(16) % 3,
-            torch.randn(3, 77, width, generator=generator), torch.randn(3, width, generator=generator),
-            torch.randn(77, width, generator=generator), torch.randn(width, generator=generator))
-    config = {**dit.DIT_CONFIG, **dit.QUICK, "batch": 4, "warmup": 2}
-    stage = dict(dit.DIT_COOLDOWN, steps=4, warmup=2, name="cooldown", schedule="cosine")
-    base, _ = dit.base_weights(config, data, str(tmp_path / "a"), 2)
-    again, _ = dit.base_weights(config, data, str(tmp_path / "a"), 2)
-    assert all(base[key].equal(again[key]) for key in base)
-    first, second = (dit.train_dit(config, stage, data, str(tmp_path / folder), 2, init=base)[0] for folder in "ab")
-    assert all(value.equal(second.state_dict()[key]) for key, value in first.state_dict().items())
-
-
 @pytest.mark.host
 def test_core_nodes_draw_what_the_prompt_says(host):
     from support.graphs import prompt_samples_graph, saved_images
