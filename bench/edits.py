@@ -38,9 +38,9 @@ Metrics:
   inversions, shared, separately).
 A picture grid (bench/results/edits.png): per edit, the source and every method's edit.
 The cfgs (defaults: inversion 1, edit 3) are chosen by the mean edit success and background PSNR over every edit row
-and edit type that the run prints, at `--images 2` (bench/results/README.md has the numbers): inverting at cfg 3
-loses on both; editing at cfg 3 edits most often on the scenes UNet (the DiT twin: as often as at 2 or 4), for about
-2.7 dB of background against cfg 1.
+and edit type that the run prints (bench/results/README.md has the numbers): inverting at cfg 3 loses on both; at
+`--images 2` editing at cfg 2 and 3 succeed equally often on the scenes UNet (the DiT twin: as at 4), and on the full
+6 pictures per type cfg 3 edits more, for about 2.9 dB of background against cfg 1.
 usage: .host/venv/bin/python -m bench.edits [--images 6] [--steps 20] [--invert-cfg 1] [--edit-cfg 3] [--dilate 2]
        [--out bench/results]
 """
