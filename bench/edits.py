@@ -45,11 +45,13 @@ usage: .host/venv/bin/python -m bench.edits [--images 6] [--steps 20] [--invert-
        [--out bench/results]
 """
 import argparse
+import copy
 import os
 import statistics
 import tempfile
 import time
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -104,26 +106,24 @@ def drawable(pair: tuple) -> bool:
 
 
 def source_scenes(count: int) -> tuple:
-    """(one-object, two-object) lists of `count` (scene, uint8 picture, coverage (objects, 128, 128), the generator's
-    state before rendering) each, drawn and rendered from SOURCE_SEED, without the rare pair."""
+    """(one-object, two-object) lists of `count` (scene, uint8 picture, coverage (objects, 128, 128), a copy of the
+    generator as it was before rendering) each, drawn and rendered from SOURCE_SEED, without the rare pair."""
     rng = np.random.default_rng(SOURCE_SEED)
     groups = ([], [])
     while min(len(group) for group in groups) < count:
         scene = scenes.random_scene(rng)
-        state = rng.bit_generator.state
-        rendered = (scene, *scenes.render(scene, rng), state)
+        replay = copy.deepcopy(rng)
+        rendered = (scene, *scenes.render(scene, rng), replay)
         group = groups[len(scene.things) - 1]
         if len(group) < count and all(drawable((t.colour, t.shape)) for t in scene.things):
             group.append(rendered)
     return groups
 
 
-def drawn_like(target, state: dict) -> np.ndarray:
-    """The uint8 picture of `target` rendered from the generator state its source was rendered from: the same colour
-    jitter for the background and every object (the edited one's drawn around its new palette colour)."""
-    rng = np.random.Generator(np.random.PCG64())
-    rng.bit_generator.state = state
-    return scenes.render(target, rng)[0]
+def drawn_like(target, replay: np.random.Generator) -> np.ndarray:
+    """The uint8 picture of `target` rendered from a copy of the generator its source was rendered from: the same
+    colour jitter for the background and every object (the edited one's drawn around its new palette colour)."""
+    return scenes.render(target, copy.deepcopy(replay))[0]
 
 
 def changed_thing(scene, which: int, attribute: str):
@@ -319,17 +319,31 @@ def dit_edits(family: Family, key, scene, image, target, region, cfg: float) -> 
     return edits
 
 
+class Edit(NamedTuple):
+    """One edit of the benchmark."""
+    kind: str
+    key: tuple
+    """The source picture's key: its seeds are inverted once and shared by its edits."""
+    scene: scenes.Scene
+    image: np.ndarray
+    """The source picture, uint8 (128, 128, 3)."""
+    target: scenes.Scene
+    region: np.ndarray
+    """PIE-Bench's mask of the edit (edit_region), 1 = edited."""
+    drawn: np.ndarray
+    """The target scene drawn exactly (drawn_like): the ideal edit before the VAE."""
+
+
 def edit_list(count: int, dilate: int) -> list:
-    """[(kind, source key, scene, uint8 picture, target scene, edit region, uint8 picture of the target drawn)] of
-    every edit, KINDS in order."""
+    """[Edit] of every edit, KINDS in order."""
     singles, pairs = source_scenes(count)
     out = []
     for kind in KINDS:
         group, prefix = (pairs, "two") if kind == "one of two" else (singles, "one")
-        for index, (scene, image, cover, state) in enumerate(group):
+        for index, (scene, image, cover, replay) in enumerate(group):
             target = target_of(scene, kind, index)
-            out.append((kind, (prefix, index), scene, image, target, edit_region(scene, target, cover, dilate),
-                        drawn_like(target, state)))
+            out.append(Edit(kind, (prefix, index), scene, image, target, edit_region(scene, target, cover, dilate),
+                            drawn_like(target, replay)))
     return out
 
 
@@ -337,15 +351,16 @@ def run_edits(families: dict, edits: list, cfg: float) -> dict:
     """{kind: {method: [(edited uint8, seconds, evaluations, automatic mask or None)]}} in `edits`' order, each
     model's VAE round trip and its ideal edit (IDEAL) first."""
     results = {kind: {} for kind in KINDS}
-    for kind, key, scene, image, target, region, drawn in edits:
-        rows = results[kind]
+    for edit in edits:
+        rows = results[edit.kind]
         for bound, ideal, (family, run) in zip((BOUND, DIT_BOUND), (IDEAL, DIT_IDEAL), families.values()):
-            rows.setdefault(bound, []).append((pictures(family.vae, family.encode(image)["samples"])[0], 0.0, 0, None))
-            rows.setdefault(ideal, []).append((pictures(family.vae, family.encode(drawn)["samples"])[0], 0.0, 0, None))
-            for name, (edited, evaluations, seconds, found) in run(family, key, scene, image, target, region,
-                                                                   cfg).items():
+            for name, picture in ((bound, edit.image), (ideal, edit.drawn)):
+                rows.setdefault(name, []).append((pictures(family.vae, family.encode(picture)["samples"])[0], 0.0, 0,
+                                                  None))
+            for name, (edited, evaluations, seconds, found) in run(family, edit.key, edit.scene, edit.image,
+                                                                   edit.target, edit.region, cfg).items():
                 rows.setdefault(name, []).append((pictures(family.vae, edited)[0], seconds, evaluations, found))
-        print(f"{kind}: {scene.caption} → {target.caption}", flush=True)
+        print(f"{edit.kind}: {edit.scene.caption} → {edit.target.caption}", flush=True)
     return results
 
 
@@ -358,12 +373,12 @@ def table(rows: dict, edits: list) -> tuple:
     for name, results in rows.items():
         bound = name in (BOUND, DIT_BOUND)
         reference = name in REFERENCES
-        scores = [background_metrics(edit[3], row[0], edit[5]) for edit, row in zip(edits, results)]
+        scores = [background_metrics(edit.image, row[0], edit.region) for edit, row in zip(edits, results)]
         psnr_db, ssim_score, mse = (statistics.mean(score[i] for score in scores) for i in range(3))
-        shape_iou = statistics.mean(structure(edit[3], row[0]) for edit, row in zip(edits, results))
+        shape_iou = statistics.mean(structure(edit.image, row[0]) for edit, row in zip(edits, results))
         success = None if bound else statistics.mean(
-            measure.classify_scene(row[0]) == edit[4].label for edit, row in zip(edits, results))
-        found = [(row[3] > 0.5, edit[5] > 0.5) for edit, row in zip(edits, results) if row[3] is not None]
+            measure.classify_scene(row[0]) == edit.target.label for edit, row in zip(edits, results))
+        found = [(row[3] > 0.5, edit.region > 0.5) for edit, row in zip(edits, results) if row[3] is not None]
         mask_iou = statistics.mean(float((a & b).sum() / (a | b).sum()) for a, b in found) if found else None
         summary[name] = (psnr_db, shape_iou, success)
 
@@ -427,9 +442,9 @@ def grid(results: dict, edits: list, path: str) -> None:
     methods = [name for name in results[KINDS[0]] if name not in REFERENCES]
     counts = {kind: 0 for kind in KINDS}
     rows = []
-    for kind, _, _, image, *_ in edits:
-        rows.append([image] + [results[kind][name][counts[kind]][0] for name in methods])
-        counts[kind] += 1
+    for edit in edits:
+        rows.append([edit.image] + [results[edit.kind][name][counts[edit.kind]][0] for name in methods])
+        counts[edit.kind] += 1
     cell = 64
     canvas = Image.new("RGB", (cell * len(rows[0]), cell * len(rows)), "white")
     for r, row in enumerate(rows):
@@ -480,10 +495,10 @@ def main():
             f"counted); wall time on this machine's CPU, one thread ({wall / 60:.1f} min for the run).")
     sections, goals, summaries = [], [], {}
     for kind in KINDS:
-        kind_edits = [edit for edit in edits if edit[0] == kind]
+        kind_edits = [edit for edit in edits if edit.kind == kind]
         lines, summary = table(results[kind], kind_edits)
         summaries[kind] = summary
-        pairs = "; ".join(f"{scene.caption} → {target.caption}" for _, _, scene, _, target, *_ in kind_edits)
+        pairs = "; ".join(f"{edit.scene.caption} → {edit.target.caption}" for edit in kind_edits)
         sections.append(f"## {kind.capitalize()} edits\n\n{pairs}.\n\n" + "\n".join(lines))
         goals.append(f"**{kind.capitalize()}**\n\n" + "\n".join(goal_lines(kind, summary)))
     means = "; ".join(f"{model}: edit success {100 * success:.0f} %, background PSNR {value:.2f} dB"
