@@ -16,11 +16,12 @@ to the target caption at cfg `--edit-cfg`:
   Guider on the FixedPoint seed (exact source branch, τ_c and τ_s the node's) with no mask, with its automatic mask
   (the node's threshold and steps; threshold 0.4 over 4 steps; the same with the source's self-attention injected at
   every step, τ_s 1, the best of four τ_s/τ_c variants tried on these edits), at Prompt-to-Prompt's own fractions with
-  its automatic mask, and with the true edit region as the mask;
+  its automatic mask, with the true edit region as the mask, and with the region not grown (a mask drawn tight to
+  the objects, as a segmentation gives);
 - the DiT twin (SD3 MMDiT, rectified flow, its own 16-channel TAESD and CLIP: twin.load): the re-prompted FixedPoint
   seed, FlowEdit (node defaults, its own cfgs), RF-Inversion (node defaults: invert, sample with the target caption at
   the edit cfg) and the Attention Edit Guider (K/V injection, KV-Edit under a mask) on its FixedPoint seed with its
-  automatic mask and with the true mask.
+  automatic mask and with the true mask, grown and not.
 The edit region (PIE-Bench's mask, 1 = edited), from the exact coverage: a changed object's old coverage and the new
 shape drawn at the same place and size, grown by `--dilate` px; for a background change, everything but the objects'
 fully covered interiors, grown into them by `--dilate`.
@@ -79,16 +80,20 @@ SOURCE_SEED = evaluate.HELD_OUT_SEED + 3  # + 0, 1, 2: evaluate.prompt_scenes' g
 INVERTERS = (("DDIM", "DDIMInvert", {}), ("FixedPoint", "FixedPointInvert", widgets(FixedPointOptions())),
              ("RNRI", "RNRIInvert", RNRI_DEFAULT), ("EDICT", "EDICTInvert", widgets(EDICTOptions())))
 """(name, node, widgets) of the inverters whose seeds are re-prompted; the attention edit uses FixedPoint's."""
-GUIDED = (("attention edit, no mask", replace(EDIT, auto_mask=False), False),
-          ("attention edit + automatic mask", EDIT, False),
+GUIDED = (("attention edit, no mask", replace(EDIT, auto_mask=False), None),
+          ("attention edit + automatic mask", EDIT, None),
           ("attention edit + automatic mask, threshold 0.4, 4 steps", replace(EDIT, mask_threshold=0.4, mask_steps=4),
-           False),
+           None),
           ("attention edit + automatic mask, threshold 0.4, 4 steps, τ_s 1",
-           replace(EDIT, mask_threshold=0.4, mask_steps=4, self_fraction=1.0), False),
-          ("attention edit + automatic mask, Prompt-to-Prompt's τ_c 0.8, τ_s 0.4", P2P_PAPER, False),
-          ("attention edit + true mask", EDIT, True))
-"""(name, options, whether it gets the true edit region as its mask) of the Attention Edit Guider's rows."""
-DIT_GUIDED = (("attention edit + automatic mask (DiT)", EDIT, False), ("attention edit + true mask (DiT)", EDIT, True))
+           replace(EDIT, mask_threshold=0.4, mask_steps=4, self_fraction=1.0), None),
+          ("attention edit + automatic mask, Prompt-to-Prompt's τ_c 0.8, τ_s 0.4", P2P_PAPER, None),
+          ("attention edit + true mask", EDIT, "region"),
+          ("attention edit + true mask, not grown", EDIT, "tight"))
+"""(name, options, the mask it is given: None, or the Edit's field "region" or "tight") of the Attention Edit Guider's
+rows."""
+DIT_GUIDED = (("attention edit + automatic mask (DiT)", EDIT, None),
+              ("attention edit + true mask (DiT)", EDIT, "region"),
+              ("attention edit + true mask, not grown (DiT)", EDIT, "tight"))
 """The Attention Edit Guider's rows on the DiT twin."""
 BOUND, DIT_BOUND = "VAE round trip", "VAE round trip (DiT)"
 IDEAL, DIT_IDEAL = "the target drawn, VAE round trip", "the target drawn, VAE round trip (DiT)"
@@ -278,47 +283,6 @@ class Family:
         return self.seeds[key]
 
 
-def unet_edits(family: Family, key, scene, image, target, region, cfg: float) -> dict:
-    """{method: (edited latent, evaluations, seconds, automatic mask or None)} of one edit on the scenes UNet."""
-    seeds = family.seeds_of(key, scene, image)
-    source, goal = conditioning(family.clip, scene.caption), conditioning(family.clip, target.caption)
-    edits = {}
-    for name, _, _ in INVERTERS:
-        seed_latent, _, sigmas, sampler = seeds[name]
-        edits[f"re-prompted {name} seed"] = (*timed(family.model, regenerate, goal, family.empty, cfg, seed_latent,
-                                                    sigmas, sampler), None)
-    for name, options, masked in GUIDED:
-        options = replace(options, cfg=cfg)
-        (edited, shown), evaluations, seconds = timed(family.model, guided_edit, source, goal, family.empty, options,
-                                                      seeds["FixedPoint"][1], region if masked else None)
-        edits[name] = (edited, evaluations, seconds, None if masked or not options.auto_mask else shown[0].numpy())
-    return edits
-
-
-def dit_edits(family: Family, key, scene, image, target, region, cfg: float) -> dict:
-    """{method: (edited latent, evaluations, seconds, automatic mask or None)} of one edit on the DiT twin."""
-    nodes, model, empty = family.nodes, family.model, family.empty
-    seeds = family.seeds_of(key, scene, image)
-    source, goal = conditioning(family.clip, scene.caption), conditioning(family.clip, target.caption)
-    edits = {"re-prompted FixedPoint seed (DiT)": (*timed(model, from_noise, goal, empty, cfg, seeds["FixedPoint"]),
-                                                   None)}
-
-    def flow_edit(counted):
-        return nodes.FlowEdit.execute(model=counted, source_positive=source, source_negative=empty,
-                                      target_positive=goal, target_negative=empty, latent=family.encode(image),
-                                      steps=family.steps, scheduler="simple", seed=0,
-                                      **widgets(FlowEditOptions())).args[0]["samples"]
-
-    edits["FlowEdit (DiT)"] = (*timed(model, flow_edit), None)
-    edits["RF-Inversion (DiT)"] = (*timed(model, from_noise, goal, empty, cfg, seeds["RF-Inversion"]), None)
-    for name, options, masked in DIT_GUIDED:
-        options = replace(options, cfg=cfg)
-        (edited, shown), evaluations, seconds = timed(model, guided_edit, source, goal, empty, options,
-                                                      seeds["FixedPoint"][1], region if masked else None)
-        edits[name] = (edited, evaluations, seconds, None if masked else shown[0].numpy())
-    return edits
-
-
 class Edit(NamedTuple):
     """One edit of the benchmark."""
     kind: str
@@ -330,8 +294,54 @@ class Edit(NamedTuple):
     target: scenes.Scene
     region: np.ndarray
     """PIE-Bench's mask of the edit (edit_region), 1 = edited."""
+    tight: np.ndarray
+    """The edit region not grown (edit_region at 0 px): a mask drawn tight to the objects, as a segmentation gives."""
     drawn: np.ndarray
     """The target scene drawn exactly (drawn_like): the ideal edit before the VAE."""
+
+
+def guided_rows(family: Family, rows: tuple, edit: Edit, source, goal, cfg: float) -> dict:
+    """{name: (edited latent, evaluations, seconds, automatic mask or None)} of the Attention Edit Guider's `rows`
+    (GUIDED, DIT_GUIDED) on the FixedPoint seed of `edit`'s picture."""
+    seed = family.seeds_of(edit.key, edit.scene, edit.image)["FixedPoint"][1]
+    out = {}
+    for name, options, mask in rows:
+        options = replace(options, cfg=cfg)
+        (edited, shown), evaluations, seconds = timed(family.model, guided_edit, source, goal, family.empty, options,
+                                                      seed, None if mask is None else getattr(edit, mask))
+        out[name] = (edited, evaluations, seconds, None if mask or not options.auto_mask else shown[0].numpy())
+    return out
+
+
+def unet_edits(family: Family, edit: Edit, cfg: float) -> dict:
+    """{method: (edited latent, evaluations, seconds, automatic mask or None)} of one edit on the scenes UNet."""
+    seeds = family.seeds_of(edit.key, edit.scene, edit.image)
+    source, goal = conditioning(family.clip, edit.scene.caption), conditioning(family.clip, edit.target.caption)
+    edits = {}
+    for name, _, _ in INVERTERS:
+        seed_latent, _, sigmas, sampler = seeds[name]
+        edits[f"re-prompted {name} seed"] = (*timed(family.model, regenerate, goal, family.empty, cfg, seed_latent,
+                                                    sigmas, sampler), None)
+    return {**edits, **guided_rows(family, GUIDED, edit, source, goal, cfg)}
+
+
+def dit_edits(family: Family, edit: Edit, cfg: float) -> dict:
+    """{method: (edited latent, evaluations, seconds, automatic mask or None)} of one edit on the DiT twin."""
+    nodes, model, empty = family.nodes, family.model, family.empty
+    seeds = family.seeds_of(edit.key, edit.scene, edit.image)
+    source, goal = conditioning(family.clip, edit.scene.caption), conditioning(family.clip, edit.target.caption)
+    edits = {"re-prompted FixedPoint seed (DiT)": (*timed(model, from_noise, goal, empty, cfg, seeds["FixedPoint"]),
+                                                   None)}
+
+    def flow_edit(counted):
+        return nodes.FlowEdit.execute(model=counted, source_positive=source, source_negative=empty,
+                                      target_positive=goal, target_negative=empty, latent=family.encode(edit.image),
+                                      steps=family.steps, scheduler="simple", seed=0,
+                                      **widgets(FlowEditOptions())).args[0]["samples"]
+
+    edits["FlowEdit (DiT)"] = (*timed(model, flow_edit), None)
+    edits["RF-Inversion (DiT)"] = (*timed(model, from_noise, goal, empty, cfg, seeds["RF-Inversion"]), None)
+    return {**edits, **guided_rows(family, DIT_GUIDED, edit, source, goal, cfg)}
 
 
 def edit_list(count: int, dilate: int) -> list:
@@ -343,7 +353,7 @@ def edit_list(count: int, dilate: int) -> list:
         for index, (scene, image, cover, replay) in enumerate(group):
             target = target_of(scene, kind, index)
             out.append(Edit(kind, (prefix, index), scene, image, target, edit_region(scene, target, cover, dilate),
-                            drawn_like(target, replay)))
+                            edit_region(scene, target, cover, 0), drawn_like(target, replay)))
     return out
 
 
@@ -357,8 +367,7 @@ def run_edits(families: dict, edits: list, cfg: float) -> dict:
             for name, picture in ((bound, edit.image), (ideal, edit.drawn)):
                 rows.setdefault(name, []).append((pictures(family.vae, family.encode(picture)["samples"])[0], 0.0, 0,
                                                   None))
-            for name, (edited, evaluations, seconds, found) in run(family, edit.key, edit.scene, edit.image,
-                                                                   edit.target, edit.region, cfg).items():
+            for name, (edited, evaluations, seconds, found) in run(family, edit, cfg).items():
                 rows.setdefault(name, []).append((pictures(family.vae, edited)[0], seconds, evaluations, found))
         print(f"{edit.kind}: {edit.scene.caption} → {edit.target.caption}", flush=True)
     return results

@@ -58,8 +58,9 @@ class AttentionEditGuider(io.ComfyNode):
                                "inverted trajectory keeps the source branch exact. Unconnected: both branches sample "
                                "freely from the seed."),
                 io.Mask.Input("mask", optional=True, tooltip="Where to edit (1 = edit, e.g. from the mask editor); "
-                              "outside it the target stays the source branch at every step (local blend). Drawn, it "
-                              "replaces the automatic mask. On Wan: one mask for every frame, or one per frame."),
+                              "outside it the target stays the source branch at every step (local blend); a latent "
+                              "cell (8×8 pixels) it covers less than half of is edited in part. Drawn, it replaces "
+                              "the automatic mask. On Wan: one mask for every frame, or one per frame."),
                 io.Boolean.Input("auto_mask", optional=True, default=ATTENTION_EDIT.auto_mask,
                                  tooltip="With the noise connected and no mask drawn: find where the prompts differ "
                                  "in a short pass over the inverted trajectory and edit only there (the mask output "

@@ -2,11 +2,13 @@
 target branch's relation to the source and to plain re-prompting, the mask, the attention maps it shares, and its
 refusals. The real-server tests are in test_host_attention_edit.py."""
 import re
+from pathlib import Path
 
 import pytest
 import torch
 from support.inprocess import import_pack, random_conditioning, tiny_model
 
+from bench.memory import edit_state_table  # before import_pack: ComfyUI's tree, first on sys.path then, has a `tests`
 from solvers import AttentionEditOptions, edited_token, injects, landing_denoised, threshold_mask, token_attention
 
 STEPS = 6
@@ -134,6 +136,26 @@ def test_outside_the_mask_the_target_is_the_source_reconstruction(setup):
     source, target = sample(setup, 1, AttentionEditOptions(), mask=mask)
     assert relative(target[..., 4:], image[..., 4:]) <= 1e-4
     assert relative(target[..., :4], image[..., :4]) > 1e-2
+
+
+def test_a_cell_the_mask_covers_in_part_is_blended_in_part_and_an_uncovered_cell_is_the_source(setup):
+    """A mask over 34 of 64 pixel columns covers a quarter of latent column 4: that cell takes half the target (twice
+    its coverage), the columns to its right none (the target there is the source's reconstruction); covering half of
+    the cell edits it whole."""
+    import_pack()
+    from seedfinder.nodes.host.attention_edit import latent_mask
+    _, _, image, _ = setup
+    mask = torch.zeros(1, 64, 64)
+    mask[..., :34] = 1.0
+    assert latent_mask(mask, (1, 4, 8, 8))[0, 0, 0].tolist() == [1, 1, 1, 1, 0.5, 0, 0, 0]
+    covered = torch.zeros(1, 64, 64)
+    covered[..., :36] = 1.0
+    assert latent_mask(covered, (1, 4, 8, 8))[0, 0, 0].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+    source, target = sample(setup, 1, AttentionEditOptions(), mask=mask)
+    _, whole = sample(setup, 1, AttentionEditOptions(), mask=covered)
+    assert relative(target[..., 5:], image[..., 5:]) <= 1e-4
+    half, full = relative(target[..., 4], image[..., 4]), relative(whole[..., 4], image[..., 4])
+    assert 1e-3 < half < full, (half, full)
 
 
 def test_one_clone_replaces_both_attentions_of_every_block_and_the_target_takes_the_source_maps(setup):
@@ -278,17 +300,14 @@ def test_the_measured_peaks_lie_between_the_estimate_and_the_batch_of_two_plus_t
 
 
 def test_the_results_show_the_estimate_for_the_usual_sizes():
-    from pathlib import Path
-
-    from bench.memory import edit_state_table
     text = (Path(__file__).parents[1] / "bench" / "results" / "memory_edit.md").read_text()
     assert edit_state_table() in text
 
 
 def test_a_video_mask_is_one_for_all_frames_one_per_latent_frame_or_one_per_frame_of_the_clip():
     """Wan's latent (1, 16, T = 2, 8, 8) of a 5-frame clip: a MASK of 1, 2 or 5 planes at its cells, latent frame 1
-    taking the largest of the clip's frames 1-4; another count is refused; a mask found per latent frame and shown
-    per frame of the clip comes back to the same cells."""
+    taking the largest of the clip's frames 1-4 and each cell twice the fraction of it the mask covers; another count is
+    refused; a mask found per latent frame and shown per frame of the clip comes back to the same cells."""
     import_pack()
     from seedfinder.nodes.host.attention_edit import at_pixels, latent_mask, token_mask
     shape = (1, 16, 2, 8, 8)
@@ -297,8 +316,8 @@ def test_a_video_mask_is_one_for_all_frames_one_per_latent_frame_or_one_per_fram
     assert latent_mask(one, shape).shape == (1, 1, 2, 8, 8)
     assert latent_mask(one, shape).sum() == 2 and latent_mask(one, shape)[0, 0, :, 0, 0].tolist() == [1, 1]
     clip = torch.zeros(5, 64, 64)
-    clip[3, 60:, 60:] = 1  # a corner in the clip's fourth frame: latent frame 1
-    assert latent_mask(clip, shape)[0, 0, :, 7, 7].tolist() == [0, 1] and latent_mask(clip, shape).sum() == 1
+    clip[3, 60:, 60:] = 1  # a quarter of the last cell in the clip's fourth frame: latent frame 1
+    assert latent_mask(clip, shape)[0, 0, :, 7, 7].tolist() == [0, 0.5] and latent_mask(clip, shape).sum() == 0.5
     with pytest.raises(ValueError, match=r"mask: expected 1 mask, one per latent frame \(2\) or one per frame of the "
                                          r"clip \(5\), got 3"):
         latent_mask(torch.zeros(3, 64, 64), shape)

@@ -13,8 +13,8 @@ DILATE = 2
 
 
 def test_every_source_reads_back_as_its_caption_and_every_target_changes_one_word():
-    assert [kind for kind, *_ in EDITS] == [kind for kind in edits.KINDS for _ in range(6)]
-    for kind, _, scene, image, target, _, drawn in EDITS:
+    assert [edit.kind for edit in EDITS] == [kind for kind in edits.KINDS for _ in range(6)]
+    for kind, scene, image, target, drawn in ((e.kind, e.scene, e.image, e.target, e.drawn) for e in EDITS):
         assert measure.classify_scene(image) == scene.label
         assert measure.classify_scene(drawn) == target.label
         assert len(scene.things) == (2 if kind == "one of two" else 1)
@@ -26,20 +26,22 @@ def test_every_source_reads_back_as_its_caption_and_every_target_changes_one_wor
 
 
 def test_one_of_two_changes_the_colour_then_the_shape_of_the_left_then_the_right_object():
-    changed = [(index, attribute) for kind, _, scene, _, target, *_ in EDITS if kind == "one of two"
-               for index, (old, new) in enumerate(zip(scene.things, target.things)) if old != new
+    changed = [(index, attribute) for edit in EDITS if edit.kind == "one of two"
+               for index, (old, new) in enumerate(zip(edit.scene.things, edit.target.things)) if old != new
                for attribute in ("colour", "shape") if getattr(old, attribute) != getattr(new, attribute)]
     assert changed == [(0, "colour"), (0, "shape"), (1, "colour"), (1, "shape"), (0, "colour"), (0, "shape")]
 
 
 @pytest.mark.parametrize("index", range(len(EDITS)))
 def test_the_edit_region_covers_what_changes_and_spares_what_is_kept(index):
-    kind, _, scene, image, target, region, drawn = EDITS[index]
+    kind, scene, image, target, region, tight, drawn = (getattr(EDITS[index], field) for field in (
+        "kind", "scene", "image", "target", "region", "tight", "drawn"))
     cover = scenes.render(scene, np.random.default_rng(0))[1]
-    assert set(np.unique(region)) == {0.0, 1.0}
+    assert set(np.unique(region)) == {0.0, 1.0} and set(np.unique(tight)) == {0.0, 1.0}
+    assert (region >= tight).all() and region.sum() > tight.sum()  # the tight mask is the region before it grows
     if kind == "background":
         interior = (cover >= 1).any(axis=0)
-        assert region[~interior].all() and not region.all()
+        assert region[~interior].all() and not region.all() and (tight == ~interior).all()
         assert (drawn[interior] == image[interior]).all()  # the ideal edit: objects as they were
         return
     for old, new, alpha in zip(scene.things, target.things, cover):
@@ -47,7 +49,7 @@ def test_the_edit_region_covers_what_changes_and_spares_what_is_kept(index):
             assert not region[edits.grow(alpha > 0, 1) > 0].any()
         else:  # the old object and the new shape at its place, grown; nothing farther than the growth
             new_alpha = scenes.coverage(new.shape, new.cx, new.cy, new.size)
-            assert region[(alpha > 0) | (new_alpha > 0)].all()
+            assert region[(alpha > 0) | (new_alpha > 0)].all() and (tight == ((alpha > 0) | (new_alpha > 0))).all()
             assert not region[edits.grow((alpha > 0) | (new_alpha > 0), DILATE) == 0].any()
     assert (drawn[region == 0] == image[region == 0]).all()  # the ideal edit keeps every pixel it may not change
 

@@ -228,18 +228,32 @@ def clip_frames(latent_frames: int) -> int:
     return 1 + VIDEO_FRAMES_PER_LATENT * (latent_frames - 1)
 
 
+WHOLE_CELL_COVERAGE = 0.5
+"""`cell_coverage`: the fraction of a latent cell a mask must cover for the cell to be edited whole."""
+
+
+def cell_coverage(planes: torch.Tensor, size: tuple) -> torch.Tensor:
+    """Masks (N, 1, H, W) at a latent's cells `size` (h, w): a cell the mask covers at least half of is edited whole
+    (1), one it covers less, in proportion (twice the fraction covered). A cell over an object's rim holds object and
+    background in one latent; blending it in part keeps the background around the edit (regenerating every touched
+    cell whole redraws it), while blending a half-covered rim cell in part leaves the old colour at a tight mask's rim.
+    Measured by `python -m bench.edits` with the true mask at the node's defaults on the scenes UNet and its DiT twin
+    (docs/methods.md §15, bench/results/README.md), against every touched cell edited whole and against plain
+    coverage."""
+    return (F.adaptive_avg_pool2d(planes, size) / WHOLE_CELL_COVERAGE).clamp(0, 1)
+
+
 def latent_mask(mask: torch.Tensor, shape: tuple) -> torch.Tensor:
-    """A MASK (H, W) or (B, H, W), 1 = edit, at the size of a latent of `shape` (B, C, h, w): each latent cell takes
-    the largest mask value it covers, so every cell that the edited region touches is edited (a latent cell is
-    8×8 pixels; its centre alone would drop an object's border). For a video latent (B, C, T, h, w) the MASK's planes
-    are frames, the same for every video of the batch: one for all, one per latent frame, or one per frame of the
-    clip (a latent frame takes the largest value of its frames); the result is (1, 1, T, h, w)."""
+    """A MASK (H, W) or (B, H, W), 1 = edit, at the size of a latent of `shape` (B, C, h, w) by `cell_coverage`. For a
+    video latent (B, C, T, h, w) the MASK's planes are frames, the same for every video of the batch: one for all, one
+    per latent frame, or one per frame of the clip (a latent frame takes the largest value of its frames: the video
+    VAE mixes them into each of its cells); the result is (1, 1, T, h, w)."""
     planes = mask.reshape(-1, 1, *mask.shape[-2:]).float()
     if len(shape) == 5:
         return video_latent_mask(planes[:, 0], shape)
     if planes.shape[0] not in (1, shape[0]):
         raise ValueError(f"mask: expected 1 mask or one per latent ({shape[0]}), got {planes.shape[0]}")
-    return F.adaptive_max_pool2d(planes, tuple(shape[-2:])).clamp(0, 1)
+    return cell_coverage(planes, tuple(shape[-2:]))
 
 
 def video_latent_mask(frames: torch.Tensor, shape: tuple) -> torch.Tensor:
@@ -252,7 +266,7 @@ def video_latent_mask(frames: torch.Tensor, shape: tuple) -> torch.Tensor:
     elif frames.shape[0] not in (1, latent_frames):
         raise ValueError(f"mask: expected 1 mask, one per latent frame ({latent_frames}) or one per frame of the clip "
                          f"({clip_frames(latent_frames)}), got {frames.shape[0]}")
-    cells = F.adaptive_max_pool2d(frames[:, None], tuple(shape[-2:]))[:, 0].clamp(0, 1)
+    cells = cell_coverage(frames[:, None], tuple(shape[-2:]))[:, 0]
     return cells.expand(latent_frames, -1, -1)[None, None]
 
 
