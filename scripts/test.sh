@@ -23,7 +23,11 @@ cd "$repo"
 # with torch's default thread count each they oversubscribe the cores. Measured on 2 cores at load ~3: the trained-model
 # in-process tests took 418 s with the default, 35 s with one thread; the fast tier's tiny tensors gain nothing either.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+# Two workers (pytest-xdist), each taking whole files, so a module's fixtures (a server, a model install) are made once;
+# each worker starts its own ComfyUI server. A later `-n 0` in the arguments runs everything in one process.
+workers=(-n 2 --dist loadfile)
 if [ -n "$fast" ]; then
-  exec .host/venv/bin/python -m pytest -c tests/pytest.ini --rootdir tests tests -m "not host and not browser and not models" "$@"
+  exec .host/venv/bin/python -m pytest -c tests/pytest.ini --rootdir tests tests "${workers[@]}" \
+    -m "not host and not browser and not models" "$@"
 fi
-exec .host/venv/bin/python -m pytest -c tests/pytest.ini --rootdir tests tests "$@"
+exec .host/venv/bin/python -m pytest -c tests/pytest.ini --rootdir tests tests "${workers[@]}" "$@"
