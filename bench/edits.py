@@ -27,7 +27,9 @@ shape drawn at the same place and size, grown by `--dilate` px; for a background
 fully covered interiors, grown into them by `--dilate`.
 Metrics:
 - background PSNR / SSIM / MSE on 1 − mask as PIE-Bench computes them (both images multiplied by 1 − mask), against
-  the source picture; each model's VAE round trip on the same pixels is its bound;
+  the source picture; each model's VAE round trip on the same pixels is its bound; two more reference rows per model:
+  the target drawn exactly, through the VAE (the ideal edit), and its latent blended into the source's under the true
+  mask as the guider blends (the ceiling of a local blend);
 - structure: the IoU of the object masks of source and edit (every object's outline by measure.scene_objects: the
   pixels nearer its colour than the background's). It is the layout of the picture, blind to colour (a colour or
   background edit that keeps every object where and as it was scores 100 %), which is what PIE-Bench's DINO
@@ -100,7 +102,12 @@ IDEAL, DIT_IDEAL = "the target drawn, VAE round trip", "the target drawn, VAE ro
 """The ceiling of an edit made in latent space: the target scene drawn exactly (same places, sizes and colour jitter),
 encoded and decoded. Its background PSNR is what a perfect edit keeps once the decoder has spread the edited object
 into the pixels around it; its success is what measure.classify_scene reads back from a perfect edit."""
-REFERENCES = (BOUND, DIT_BOUND, IDEAL, DIT_IDEAL)
+BLENDED, DIT_BLENDED = ("the target drawn, blended into the source under the true mask",
+                        "the target drawn, blended into the source under the true mask (DiT)")
+"""The ceiling of a local blend: the ideal edit's latent blended into the source's latent with the guider's weights
+for the true mask (latent_mask), decoded. What a masked edit loses beyond it is what the model draws inside the
+blended cells, not the blend."""
+REFERENCES = (BOUND, DIT_BOUND, IDEAL, DIT_IDEAL, BLENDED, DIT_BLENDED)
 """Rows that are no edit method (no evaluations, no time, not in the grid)."""
 NEXT_SHAPE = {"disc": "square", "square": "triangle", "triangle": "disc"}
 
@@ -357,16 +364,25 @@ def edit_list(count: int, dilate: int) -> list:
     return out
 
 
+def references(family: Family, edit: Edit) -> tuple:
+    """The latents of the reference rows of one edit: (source, the target drawn, the target drawn blended into the
+    source under the true mask), each through the family's VAE encoder."""
+    from seedfinder.nodes.host.attention_edit import latent_mask
+    source, ideal = family.encode(edit.image)["samples"], family.encode(edit.drawn)["samples"]
+    weight = latent_mask(torch.from_numpy(edit.region)[None], tuple(source.shape))
+    return source, ideal, weight * ideal + (1 - weight) * source
+
+
 def run_edits(families: dict, edits: list, cfg: float) -> dict:
     """{kind: {method: [(edited uint8, seconds, evaluations, automatic mask or None)]}} in `edits`' order, each
-    model's VAE round trip and its ideal edit (IDEAL) first."""
+    model's reference rows (its VAE round trip, IDEAL, BLENDED) first."""
     results = {kind: {} for kind in KINDS}
     for edit in edits:
         rows = results[edit.kind]
-        for bound, ideal, (family, run) in zip((BOUND, DIT_BOUND), (IDEAL, DIT_IDEAL), families.values()):
-            for name, picture in ((bound, edit.image), (ideal, edit.drawn)):
-                rows.setdefault(name, []).append((pictures(family.vae, family.encode(picture)["samples"])[0], 0.0, 0,
-                                                  None))
+        for names, (family, run) in zip(((BOUND, IDEAL, BLENDED), (DIT_BOUND, DIT_IDEAL, DIT_BLENDED)),
+                                        families.values()):
+            for name, latent in zip(names, references(family, edit)):
+                rows.setdefault(name, []).append((pictures(family.vae, latent)[0], 0.0, 0, None))
             for name, (edited, evaluations, seconds, found) in run(family, edit, cfg).items():
                 rows.setdefault(name, []).append((pictures(family.vae, edited)[0], seconds, evaluations, found))
         print(f"{edit.kind}: {edit.scene.caption} → {edit.target.caption}", flush=True)

@@ -68,3 +68,22 @@ def test_the_object_mask_is_the_drawn_coverage():
     for _, image, cover, _ in edits.source_scenes(2)[1]:
         drawn, found = (cover > 0.5).any(axis=0), edits.objects_mask(image)
         assert (drawn & found).sum() / (drawn | found).sum() > 0.97
+
+
+def test_the_blended_reference_is_the_source_outside_the_mask_and_the_drawn_target_where_it_covers_a_cell():
+    """bench.edits' ceiling of a local blend, with an 8× average pool standing in for the VAE encoder."""
+    import torch
+    from support.inprocess import import_pack
+    import_pack()
+
+    class Pooled:
+        def encode(self, image: np.ndarray) -> dict:
+            pixels = torch.from_numpy(image.copy()).float().permute(2, 0, 1)[None]
+            return {"samples": torch.nn.functional.avg_pool2d(pixels, 8)}
+
+    edit = next(edit for edit in EDITS if edit.kind == "shape")
+    source, ideal, blended = edits.references(Pooled(), edit)
+    coverage = torch.nn.functional.avg_pool2d(torch.from_numpy(edit.region)[None, None], 8).expand_as(source)
+    assert torch.equal(blended[coverage == 0], source[coverage == 0])
+    assert torch.equal(blended[coverage >= 0.5], ideal[coverage >= 0.5])
+    assert (coverage == 0).any() and (coverage >= 0.5).any() and not torch.equal(source, ideal)
