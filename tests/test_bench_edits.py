@@ -14,10 +14,11 @@ DILATE = 2
 
 def test_every_source_reads_back_as_its_caption_and_every_target_changes_one_word():
     assert [edit.kind for edit in EDITS] == [kind for kind in edits.KINDS for _ in range(6)]
-    for kind, scene, image, target, drawn in ((e.kind, e.scene, e.image, e.target, e.drawn) for e in EDITS):
-        assert measure.classify_scene(image) == scene.label
-        assert measure.classify_scene(drawn) == target.label
-        assert len(scene.things) == (2 if kind == "one of two" else 1)
+    for edit in EDITS:
+        scene, target = edit.scene, edit.target
+        assert measure.classify_scene(edit.image) == scene.label
+        assert measure.classify_scene(edit.drawn) == target.label
+        assert len(scene.things) == (2 if edit.kind == "one of two" else 1)
         before, after = scene.caption.split(), target.caption.split()
         assert len(before) == len(after) and sum(a != b for a, b in zip(before, after)) == 1, (scene, target)
         assert all(edits.drawable((thing.colour, thing.shape)) for thing in target.things)
@@ -34,23 +35,23 @@ def test_one_of_two_changes_the_colour_then_the_shape_of_the_left_then_the_right
 
 @pytest.mark.parametrize("index", range(len(EDITS)))
 def test_the_edit_region_covers_what_changes_and_spares_what_is_kept(index):
-    kind, scene, image, target, region, tight, drawn = (getattr(EDITS[index], field) for field in (
-        "kind", "scene", "image", "target", "region", "tight", "drawn"))
+    edit = EDITS[index]
+    scene, image, region, tight, drawn = edit.scene, edit.image, edit.region, edit.tight, edit.drawn
     cover = scenes.render(scene, np.random.default_rng(0))[1]
     assert set(np.unique(region)) == {0.0, 1.0} and set(np.unique(tight)) == {0.0, 1.0}
     assert (region >= tight).all() and region.sum() > tight.sum()  # the tight mask is the region before it grows
-    if kind == "background":
+    if edit.kind == "background":
         interior = (cover >= 1).any(axis=0)
         assert region[~interior].all() and not region.all() and (tight == ~interior).all()
         assert (drawn[interior] == image[interior]).all()  # the ideal edit: objects as they were
         return
-    for old, new, alpha in zip(scene.things, target.things, cover):
+    for old, new, alpha in zip(scene.things, edit.target.things, cover):
         if old == new:  # the other object of two is kept whole, with the gap around it
             assert not region[edits.grow(alpha > 0, 1) > 0].any()
         else:  # the old object and the new shape at its place, grown; nothing farther than the growth
-            new_alpha = scenes.coverage(new.shape, new.cx, new.cy, new.size)
-            assert region[(alpha > 0) | (new_alpha > 0)].all() and (tight == ((alpha > 0) | (new_alpha > 0))).all()
-            assert not region[edits.grow((alpha > 0) | (new_alpha > 0), DILATE) == 0].any()
+            changed = (alpha > 0) | (scenes.coverage(new.shape, new.cx, new.cy, new.size) > 0)
+            assert region[changed].all() and (tight == changed).all()
+            assert not region[edits.grow(changed, DILATE) == 0].any()
     assert (drawn[region == 0] == image[region == 0]).all()  # the ideal edit keeps every pixel it may not change
 
 
